@@ -1,0 +1,45 @@
+# stepstone: `make dev` runs the example app; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install dev test lint typecheck unit system-deps bench chaos clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# PostgreSQL (for the PostgreSQL store's tests) and Chromium (for the dashboard's).
+system-deps:
+	bash scripts/system-deps.sh
+
+dev: install
+	@mkdir -p .stepstone
+	$(BIN)/stepstone dev examples.shop:app
+
+lint: install
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q
+
+test: install system-deps lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install system-deps
+	$(BIN)/python -m bench
+
+chaos: install system-deps
+	STEPSTONE_CHAOS=long $(BIN)/pytest -q tests/test_chaos.py
+
+clean:
+	rm -rf $(VENV) .stepstone .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,348 @@
+"""App: the function registry, event intake, queries and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .clock import Clock
+from .errors import ConfigError, RunNotFoundError
+from .events import validate_all
+from .expressions import Expression
+from .function import FunctionDef, Trigger, build_function
+from .ids import new_id
+from .limits import Limits
+from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from .retry import Backoff, default_backoff
+from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
+
+T = TypeVar("T")
+DEFAULT_DATABASE = "sqlite:///.stepstone/stepstone.db"
+FINISHED = "stepstone/function.finished"
+FAILED = "stepstone/function.failed"
+CANCELLED = "stepstone/function.cancelled"
+INVOKED = "stepstone/function.invoked"
+
+
+class App:
+    """A set of functions and the database their runs live in."""
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        database: str | None = None,
+        backoff: Backoff | None = None,
+        limits: Limits | None = None,
+        clock: Clock | None = None,
+        retry_after_min: float = 1.0,
+    ) -> None:
+        if not isinstance(id, str) or not id:
+            raise ConfigError("App id must be a non-empty string")
+        self.id = id
+        self.database_url = database or os.environ.get("STEPSTONE_DATABASE_URL") or DEFAULT_DATABASE
+        self.backoff: Backoff = backoff or default_backoff
+        self.limits = limits or Limits()
+        self.clock = clock or Clock()
+        self.retry_after_min = retry_after_min
+        self.functions: dict[str, FunctionDef] = {}
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        self._wakers: set[Callable[[], None]] = set()
+        self._cancel_listeners: set[Callable[[str], None]] = set()
+        self._portal: _Portal | None = None
+        self._expressions: dict[str, Expression] = {}
+
+    # -- definitions --------------------------------------------------------------------
+    def function(
+        self,
+        *,
+        id: str,
+        trigger: str | Trigger | Sequence[str | Trigger] | None = None,
+        retries: int = 4,
+        name: str | None = None,
+        backoff: Backoff | None = None,
+    ) -> Callable[[Callable[..., Any]], FunctionDef]:
+        """Register the decorated function; sync `def` and `async def` are both accepted."""
+
+        def register(handler: Callable[..., Any]) -> FunctionDef:
+            if id in self.functions:
+                raise ConfigError(f"function id {id!r} is already registered in app {self.id!r}")
+            fn = build_function(
+                handler, id=id, trigger=trigger, retries=retries, name=name, backoff=backoff
+            )
+            self.functions[id] = fn
+            return fn
+
+        return register
+
+    def function_id(self, function: Any) -> str:
+        """The id of a function given as its id or the object @app.function returned."""
+        function_id = function.id if isinstance(function, FunctionDef) else function
+        if not isinstance(function_id, str) or function_id not in self.functions:
+            raise ConfigError(f"no function {function_id!r} is registered in app {self.id!r}")
+        return function_id
+
+    # -- the store -----------------------------------------------------------------------
+    async def store(self) -> Store:
+        """The opened store (opened on first use, created and migrated if needed)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = store_from_url(self.database_url)
+            store = self._store
+        await store.open()
+        return store
+
+    async def close(self) -> None:
+        with self._store_lock:
+            store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+        if self._portal is not None:
+            self._portal.stop()
+            self._portal = None
+
+    def add_waker(self, wake: Callable[[], None]) -> None:
+        self._wakers.add(wake)
+
+    def remove_waker(self, wake: Callable[[], None]) -> None:
+        self._wakers.discard(wake)
+
+    def add_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        self._cancel_listeners.add(listener)
+
+    def remove_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        self._cancel_listeners.discard(listener)
+
+    def wake_workers(self) -> None:
+        for wake in list(self._wakers):
+            wake()
+
+    # -- sending -----------------------------------------------------------------------
+    async def send(
+        self, events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]]
+    ) -> list[str]:
+        """Store events and create the runs they trigger, in one transaction; return their ids.
+
+        An event whose id was already stored is accepted and ignored.
+        """
+        prepared = self.prepare_events(events)
+        store = await self.store()
+        await store.ingest(prepared, self.match_wait)
+        self.wake_workers()
+        return [item.event.id for item in prepared if item.event.id is not None]
+
+    def prepare_events(
+        self,
+        events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+        *,
+        internal: bool = False,
+        exclude_function: str | None = None,
+    ) -> list[NewEvent]:
+        """Validate events and plan the runs they trigger (nothing is stored)."""
+        now = self.clock.now()
+        out = []
+        for event, data_json in validate_all(events, self.limits, internal=internal):
+            as_dict = event.to_dict()
+            runs = [
+                NewRun(new_id(), fn.id, [event.id or ""], now, now)
+                for fn in self.functions.values()
+                if fn.id != exclude_function and fn.matches(event.name, as_dict)
+            ]
+            out.append(NewEvent(event, data_json, now, runs))
+        return out
+
+    def match_wait(self, wait: Wait, event: Event) -> bool:
+        if wait.condition is None:
+            return True
+        expression = self._expressions.get(wait.condition)
+        if expression is None:
+            expression = Expression(wait.condition, where="wait_for_event if_")
+            self._expressions[wait.condition] = expression
+        return expression.matches({"event": wait.trigger_event, "async": event.to_dict()})
+
+    # -- reading -----------------------------------------------------------------------
+    async def get_run(self, run_id: str, *, history: bool = True) -> Run | None:
+        return await (await self.store()).get_run(run_id, with_history=history)
+
+    async def list_runs(
+        self,
+        *,
+        function_id: str | None = None,
+        status: RunStatus | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> RunPage:
+        """Runs, newest first; pass the page's `next_cursor` to get the next page."""
+        if not 1 <= limit <= 1000:
+            raise ConfigError("limit must be from 1 to 1000")
+        return await (await self.store()).list_runs(
+            function_id=function_id,
+            status=None if status is None else RunStatus(status),
+            limit=limit,
+            cursor=cursor,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
+    async def runs_for_event(self, event_id: str) -> list[Run]:
+        return await (await self.store()).runs_for_event(event_id)
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return await (await self.store()).get_event(event_id)
+
+    async def list_events(
+        self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> list[StoredEvent]:
+        return await (await self.store()).list_events(name=name, limit=limit, cursor=cursor)
+
+    async def wait_for_run(self, run_id: str, *, timeout: float = 30.0, poll: float = 0.01) -> Run:
+        """Wait until the run has ended and return it (TimeoutError after `timeout` seconds)."""
+        store = await self.store()
+        deadline = asyncio.get_running_loop().time() + timeout
+        delay = poll
+        while True:
+            run = await store.get_run(run_id, with_history=True)
+            if run is None:
+                raise RunNotFoundError(f"no run has id {run_id!r}")
+            if run.status.is_final:
+                return run
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError(f"run {run_id} is still {run.status.value} after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    # -- operator actions ---------------------------------------------------------------
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: steps running now finish and are saved; no new step starts.
+
+        Returns False when the run had already ended.
+        """
+        store = await self.store()
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run has id {run_id!r}")
+        if run.status.is_final:
+            return False
+        changed = await store.request_cancel(run_id, self.clock.now())
+        if changed:
+            after = await store.get_run(run_id)
+            if after is not None and after.status is RunStatus.CANCELLED:
+                await store.ingest(self.lifecycle_events(after, RunStatus.CANCELLED), None)
+        for listener in list(self._cancel_listeners):
+            listener(run_id)
+        self.wake_workers()
+        return changed
+
+    async def rerun(self, run_id: str, *, from_step: str | None = None) -> str:
+        """Start a new run of the same function with the same event(s); return its id."""
+        store = await self.store()
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run has id {run_id!r}")
+        kept: list[StepRecord] = []
+        if from_step is not None:
+            ordered = sorted(run.steps, key=lambda s: (s.started_at or 0.0, s.ended_at or 0.0))
+            ids = [s.id for s in ordered]
+            if from_step not in ids:
+                raise ConfigError(
+                    f"run {run_id} has no step {from_step!r}; its steps are {', '.join(ids)}"
+                )
+            kept = [s for s in ordered[: ids.index(from_step)] if s.status is StepStatus.COMPLETED]
+        now = self.clock.now()
+        new = NewRun(new_id(), run.function_id, list(run.event_ids), now, now)
+        await store.create_runs([new], [(new.id, step) for step in kept])
+        await store.add_history(new.id, HistoryEntry(now, "rerun", {"of": run_id}))
+        self.wake_workers()
+        return new.id
+
+    def lifecycle_events(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: dict[str, Any] | None = None,
+        output: Any = None,
+    ) -> list[NewEvent]:
+        """The internal events that announce a run's end, with the runs they trigger."""
+        data = {"function_id": run.function_id, "run_id": run.id, "event_ids": run.event_ids}
+        batch: list[dict[str, Any]] = []
+        if status is RunStatus.FAILED:
+            batch.append({"name": FAILED, "data": {**data, "error": error}})
+        elif status is RunStatus.CANCELLED:
+            batch.append({"name": CANCELLED, "data": data})
+        batch.append(
+            {
+                "name": FINISHED,
+                "data": {**data, "status": status.value, "output": output, "error": error},
+            }
+        )
+        return self.prepare_events(batch, internal=True, exclude_function=run.function_id)
+
+    # -- workers -----------------------------------------------------------------------
+    def worker(self, **options: Any) -> Any:
+        """An in-process worker; `async with app.worker(): ...` runs it for the block."""
+        from .engine.worker import Worker
+
+        return Worker(self, **options)
+
+    # -- the sync API, derived from the async one --------------------------------------------
+    def _call_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError(
+                "this is the blocking API; inside async code, await the async method instead"
+            )
+        if self._portal is None:
+            self._portal = _Portal()
+        return self._portal.call(coro)
+
+    def send_sync(
+        self, events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]]
+    ) -> list[str]:
+        return self._call_sync(self.send(events))
+
+    def get_run_sync(self, run_id: str) -> Run | None:
+        return self._call_sync(self.get_run(run_id))
+
+    def wait_for_run_sync(self, run_id: str, *, timeout: float = 30.0) -> Run:
+        return self._call_sync(self.wait_for_run(run_id, timeout=timeout))
+
+    def list_runs_sync(self, **filters: Any) -> RunPage:
+        return self._call_sync(self.list_runs(**filters))
+
+    def cancel_sync(self, run_id: str) -> bool:
+        return self._call_sync(self.cancel(run_id))
+
+    def rerun_sync(self, run_id: str, *, from_step: str | None = None) -> str:
+        return self._call_sync(self.rerun(run_id, from_step=from_step))
+
+    def close_sync(self) -> None:
+        portal, self._portal = self._portal, None
+        if portal is not None:
+            portal.call(self.close())
+            portal.stop()
+
+
+class _Portal:
+    """An event loop on a daemon thread that runs the sync API's coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)

@@ -1,0 +1,307 @@
+"""The stepstone command line: dev, start, worker, send, runs, run, cancel, rerun."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .app import App
+from .errors import StepstoneError
+from .loader import load_app
+from .records import Run
+
+T = TypeVar("T")
+console = Console()
+DATABASE_HELP = "Database URL (default: $STEPSTONE_DATABASE_URL or the app's own)."
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except StepstoneError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _time(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _app_option(fn: Any) -> Any:
+    fn = click.argument("app_path", metavar="MODULE:APP")(fn)
+    return click.option("--database", "-d", default=None, help=DATABASE_HELP)(fn)
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True)
+def main(log_level: str) -> None:
+    """stepstone: durable step functions."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def _serve(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    dev: bool,
+    worker_options: dict[str, Any],
+    http: bool = True,
+    event_keys: list[str] | None = None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = app.worker(**worker_options)
+    await worker.start()
+    server_task = None
+    if http:
+        from .server import serve
+
+        server_task = asyncio.create_task(
+            serve(app, host=host, port=port, dev=dev, event_keys=event_keys or [])
+        )
+        url = f"http://{host}:{port}"
+        console.print(f"[bold green]stepstone[/] {'dev server' if dev else 'server'} on {url}")
+        console.print(
+            f"  events: POST {url}/e/{{key}}   API: {url}/v1   database: {app.database_url}"
+        )
+    else:
+        console.print(f"[bold green]stepstone[/] worker {worker.id} on {app.database_url}")
+    console.print(f"  functions: {', '.join(app.functions) or '(none)'}")
+    await stop.wait()
+    if server_task is not None:
+        server_task.cancel()
+        await asyncio.gather(server_task, return_exceptions=True)
+    await worker.stop()
+    await app.close()
+
+
+@main.command()
+@_app_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8288, show_default=True)
+def dev(app_path: str, database: str | None, host: str, port: int) -> None:
+    """Worker, HTTP API and dashboard on one machine, no keys needed."""
+    app = load_app(app_path, database)
+    _run(_serve(app, host=host, port=port, dev=True, worker_options={"poll_interval": 0.1}))
+
+
+@main.command()
+@_app_option
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8288, show_default=True)
+@click.option(
+    "--event-key",
+    "event_keys",
+    multiple=True,
+    envvar="STEPSTONE_EVENT_KEYS",
+    help="Key accepted at POST /e/{key} (repeat, or comma-separate in the env var).",
+)
+@click.option("--concurrency", default=100, show_default=True)
+def start(
+    app_path: str,
+    database: str | None,
+    host: str,
+    port: int,
+    event_keys: tuple[str, ...],
+    concurrency: int,
+) -> None:
+    """Production: worker plus HTTP event API; event keys and an API token required."""
+    keys = [k for item in event_keys for k in item.split(",") if k]
+    if not keys:
+        raise click.UsageError("give at least one --event-key (or set STEPSTONE_EVENT_KEYS)")
+    app = load_app(app_path, database)
+    _run(
+        _serve(
+            app,
+            host=host,
+            port=port,
+            dev=False,
+            event_keys=keys,
+            worker_options={"concurrency": concurrency},
+        )
+    )
+
+
+@main.command()
+@_app_option
+@click.option("--concurrency", default=100, show_default=True, help="Runs at once.")
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    help="Seconds a claimed run stays ours without renewal.",
+)
+@click.option(
+    "--poll",
+    "poll_interval",
+    default=0.25,
+    show_default=True,
+    help="Seconds between checks for due work when nothing wakes the worker.",
+)
+def worker(
+    app_path: str,
+    database: str | None,
+    concurrency: int,
+    lease_seconds: float,
+    poll_interval: float,
+) -> None:
+    """Run a worker: claim and execute runs until stopped."""
+    app = load_app(app_path, database)
+    options = {
+        "concurrency": concurrency,
+        "lease_seconds": lease_seconds,
+        "poll_interval": poll_interval,
+    }
+    _run(_serve(app, host="", port=0, dev=False, worker_options=options, http=False))
+
+
+@main.command()
+@_app_option
+@click.argument("name")
+@click.option("--data", default="{}", help="The event's data, a JSON object.")
+@click.option("--id", "event_id", default=None, help="Idempotency key of the event.")
+def send(app_path: str, database: str | None, name: str, data: str, event_id: str | None) -> None:
+    """Send an event NAME and print its id and the runs it started."""
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    app = load_app(app_path, database)
+
+    async def go() -> None:
+        try:
+            ids = await app.send({"name": name, "data": payload, "id": event_id})
+            for event_id_ in ids:
+                runs = await app.runs_for_event(event_id_)
+                console.print(f"event {event_id_}: runs {', '.join(r.id for r in runs) or 'none'}")
+        finally:
+            await app.close()
+
+    _run(go())
+
+
+@main.command()
+@_app_option
+@click.option("--function", "function_id", default=None)
+@click.option("--status", default=None)
+@click.option("--limit", default=20, show_default=True)
+def runs(
+    app_path: str, database: str | None, function_id: str | None, status: str | None, limit: int
+) -> None:
+    """List runs, newest first."""
+    app = load_app(app_path, database)
+
+    async def go() -> None:
+        try:
+            page = await app.list_runs(function_id=function_id, status=status, limit=limit)
+        finally:
+            await app.close()
+        table = Table("run", "function", "status", "created", "ended")
+        for run in page.runs:
+            table.add_row(
+                run.id,
+                run.function_id,
+                run.status.value,
+                _time(run.created_at),
+                _time(run.ended_at),
+            )
+        console.print(table)
+
+    _run(go())
+
+
+@main.command(name="run")
+@_app_option
+@click.argument("run_id")
+def show_run(app_path: str, database: str | None, run_id: str) -> None:
+    """Show one run: its steps and its history."""
+    app = load_app(app_path, database)
+
+    async def go() -> Run | None:
+        try:
+            return await app.get_run(run_id)
+        finally:
+            await app.close()
+
+    run = _run(go())
+    if run is None:
+        raise click.ClickException(f"no run has id {run_id}")
+    print_run(run)
+
+
+def print_run(run: Run) -> None:
+    console.print(
+        f"[bold]run {run.id}[/]  function {run.function_id}  status [bold]{run.status}[/]"
+    )
+    console.print(f"  events {', '.join(run.event_ids)}  created {_time(run.created_at)}")
+    if run.output is not None:
+        console.print(f"  output {json.dumps(run.output)}")
+    if run.error:
+        console.print(f"  error {run.error.get('name')}: {run.error.get('message')}")
+    steps = Table("step", "kind", "status", "attempts", "ms", "output / error")
+    for step in run.steps:
+        ms = (
+            ""
+            if step.ended_at is None or step.started_at is None
+            else (f"{(step.ended_at - step.started_at) * 1000:.1f}")
+        )
+        detail = json.dumps(step.output) if step.error is None else step.error.get("message", "")
+        steps.add_row(step.id, step.kind, step.status.value, str(step.attempts), ms, detail[:80])
+    console.print(steps)
+    history = Table("at", "what", "detail")
+    for entry in run.history:
+        history.add_row(_time(entry.at), entry.kind, json.dumps(entry.data)[:100])
+    console.print(history)
+
+
+@main.command()
+@_app_option
+@click.argument("run_id")
+def cancel(app_path: str, database: str | None, run_id: str) -> None:
+    """Cancel a run."""
+    app = load_app(app_path, database)
+
+    async def go() -> bool:
+        try:
+            return await app.cancel(run_id)
+        finally:
+            await app.close()
+
+    changed = _run(go())
+    console.print(f"run {run_id}: {'cancelling' if changed else 'had already ended'}")
+
+
+@main.command()
+@_app_option
+@click.argument("run_id")
+@click.option("--from-step", default=None, help="Keep the steps before this one.")
+def rerun(app_path: str, database: str | None, run_id: str, from_step: str | None) -> None:
+    """Start a new run with the same event(s)."""
+    app = load_app(app_path, database)
+
+    async def go() -> str:
+        try:
+            return await app.rerun(run_id, from_step=from_step)
+        finally:
+            await app.close()
+
+    console.print(f"new run {_run(go())}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""The engine: workers that claim runs, execute them and persist their ops."""

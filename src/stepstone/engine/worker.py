@@ -1,0 +1,288 @@
+"""The worker: claims due runs with a lease, executes them, renews leases, fires crons."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .. import ops
+from ..errors import ConfigError, LeaseLostError
+from ..executor import Invocation, InvocationInput
+from ..ids import new_id
+from ..records import Event
+from ..store import Claim, Lease, Store
+from .cron import CronScheduler
+from .persist import RunWriter
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("stepstone.worker")
+
+
+@dataclass
+class _Active:
+    lease: Lease
+    invocation: Invocation | None = None
+    cancelled: bool = False
+    lost: bool = False
+
+
+class Worker:
+    """Runs functions of `app`; many workers, in many processes, may share one database."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int = 100,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 0.25,
+        worker_id: str | None = None,
+        sync_threads: int = 16,
+        crons: bool = True,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError("worker concurrency must be at least 1")
+        if lease_seconds <= 0.2:
+            raise ConfigError("lease_seconds must be more than 0.2")
+        self.app = app
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.shutdown_timeout = shutdown_timeout
+        self._crons = crons
+        self._active: dict[str, _Active] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runs: set[asyncio.Task[None]] = set()
+        self._step_pool = ThreadPoolExecutor(sync_threads, thread_name_prefix="stepstone-step")
+        self._fn_pool = ThreadPoolExecutor(concurrency, thread_name_prefix="stepstone-fn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._store: Store | None = None
+        self.claimed = 0  # runs claimed by this worker, for tests and stats
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._store = await self.app.store()
+        self.app.add_waker(self.wake)
+        self.app.add_cancel_listener(self._cancel)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="stepstone-claim"),
+            asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
+        ]
+        if self._crons:
+            scheduler = CronScheduler(self.app)
+            self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
+        log.info("worker %s started on %s", self.id, self.app.database_url)
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.app.remove_waker(self.wake)
+        self.app.remove_cancel_listener(self._cancel)
+        self._wake.set()
+        if self._runs:
+            _done, pending = await asyncio.wait(list(self._runs), timeout=self.shutdown_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._step_pool.shutdown(wait=False, cancel_futures=True)
+        self._fn_pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Claim now: called when work may be due (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    # -- claiming --------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        assert self._store is not None
+        store = self._store
+        while not self._stopping:
+            free = self.concurrency - len(self._active)
+            if free > 0:
+                try:
+                    claims = await store.claim(
+                        self.id, min(free, 50), self.app.clock.now(), self.lease_seconds
+                    )
+                except Exception:
+                    log.exception("worker %s could not claim runs; retrying", self.id)
+                    await asyncio.sleep(min(1.0, self.poll_interval * 4))
+                    continue
+                for claim in claims:
+                    self._spawn(claim)
+                if claims:
+                    continue
+            await self._idle(store, free > 0)
+
+    async def _idle(self, store: Store, can_claim: bool) -> None:
+        timeout = self.poll_interval
+        if can_claim:
+            try:
+                due = await store.next_due()
+            except Exception:
+                due = None
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - self.app.clock.now()))
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    def _spawn(self, claim: Claim) -> None:
+        self.claimed += 1
+        active = _Active(claim.lease, cancelled=claim.cancel_requested)
+        self._active[claim.lease.run_id] = active
+        task = asyncio.create_task(self._execute(claim, active))
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+
+    async def _execute(self, claim: Claim, active: _Active) -> None:
+        assert self._store is not None
+        writer = RunWriter(self.app, self._store, claim)
+        run = claim.run
+        try:
+            if active.cancelled:
+                await writer.outcome(ops.Abandoned("cancelled"), cancelled=True)
+                return
+            fn = self.app.functions.get(run.function_id)
+            if fn is None:
+                error = {
+                    "name": "FunctionNotFound",
+                    "message": f"no function {run.function_id!r} is registered in app "
+                    f"{self.app.id!r} on worker {self.id}; deploy it, then rerun this run",
+                    "stack": "",
+                }
+                await writer.outcome(ops.RunFailed(error), cancelled=False)
+                return
+            invocation = Invocation(
+                InvocationInput(
+                    function=fn,
+                    run_id=run.id,
+                    attempt=run.attempt,
+                    events=claim.events or [Event(name="stepstone/missing.event")],
+                    steps=run.steps,
+                ),
+                emit=writer.checkpoint,
+                clock=self.app.clock,
+                limits=self.app.limits,
+                backoff=fn.backoff or self.app.backoff,
+                sync_pool=self._step_pool,
+                function_pool=self._fn_pool,
+                retry_after_min=self.app.retry_after_min,
+                resolve_function=self.app.function_id,
+                new_event_ids=self._event_dicts,
+            )
+            active.invocation = invocation
+            if active.cancelled:
+                invocation.stop("cancelled")
+            outcome = await invocation.execute()
+            if active.lost:
+                return
+            await writer.outcome(outcome, cancelled=active.cancelled)
+        except LeaseLostError:
+            log.info("run %s: lease lost; another worker has it", run.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run %s: could not save its outcome; it will be retried", run.id)
+        finally:
+            self._active.pop(run.id, None)
+            self._wake.set()
+
+    def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        prepared = self.app.prepare_events(events)
+        return [item.event.to_dict() for item in prepared]
+
+    # -- leases ------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        assert self._store is not None
+        # often enough that a cancel asked from another process is seen within seconds
+        interval = min(self.lease_seconds / 3, 2.0)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._active:
+                continue
+            leases = [a.lease for a in self._active.values()]
+            try:
+                lost, cancel = await self._store.renew(
+                    leases, self.app.clock.now() + self.lease_seconds
+                )
+            except Exception:
+                log.exception("worker %s could not renew its leases", self.id)
+                continue
+            for run_id in lost:
+                active = self._active.get(run_id)
+                if active is not None:
+                    active.lost = True
+                    if active.invocation is not None:
+                        active.invocation.stop("lease lost")
+            for run_id in cancel:
+                self._cancel(run_id)
+
+    def _cancel(self, run_id: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._cancel_here, run_id)
+                return
+        self._cancel_here(run_id)
+
+    def _cancel_here(self, run_id: str) -> None:
+        active = self._active.get(run_id)
+        if active is not None and not active.cancelled:
+            active.cancelled = True
+            if active.invocation is not None:
+                active.invocation.stop("cancelled")

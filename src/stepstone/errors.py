@@ -1,0 +1,92 @@
+"""Every error stepstone raises derives from StepstoneError and carries a `code`."""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class StepstoneError(Exception):
+    """A stepstone error."""
+
+    code = "stepstone_error"
+
+
+class ConfigError(StepstoneError, ValueError):
+    """Invalid configuration or function definition."""
+
+    code = "config_error"
+
+
+class EventError(StepstoneError, ValueError):
+    """An event was refused: it is malformed or too large."""
+
+    code = "invalid_event"
+
+
+class NonRetriableError(StepstoneError):
+    """Raise from a step or a function to stop retrying at once."""
+
+    code = "non_retriable"
+
+
+class RetryAfterError(StepstoneError):
+    """Raise to retry no earlier than `retry_after` (seconds, timedelta or datetime)."""
+
+    code = "retry_after"
+
+    def __init__(self, message: str, retry_after: float | timedelta | datetime) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StepError(StepstoneError):
+    """A step used all its attempts; raised inside the function at the step's call."""
+
+    code = "step_failed"
+
+    def __init__(self, step_id: str, error: dict[str, Any]) -> None:
+        self.step_id = step_id
+        self.error = error
+        self.name = str(error.get("name", "Error"))
+        self.stack = str(error.get("stack", ""))
+        super().__init__(f"step {step_id!r} failed: {self.name}: {error.get('message', '')}")
+
+
+class SerializationError(NonRetriableError, TypeError):
+    """A value could not be saved as JSON."""
+
+    code = "unserializable"
+
+
+class LimitExceededError(NonRetriableError):
+    """A size or count limit was exceeded."""
+
+    code = "limit_exceeded"
+
+
+class NestedStepError(NonRetriableError):
+    """A step tool was called inside a step's handler."""
+
+    code = "nested_step"
+
+
+class LeaseLostError(StepstoneError):
+    """This worker no longer owns the run: another worker took it over."""
+
+    code = "lease_lost"
+
+
+class RunNotFoundError(StepstoneError, LookupError):
+    """No run has this id."""
+
+    code = "run_not_found"
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """The saved form of an error: {"name", "message", "stack"}."""
+    if isinstance(exc, StepError):
+        return dict(exc.error)
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"name": type(exc).__name__, "message": str(exc), "stack": stack}

@@ -1,0 +1,116 @@
+"""Event intake: validate what users send, before anything is stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import EventError, SerializationError
+from .ids import new_id
+from .limits import Limits
+from .records import Event
+from .serde import dumps, size_of
+
+RESERVED_PREFIX = "stepstone/"
+MAX_ID_LENGTH = 256
+
+
+def as_event_list(
+    events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+) -> list[Any]:
+    if isinstance(events, (Event, Mapping)):
+        return [events]
+    if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+        raise EventError(
+            f"expected an Event, a dict or a list of them, got {type(events).__name__}"
+        )
+    return list(events)
+
+
+def validate(
+    raw: Event | Mapping[str, Any], index: int, limits: Limits, *, internal: bool = False
+) -> tuple[Event, str]:
+    """A complete Event (id and ts set) and its data as JSON, or EventError saying what is wrong."""
+    where = f"event {index}"
+    if isinstance(raw, Event):
+        fields: dict[str, Any] = {
+            "name": raw.name,
+            "data": raw.data,
+            "id": raw.id,
+            "ts": raw.ts,
+            "user": raw.user,
+            "v": raw.v,
+        }
+    elif isinstance(raw, Mapping):
+        fields = dict(raw)
+        unknown = set(fields) - {"name", "data", "id", "ts", "user", "v"}
+        if unknown:
+            raise EventError(
+                f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                "an event has name, data, id, ts, user and v"
+            )
+    else:
+        raise EventError(f"{where}: expected an object, got {type(raw).__name__}")
+    name = fields.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise EventError(f"{where}: 'name' is required and must be a non-empty string")
+    if len(name) > limits.max_event_name:
+        raise EventError(f"{where}: 'name' is longer than {limits.max_event_name} characters")
+    if name.startswith(RESERVED_PREFIX) and not internal:
+        raise EventError(f"{where}: names starting with {RESERVED_PREFIX!r} are reserved")
+    data = fields.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise EventError(f"{where}: 'data' must be a JSON object, got {type(data).__name__}")
+    event_id = fields.get("id")
+    if event_id is not None and (
+        not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH
+    ):
+        raise EventError(f"{where}: 'id' must be a string of 1-{MAX_ID_LENGTH} characters")
+    ts = fields.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
+        raise EventError(f"{where}: 'ts' must be milliseconds since the epoch (an integer)")
+    user = fields.get("user")
+    if user is not None and not isinstance(user, Mapping):
+        raise EventError(f"{where}: 'user' must be an object")
+    v = fields.get("v")
+    if v is not None and not isinstance(v, str):
+        raise EventError(f"{where}: 'v' must be a string")
+    try:
+        data_json = dumps(data, what=f"{where} 'data'")
+        user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
+    except SerializationError as exc:
+        raise EventError(str(exc)) from None
+    size = size_of(data_json) + size_of(name) + (0 if user is None else size_of(json.dumps(user)))
+    if size > limits.max_event_size:
+        raise EventError(
+            f"{where} ({name!r}) is {size} bytes, over the limit of {limits.max_event_size}"
+        )
+    event = Event(
+        name=name,
+        data=json.loads(data_json),
+        id=event_id or new_id(),
+        ts=ts if ts is not None else int(time.time() * 1000),
+        user=user_plain,
+        v=v,
+    )
+    return event, data_json
+
+
+def validate_all(
+    events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]],
+    limits: Limits,
+    *,
+    internal: bool = False,
+) -> list[tuple[Event, str]]:
+    batch = as_event_list(events)
+    if not batch:
+        raise EventError("no events to send")
+    if len(batch) > limits.max_events_per_send:
+        raise EventError(
+            f"{len(batch)} events in one request, over the limit of {limits.max_events_per_send}"
+        )
+    return [validate(raw, i, limits, internal=internal) for i, raw in enumerate(batch)]

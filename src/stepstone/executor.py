@@ -1,0 +1,515 @@
+"""Runs one invocation of a function against its saved steps and emits ops.
+
+The executor knows nothing of storage: it is handed the run's saved steps and an
+`emit` coroutine that persists a checkpoint op, and it returns an outcome op.
+Finished steps are checkpointed before their value is handed to the function, and
+the function goes on in the same coroutine; replay happens only on a new invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import ops
+from .clock import Clock
+from .durations import Duration, parse_duration
+from .errors import (
+    LeaseLostError,
+    LimitExceededError,
+    NestedStepError,
+    StepError,
+    describe_error,
+)
+from .function import FunctionDef
+from .ids import StepIdCounter
+from .limits import Limits
+from .records import Event, StepRecord, StepStatus
+from .retry import Backoff, decide_retry
+from .serde import convert, dumps, size_of
+from .step import Context, Step, SyncStep
+
+log = logging.getLogger("stepstone.executor")
+
+_inside_step: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "stepstone_inside_step", default=None
+)
+
+Emit = Callable[[ops.Checkpoint], Awaitable[Any]]
+MAX_WAIT = 366 * 86400.0
+
+
+class _Suspend(BaseException):
+    """Stops the function: the run must wait. A BaseException so `except Exception` passes it."""
+
+
+class _Abandon(BaseException):
+    """Stops the function: write nothing more (lease lost, run cancelled, storage down)."""
+
+
+@dataclass(frozen=True)
+class InvocationInput:
+    function: FunctionDef
+    run_id: str
+    attempt: int
+    events: list[Event]
+    steps: list[StepRecord]
+
+
+class _ReplayFilter(logging.Filter):
+    def __init__(self, invocation: Invocation) -> None:
+        super().__init__()
+        self._invocation = invocation
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._invocation.replaying
+
+
+class Invocation:
+    """One call of a function: replays saved steps, runs new ones, emits ops."""
+
+    def __init__(
+        self,
+        data: InvocationInput,
+        *,
+        emit: Emit,
+        clock: Clock,
+        limits: Limits,
+        backoff: Backoff,
+        sync_pool: Executor | None = None,
+        function_pool: Executor | None = None,
+        retry_after_min: float = 1.0,
+        resolve_function: Callable[[Any], str] | None = None,
+        new_event_ids: Callable[[Sequence[Event]], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self._data = data
+        self._fn = data.function
+        self._emit_op = emit
+        self._clock = clock
+        self._limits = limits
+        self._backoff = backoff
+        self._pool = sync_pool
+        self._function_pool = function_pool
+        self._retry_after_min = retry_after_min
+        self._resolve_function = resolve_function or (lambda f: str(getattr(f, "id", f)))
+        self._prepare_events = new_event_ids
+        self._saved = {s.hashed_id: s for s in data.steps}
+        self._ids = StepIdCounter()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._wake_times: list[float | None] = []
+        self._reasons: list[str] = []
+        self._stopping: str | None = None  # set when no new step may start
+        self._abandoned: str | None = None
+        self._steps_used = 0
+        self._state_bytes = sum(size_of(json.dumps(e.to_dict())) for e in data.events) + sum(
+            size_of(json.dumps(s.output)) for s in data.steps if s.output is not None
+        )
+        self._pending_replays = sum(
+            1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
+        )
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def replaying(self) -> bool:
+        """True while the function is still going over steps it had already finished."""
+        return self._pending_replays > 0
+
+    # -- the invocation --------------------------------------------------------------
+    async def execute(self) -> ops.Outcome:
+        fn = self._fn
+        step = Step(self)
+        logger = logging.getLogger(f"stepstone.function.{fn.id}")
+        adapter = logging.LoggerAdapter(logger, {"run_id": self._data.run_id})
+        replay_filter = _ReplayFilter(self)
+        ctx = Context(
+            event=self._data.events[0],
+            events=list(self._data.events),
+            step=step if fn.is_async else SyncStep(step, self._loop),
+            run_id=self._data.run_id,
+            attempt=self._data.attempt,
+            function_id=fn.id,
+            logger=adapter,
+        )
+        logger.addFilter(replay_filter)
+        failure: BaseException | None = None
+        result: Any = None
+        try:
+            if fn.is_async:
+                result = await fn.handler(ctx)
+            else:
+                context = contextvars.copy_context()
+                result = await self._loop.run_in_executor(
+                    self._function_pool, functools.partial(context.run, fn.handler, ctx)
+                )
+        except _Suspend:
+            pass
+        except _Abandon as exc:
+            self._abandoned = self._abandoned or str(exc)
+        except asyncio.CancelledError:
+            self._abandoned = self._abandoned or "cancelled"
+            raise
+        except Exception as exc:
+            failure = exc
+        finally:
+            self._stopping = self._stopping or "the invocation is ending"
+            await self._drain()
+            logger.removeFilter(replay_filter)
+        return self._outcome(result, failure)
+
+    def stop(self, reason: str) -> None:
+        """No new step may start; steps already running finish and are saved."""
+        self._stopping = self._stopping or reason
+        self._abandoned = self._abandoned or reason
+
+    def _outcome(self, result: Any, failure: BaseException | None) -> ops.Outcome:
+        if self._abandoned:
+            return ops.Abandoned(self._abandoned)
+        now = self._clock.now()
+        if failure is not None:
+            decision = decide_retry(
+                failure,
+                attempt=self._data.attempt,
+                max_attempts=self._fn.max_attempts,
+                now=now,
+                backoff=self._backoff,
+                retry_after_min=self._retry_after_min,
+            )
+            error = describe_error(failure)
+            if decision.retry and decision.at is not None:
+                return ops.RunRetry(error, decision.at)
+            return ops.RunFailed(error)
+        if self._reasons:
+            times = [t for t in self._wake_times if t is not None]
+            return ops.Suspended(min(times) if times else None, list(self._reasons))
+        try:
+            output = dumps(result, what=f"the return value of function {self._fn.id!r}")
+        except Exception as exc:
+            return ops.RunFailed(describe_error(exc))
+        return ops.RunCompleted(output)
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            pending = list(self._tasks)
+            await asyncio.gather(*pending, return_exceptions=True)
+            self._tasks.difference_update(pending)
+
+    # -- helpers for the step tools ----------------------------------------------------
+    def check_not_in_step(self, tool: str, step_id: str) -> None:
+        outer = _inside_step.get()
+        if outer is not None:
+            raise NestedStepError(
+                f"{tool}({step_id!r}) was called inside the handler of step {outer!r}; "
+                "steps cannot be nested. Call it from the function body instead."
+            )
+
+    def _suspend(self, at: float | None, reason: str) -> _Suspend:
+        self._wake_times.append(at)
+        self._reasons.append(reason)
+        self._stopping = self._stopping or reason
+        return _Suspend(reason)
+
+    def _begin(self, step_id: str) -> tuple[str, str, StepRecord | None]:
+        if self._abandoned:
+            raise _Abandon(self._abandoned)
+        unique, hashed = self._ids.next(step_id)
+        prior = self._saved.get(hashed)
+        self._steps_used += 1
+        if self._steps_used > self._limits.max_steps:
+            raise LimitExceededError(
+                f"function {self._fn.id!r} ran more than {self._limits.max_steps} steps in one "
+                f"run (at step {unique!r}); raise Limits(max_steps=...) up to 10000 or split "
+                "the work with step.invoke"
+            )
+        if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
+            self._pending_replays = 0
+            if self._stopping:
+                raise self._suspend(None, self._stopping)
+        elif self._pending_replays:
+            self._pending_replays -= 1
+        return unique, hashed, prior
+
+    def _done(self, value: Any) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        future.set_result(value)
+        return future
+
+    def _failed(self, exc: BaseException) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        future.set_exception(exc)
+        return future
+
+    def _start(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(_retrieve)
+        return task
+
+    async def _emit(self, op: ops.Checkpoint) -> Any:
+        try:
+            return await self._emit_op(op)
+        except LeaseLostError as exc:
+            self.stop(f"lease lost: {exc}")
+            raise _Abandon(str(exc)) from None
+        except Exception as exc:
+            log.exception("could not save a checkpoint of run %s", self._data.run_id)
+            self.stop(f"storage error: {exc}")
+            raise _Abandon(f"storage error: {exc}") from None
+
+    # -- step.run ----------------------------------------------------------------------
+    def run_step(
+        self, step_id: str, handler: Callable[..., Any], args: tuple[Any, ...], output_type: Any
+    ) -> asyncio.Future[Any]:
+        unique, hashed, prior = self._begin(step_id)
+        if prior is not None and prior.status is StepStatus.COMPLETED:
+            try:
+                return self._done(convert(prior.output, output_type))
+            except Exception as exc:
+                return self._failed(exc)
+        if prior is not None and prior.status is StepStatus.FAILED:
+            return self._failed(StepError(unique, prior.error or {}))
+        now = self._clock.now()
+        if prior is not None and prior.wake_at is not None and prior.wake_at > now:
+            # another part of the run woke it before this step's retry is due
+            return self._failed(self._suspend(prior.wake_at, f"step {unique!r} retrying"))
+        attempt = prior.attempts if prior is not None else 0
+        return self._start(self._execute_step(unique, hashed, handler, args, output_type, attempt))
+
+    async def _execute_step(
+        self,
+        step_id: str,
+        hashed: str,
+        handler: Callable[..., Any],
+        args: tuple[Any, ...],
+        output_type: Any,
+        attempt: int,
+    ) -> Any:
+        started = self._clock.now()
+        token = _inside_step.set(step_id)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                value = await handler(*args)
+            else:
+                context = contextvars.copy_context()
+                value = await self._loop.run_in_executor(
+                    self._pool, functools.partial(context.run, handler, *args)
+                )
+                if inspect.isawaitable(value):
+                    value = await value
+            output_json = dumps(value, what=f"the output of step {step_id!r}")
+            size = size_of(output_json)
+            if size > self._limits.max_step_output:
+                raise LimitExceededError(
+                    f"the output of step {step_id!r} is {size} bytes, over the limit of "
+                    f"{self._limits.max_step_output}; save large data elsewhere and return a "
+                    "reference to it"
+                )
+            if self._state_bytes + size > self._limits.max_run_state:
+                raise LimitExceededError(
+                    f"step {step_id!r} would take the run's saved state past "
+                    f"{self._limits.max_run_state} bytes"
+                )
+        except (_Suspend, _Abandon):
+            raise
+        except Exception as exc:
+            return await self._step_failed(step_id, hashed, exc, attempt, started)
+        finally:
+            _inside_step.reset(token)
+        record = StepRecord(
+            id=step_id,
+            hashed_id=hashed,
+            status=StepStatus.COMPLETED,
+            attempts=attempt + 1,
+            started_at=started,
+            ended_at=self._clock.now(),
+        )
+        await self._emit(ops.SaveStep(record, output_json=output_json))
+        self._state_bytes += size
+        return convert(json.loads(output_json), output_type)
+
+    async def _step_failed(
+        self, step_id: str, hashed: str, exc: Exception, attempt: int, started: float
+    ) -> Any:
+        error = describe_error(exc)
+        now = self._clock.now()
+        decision = decide_retry(
+            exc,
+            attempt=attempt,
+            max_attempts=self._fn.max_attempts,
+            now=now,
+            backoff=self._backoff,
+            retry_after_min=self._retry_after_min,
+        )
+        status = StepStatus.RETRYING if decision.retry else StepStatus.FAILED
+        record = StepRecord(
+            id=step_id,
+            hashed_id=hashed,
+            status=status,
+            attempts=attempt + 1,
+            error=error,
+            started_at=started,
+            ended_at=now,
+            wake_at=decision.at,
+        )
+        await self._emit(ops.SaveStep(record, error=error))
+        if decision.retry:
+            raise self._suspend(decision.at, f"step {step_id!r} retrying")
+        raise StepError(step_id, error)
+
+    # -- sleeps, waits, invokes, sends -------------------------------------------------------
+    def sleep_until(
+        self, step_id: str, when: float | None, duration: float | None
+    ) -> asyncio.Future[Any]:
+        unique, hashed, prior = self._begin(step_id)
+        if prior is not None and prior.status is StepStatus.COMPLETED:
+            return self._done(None)
+        now = self._clock.now()
+        if prior is not None and prior.wake_at is not None:
+            until = prior.wake_at
+        else:
+            until = when if when is not None else now + (duration or 0.0)
+        if until - now > MAX_WAIT:
+            return self._failed(
+                LimitExceededError(f"step.sleep({unique!r}) is longer than the limit of 1 year")
+            )
+        record = StepRecord(
+            id=unique,
+            hashed_id=hashed,
+            status=StepStatus.SLEEPING,
+            kind="sleep",
+            started_at=prior.started_at if prior else now,
+            wake_at=until,
+        )
+        if until <= now:
+            done = replace(record, status=StepStatus.COMPLETED, ended_at=now)
+            return self._start(self._save_then(done, None))
+        if prior is not None:
+            return self._failed(self._suspend(until, f"sleeping until {until}"))
+        return self._start(self._save_then_suspend(ops.SaveStep(record), until, "sleeping"))
+
+    async def _save_then(self, record: StepRecord, value: Any) -> Any:
+        await self._emit(ops.SaveStep(record, output_json=dumps(value)))
+        return value
+
+    async def _save_then_suspend(self, op: ops.Checkpoint, until: float | None, why: str) -> Any:
+        await self._emit(op)
+        raise self._suspend(until, why)
+
+    def wait_for_event(
+        self, step_id: str, event: str, timeout: Duration, if_: str | None
+    ) -> asyncio.Future[Any]:
+        unique, hashed, prior = self._begin(step_id)
+        if prior is not None and prior.status is StepStatus.COMPLETED:
+            return self._done(None if prior.output is None else Event.from_dict(prior.output))
+        if prior is not None:
+            if prior.wake_at is not None and prior.wake_at <= self._clock.now():
+                timed_out = replace(prior, status=StepStatus.COMPLETED, ended_at=self._clock.now())
+                return self._start(self._expire(timed_out))
+            return self._failed(self._suspend(prior.wake_at, f"waiting for {event!r}"))
+        seconds = parse_duration(timeout, what=f"step.wait_for_event({unique!r}) timeout")
+        if seconds > MAX_WAIT:
+            return self._failed(LimitExceededError("a wait_for_event timeout is at most 1 year"))
+        if if_ is not None:
+            from .expressions import Expression
+
+            Expression(if_, where=f"step.wait_for_event({unique!r}) if_")
+        now = self._clock.now()
+        record = StepRecord(
+            id=unique,
+            hashed_id=hashed,
+            status=StepStatus.WAITING,
+            kind="wait",
+            started_at=now,
+            wake_at=now + seconds,
+            detail={"event": event, "if": if_},
+        )
+        op = ops.RegisterWait(record, event, if_)
+        return self._start(self._save_then_suspend(op, now + seconds, f"waiting for {event!r}"))
+
+    async def _expire(self, record: StepRecord) -> Any:
+        """Save a wait or invoke as timed out, unless it ended meanwhile; return its result."""
+        current: StepRecord = await self._emit(ops.ExpireStep(record))
+        if current.status is StepStatus.FAILED:
+            raise StepError(current.id, current.error or {})
+        if current.kind == "wait":
+            return None if current.output is None else Event.from_dict(current.output)
+        return current.output
+
+    def invoke(
+        self, step_id: str, function: Any, data: dict[str, Any] | None, timeout: Duration | None
+    ) -> asyncio.Future[Any]:
+        unique, hashed, prior = self._begin(step_id)
+        if prior is not None and prior.status is StepStatus.COMPLETED:
+            return self._done(prior.output)
+        if prior is not None and prior.status is StepStatus.FAILED:
+            return self._failed(StepError(unique, prior.error or {}))
+        if prior is not None:
+            if prior.wake_at is not None and prior.wake_at <= self._clock.now():
+                error = {
+                    "name": "InvokeTimeoutError",
+                    "message": f"step.invoke({unique!r}) timed out before the invoked run ended",
+                    "stack": "",
+                }
+                timed_out = replace(
+                    prior, status=StepStatus.FAILED, error=error, ended_at=self._clock.now()
+                )
+                return self._start(self._expire(timed_out))
+            return self._failed(self._suspend(prior.wake_at, f"invoking {prior.detail}"))
+        function_id = self._resolve_function(function)
+        seconds = (
+            MAX_WAIT
+            if timeout is None
+            else parse_duration(timeout, what=f"step.invoke({unique!r}) timeout")
+        )
+        payload = data or {}
+        dumps(payload, what=f"the data of step.invoke({unique!r})")
+        now = self._clock.now()
+        record = StepRecord(
+            id=unique,
+            hashed_id=hashed,
+            status=StepStatus.INVOKING,
+            kind="invoke",
+            started_at=now,
+            wake_at=now + min(seconds, MAX_WAIT),
+            detail={"function_id": function_id},
+        )
+        op = ops.StartInvoke(record, function_id, payload)
+        return self._start(self._save_then_suspend(op, record.wake_at, f"invoking {function_id}"))
+
+    def send_event(self, step_id: str, events: Event | Sequence[Event]) -> asyncio.Future[Any]:
+        unique, hashed, prior = self._begin(step_id)
+        if prior is not None and prior.status is StepStatus.COMPLETED:
+            return self._done(prior.output)
+        batch = [events] if isinstance(events, Event) else list(events)
+        if self._prepare_events is None:
+            raise RuntimeError("this invocation cannot send events")
+        prepared = self._prepare_events(batch)
+        now = self._clock.now()
+        ids = [e["id"] for e in prepared]
+        record = StepRecord(
+            id=unique,
+            hashed_id=hashed,
+            status=StepStatus.COMPLETED,
+            attempts=1,
+            kind="send",
+            started_at=now,
+            ended_at=now,
+            output=ids,
+        )
+        return self._start(self._send(ops.SendEvents(record, prepared), ids))
+
+    async def _send(self, op: ops.SendEvents, ids: list[str]) -> list[str]:
+        await self._emit(op)
+        return ids
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

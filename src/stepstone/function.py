@@ -1,0 +1,172 @@
+"""Function definitions: id, triggers, retries and options, checked when defined."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from croniter import croniter
+
+from .errors import ConfigError
+from .expressions import Expression
+from .retry import Backoff
+
+MAX_TRIGGERS = 10
+MAX_RETRIES = 20
+_FUNCTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    event: str
+    if_: str | None = None
+
+
+@dataclass(frozen=True)
+class CronTrigger:
+    cron: str
+    tz: str | None = None
+    jitter: float = 0.0
+
+
+Trigger = EventTrigger | CronTrigger
+
+
+def on_event(event: str, if_: str | None = None) -> EventTrigger:
+    """Trigger on events named `event` (`*` matches any characters), optionally filtered by CEL."""
+    return EventTrigger(event, if_)
+
+
+def on_cron(cron: str, tz: str | None = None, jitter: float = 0.0) -> CronTrigger:
+    """Trigger on a cron schedule, in timezone `tz` (default UTC)."""
+    return CronTrigger(cron, tz, jitter)
+
+
+@dataclass(frozen=True)
+class CompiledEventTrigger:
+    event: str
+    pattern: re.Pattern[str] | None  # None: an exact name
+    condition: Expression | None
+
+    def matches(self, name: str, event: dict[str, Any]) -> bool:
+        if self.pattern is None:
+            if name != self.event:
+                return False
+        elif not self.pattern.fullmatch(name):
+            return False
+        return self.condition is None or self.condition.matches({"event": event})
+
+
+@dataclass
+class FunctionDef:
+    id: str
+    handler: Callable[..., Any]
+    name: str
+    retries: int
+    backoff: Backoff | None
+    event_triggers: list[CompiledEventTrigger] = field(default_factory=list)
+    cron_triggers: list[CronTrigger] = field(default_factory=list)
+    is_async: bool = True
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def matches(self, name: str, event: dict[str, Any]) -> bool:
+        return any(t.matches(name, event) for t in self.event_triggers)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "retries": self.retries,
+            "triggers": [
+                {"event": t.event, **({"if": t.condition.source} if t.condition else {})}
+                for t in self.event_triggers
+            ]
+            + [{"cron": t.cron, "tz": t.tz} for t in self.cron_triggers],
+        }
+
+
+def build_function(
+    handler: Callable[..., Any],
+    *,
+    id: str,
+    trigger: str | Trigger | Sequence[str | Trigger] | None,
+    retries: int,
+    name: str | None,
+    backoff: Backoff | None,
+) -> FunctionDef:
+    where = f"function {id!r}"
+    if not isinstance(id, str) or not _FUNCTION_ID.match(id):
+        raise ConfigError(
+            f"function id {id!r} is invalid: use 1-128 letters, digits and . _ : / -, "
+            "starting with a letter or digit"
+        )
+    if not callable(handler):
+        raise ConfigError(f"{where}: the handler must be callable")
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise ConfigError(f"{where}: retries must be an integer from 0 to {MAX_RETRIES}")
+    if backoff is not None and not callable(backoff):
+        raise ConfigError(f"{where}: backoff must be a callable attempt -> seconds")
+    fn = FunctionDef(
+        id=id,
+        handler=handler,
+        name=name or id,
+        retries=retries,
+        backoff=backoff,
+        is_async=inspect.iscoroutinefunction(handler),
+    )
+    triggers: list[Any]
+    if trigger is None:
+        triggers = []
+    elif isinstance(trigger, (str, EventTrigger, CronTrigger)):
+        triggers = [trigger]
+    else:
+        triggers = list(trigger)
+    if len(triggers) > MAX_TRIGGERS:
+        raise ConfigError(f"{where}: at most {MAX_TRIGGERS} triggers, got {len(triggers)}")
+    for index, item in enumerate(triggers):
+        if isinstance(item, str):
+            item = EventTrigger(item)
+        if isinstance(item, dict):
+            item = CronTrigger(**item) if "cron" in item else EventTrigger(**item)
+        if isinstance(item, EventTrigger):
+            fn.event_triggers.append(_compile_event_trigger(item, f"{where} trigger {index}"))
+        elif isinstance(item, CronTrigger):
+            fn.cron_triggers.append(_check_cron(item, f"{where} trigger {index}"))
+        else:
+            raise ConfigError(
+                f"{where}: trigger {index} must be an event name, stepstone.on_event(...) "
+                f"or stepstone.on_cron(...), got {item!r}"
+            )
+    return fn
+
+
+def _compile_event_trigger(trigger: EventTrigger, where: str) -> CompiledEventTrigger:
+    name = trigger.event
+    if not isinstance(name, str) or not name or len(name) > 256:
+        raise ConfigError(f"{where}: the event name must be a string of 1-256 characters")
+    pattern = None
+    if "*" in name:
+        pattern = re.compile(".*".join(re.escape(part) for part in name.split("*")))
+    condition = Expression(trigger.if_, where=f"{where} if_") if trigger.if_ is not None else None
+    return CompiledEventTrigger(name, pattern, condition)
+
+
+def _check_cron(trigger: CronTrigger, where: str) -> CronTrigger:
+    if not isinstance(trigger.cron, str) or not croniter.is_valid(trigger.cron):
+        raise ConfigError(f"{where}: {trigger.cron!r} is not a valid cron expression")
+    if trigger.tz is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(trigger.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{where}: unknown timezone {trigger.tz!r}") from None
+    if trigger.jitter < 0:
+        raise ConfigError(f"{where}: jitter must not be negative")
+    return trigger

@@ -1,0 +1,95 @@
+"""Ops: the only language between the executor (user code) and the engine (storage).
+
+While a function runs, the executor emits checkpoint ops and waits for each to be
+persisted; when the invocation ends it returns one outcome op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import StepRecord
+
+
+# -- checkpoints: persisted while the function goes on -------------------------------
+@dataclass(frozen=True)
+class SaveStep:
+    """Save a step's state: completed, failed for good, or waiting to be retried."""
+
+    step: StepRecord
+    output_json: str | None = None  # the step's output, already serialized
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SendEvents:
+    """Send events from a step and save the step with their ids, in one transaction."""
+
+    step: StepRecord
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RegisterWait:
+    """The run waits for an event named `event` (CEL `if_`), until `step.wake_at` at the latest."""
+
+    step: StepRecord
+    event: str
+    if_: str | None
+
+
+@dataclass(frozen=True)
+class StartInvoke:
+    """Start a run of `function_id` with `data`; its end resumes this run."""
+
+    step: StepRecord
+    function_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExpireStep:
+    """A wait or invoke timed out: save `step` unless it ended meanwhile; returns the saved step."""
+
+    step: StepRecord
+
+
+Checkpoint = SaveStep | SendEvents | RegisterWait | StartInvoke | ExpireStep
+
+
+# -- outcomes: how an invocation ended ------------------------------------------------
+@dataclass(frozen=True)
+class RunCompleted:
+    output_json: str
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRetry:
+    """The code outside steps raised; try the function again at `at`."""
+
+    error: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """The run must wait (sleep, event, invoke, step retry): resume no later than `at`."""
+
+    at: float | None
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """The lease was lost or the run was cancelled: write nothing more."""
+
+    reason: str
+
+
+Outcome = RunCompleted | RunFailed | RunRetry | Suspended | Abandoned

@@ -1,0 +1,32 @@
+"""Persistence: one Store interface, with SQLite (file or memory) and PostgreSQL behind it."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Claim, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
+
+__all__ = [
+    "Claim",
+    "Lease",
+    "NewEvent",
+    "NewRun",
+    "RunPage",
+    "Store",
+    "StoredEvent",
+    "Wait",
+    "store_from_url",
+]
+
+
+def store_from_url(url: str) -> Store:
+    """`memory://`, `sqlite:///path.db` or `postgresql://user@host/db`."""
+    if url.startswith("memory:"):
+        from .sqlite import SQLiteStore
+
+        # An in-memory SQLite database: the same SQL as the file store, no durability.
+        return SQLiteStore(None, synchronous="off", url=url)
+    if url.startswith("sqlite:"):
+        from .sqlite import sqlite_from_url
+
+        return sqlite_from_url(url)
+    raise ConfigError(f"database URL {url!r} is not supported: use sqlite:///path.db or memory://")

@@ -1,0 +1,210 @@
+"""The Store: the one interface to persistence, in domain terms.
+
+Every write made on behalf of a run carries its `Lease`; a store refuses a write
+whose fencing token is no longer the run's current one (LeaseLostError), so a worker
+that lost a run can never overwrite the work of the worker that took it over.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: str
+    fence: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: str
+    function_id: str
+    event_ids: list[str]
+    created_at: float
+    available_at: float
+    parent_run_id: str | None = None  # an invoked run: resume this run's step when it ends
+    parent_step: str | None = None
+    status: RunStatus = RunStatus.QUEUED
+    reason: str | None = None  # why a run was created skipped
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A validated event, its serialized data, and the runs it triggers if it is new."""
+
+    event: Event  # with id and ts set
+    data_json: str
+    received_at: float
+    runs: list[NewRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Wait:
+    run_id: str
+    hashed_id: str
+    event: str
+    condition: str | None
+    trigger_event: dict[str, Any]
+    expires_at: float
+
+
+# Decides, inside the ingest transaction, whether an incoming event resumes a wait.
+WaitMatcher = Callable[[Wait, Event], bool]
+
+
+@dataclass(frozen=True)
+class Claim:
+    lease: Lease
+    run: Run  # with its steps
+    events: list[Event]
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: Event
+    received_at: float
+    run_ids: list[str]
+
+
+class Store(abc.ABC):
+    """Persistence for events, runs, steps, jobs (leases and timers) and waits."""
+
+    url: str
+
+    # -- lifecycle -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- intake ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def ingest(
+        self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
+    ) -> list[bool]:
+        """Store events (ignoring ids already stored), create the runs of the new ones and
+        resume the waits they match, in one transaction. Returns, per event, whether it was new.
+        """
+
+    @abc.abstractmethod
+    async def create_runs(
+        self, runs: Sequence[NewRun], steps: Sequence[tuple[str, StepRecord]] = ()
+    ) -> None:
+        """Create runs for events already stored (reruns), with steps they start with."""
+
+    # -- the queue -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
+        """Lease up to `limit` runs that are due, oldest first, with their steps and events."""
+
+    @abc.abstractmethod
+    async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
+        """Extend leases; returns (run ids whose lease was lost, run ids asked to cancel)."""
+
+    @abc.abstractmethod
+    async def next_due(self) -> float | None:
+        """When the earliest job becomes due (None when there is none)."""
+
+    # -- checkpoints (fenced) ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def save_step(
+        self,
+        lease: Lease,
+        step: StepRecord,
+        output_json: str | None,
+        history: HistoryEntry | None = None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def save_step_with_events(
+        self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
+    ) -> None:
+        """Save a step that sent events, and ingest those events, atomically."""
+
+    @abc.abstractmethod
+    async def register_wait(self, lease: Lease, step: StepRecord, wait: Wait) -> None: ...
+
+    @abc.abstractmethod
+    async def start_invoke(self, lease: Lease, step: StepRecord, child_event: NewEvent) -> None:
+        """Save the invoking step and create the invoked run, atomically."""
+
+    @abc.abstractmethod
+    async def expire_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        """Save a timed-out wait/invoke unless it ended meanwhile; return the step as saved."""
+
+    @abc.abstractmethod
+    async def reschedule(
+        self,
+        lease: Lease,
+        *,
+        at: float,
+        now: float,
+        status: RunStatus,
+        attempt: int | None = None,
+        history: HistoryEntry | None = None,
+    ) -> None:
+        """Release the run until `at` (a sleep, a wait's timeout, a retry)."""
+
+    @abc.abstractmethod
+    async def finish(
+        self,
+        lease: Lease,
+        *,
+        status: RunStatus,
+        output_json: str | None,
+        error: dict[str, Any] | None,
+        at: float,
+        follow_up: Sequence[NewEvent] = (),
+    ) -> None:
+        """End the run; resume the parent of an invoked run; ingest `follow_up` events."""
+
+    # -- operator actions ----------------------------------------------------------------
+    @abc.abstractmethod
+    async def request_cancel(self, run_id: str, now: float) -> bool:
+        """Ask a run to stop; False when it had already ended."""
+
+    # -- reads ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_run(self, run_id: str, *, with_history: bool = False) -> Run | None: ...
+
+    @abc.abstractmethod
+    async def list_runs(
+        self,
+        *,
+        function_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> RunPage: ...
+
+    @abc.abstractmethod
+    async def runs_for_event(self, event_id: str) -> list[Run]: ...
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> StoredEvent | None: ...
+
+    @abc.abstractmethod
+    async def list_events(
+        self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> list[StoredEvent]: ...
+
+    @abc.abstractmethod
+    async def add_history(self, run_id: str, entry: HistoryEntry) -> None: ...

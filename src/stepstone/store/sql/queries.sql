@@ -1,0 +1,145 @@
+-- Named queries shared by SQLite and PostgreSQL; `?` placeholders.
+-- A dialect folder may hold a queries.sql whose names override these.
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts, user_data, v, received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_run
+INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
+                  reason, ended_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: link_run_event
+INSERT INTO run_events (event_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING;
+
+-- name: insert_job
+INSERT INTO jobs (run_id, function_id, available_at) VALUES (?, ?, ?);
+
+-- name: claim
+UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0
+WHERE run_id IN (
+    SELECT run_id FROM jobs WHERE available_at <= ? ORDER BY available_at LIMIT ?
+)
+RETURNING run_id, fence, cancel;
+
+-- name: mark_started
+UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?;
+
+-- name: renew
+UPDATE jobs SET available_at = ? WHERE run_id = ? AND fence = ? RETURNING cancel;
+
+-- name: next_due
+SELECT MIN(available_at) FROM jobs;
+
+-- name: check_fence
+SELECT fence FROM jobs WHERE run_id = ?;
+
+-- name: upsert_step
+INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
+                   ended_at, wake_at, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, hashed_id) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    wake_at = excluded.wake_at, detail = excluded.detail;
+
+-- name: expire_step
+UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ?
+WHERE run_id = ? AND hashed_id = ? AND status IN ('waiting', 'invoking');
+
+-- name: resolve_step
+UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ?
+WHERE run_id = ? AND hashed_id = ? AND status = ?;
+
+-- name: get_step
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+FROM steps WHERE run_id = ? AND hashed_id = ?;
+
+-- name: insert_wait
+INSERT INTO waits (run_id, hashed_id, event, condition, trigger_event, expires_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, hashed_id) DO NOTHING;
+
+-- name: waits_for_event
+SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
+FROM waits WHERE event = ?;
+
+-- name: delete_wait
+DELETE FROM waits WHERE run_id = ? AND hashed_id = ?;
+
+-- name: delete_run_waits
+DELETE FROM waits WHERE run_id = ?;
+
+-- name: nudge
+UPDATE jobs SET wake = 1,
+    available_at = CASE WHEN owner IS NULL AND available_at > ? THEN ? ELSE available_at END
+WHERE run_id = ?;
+
+-- name: release
+UPDATE jobs SET owner = NULL, available_at = CASE WHEN wake = 1 THEN ? ELSE ? END, wake = 0
+WHERE run_id = ?;
+
+-- name: set_run_status
+UPDATE runs SET status = ?, attempt = COALESCE(?, attempt) WHERE id = ?;
+
+-- name: finish_run
+UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?;
+
+-- name: delete_job
+DELETE FROM jobs WHERE run_id = ?;
+
+-- name: run_parent
+SELECT parent_run_id, parent_step FROM runs WHERE id = ?;
+
+-- name: cancel_run_now
+UPDATE runs SET status = 'cancelled', ended_at = ?
+WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped');
+
+-- name: job_owner
+SELECT owner FROM jobs WHERE run_id = ?;
+
+-- name: flag_cancel
+UPDATE jobs SET cancel = 1, available_at = CASE WHEN available_at > ? THEN ? ELSE available_at END
+WHERE run_id = ? AND owner IS NOT NULL;
+
+-- name: insert_history
+INSERT INTO history (run_id, at, kind, data) VALUES (?, ?, ?, ?);
+
+-- name: get_run
+SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
+       ended_at
+FROM runs WHERE id = ?;
+
+-- name: run_steps
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+FROM steps WHERE run_id = ? ORDER BY started_at, ended_at;
+
+-- name: run_history
+SELECT at, kind, data FROM history WHERE run_id = ? ORDER BY seq;
+
+-- name: list_runs
+SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
+       ended_at
+FROM runs
+WHERE (? IS NULL OR function_id = ?) AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?)
+  AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: runs_for_event
+SELECT r.id, r.function_id, r.status, r.attempt, r.event_ids, r.output, r.error, r.created_at,
+       r.started_at, r.ended_at
+FROM run_events e JOIN runs r ON r.id = e.run_id
+WHERE e.event_id = ? ORDER BY r.id;
+
+-- name: get_event
+SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ?;
+
+-- name: event_runs
+SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;
+
+-- name: list_events
+SELECT id, name, data, ts, user_data, v, received_at FROM events
+WHERE (? IS NULL OR name = ?) AND (? IS NULL OR received_at < ?)
+ORDER BY received_at DESC, id DESC LIMIT ?;

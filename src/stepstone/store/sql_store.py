@@ -1,0 +1,530 @@
+"""Store logic shared by SQLite and PostgreSQL: each operation is one transaction script.
+
+A script is a plain function of a `Tx`; the dialect decides on which thread and
+connection it runs (SQLite: a single writer thread that group-commits; PostgreSQL: a
+pool of connections), so the logic is written once for both databases.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from ..errors import LeaseLostError
+from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from .base import (
+    Claim,
+    Lease,
+    NewEvent,
+    NewRun,
+    RunPage,
+    Store,
+    StoredEvent,
+    Wait,
+    WaitMatcher,
+)
+
+T = TypeVar("T")
+_FINAL = ("completed", "failed", "cancelled", "skipped")
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    def __call__(self, name: str, *params: Any) -> Cursor: ...
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SqlStore(Store, abc.ABC):
+    """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
+
+    @abc.abstractmethod
+    async def _write(self, script: Callable[[Tx], T]) -> T: ...
+
+    @abc.abstractmethod
+    async def _read(self, script: Callable[[Tx], T]) -> T: ...
+
+    # -- intake ------------------------------------------------------------------------
+    async def ingest(
+        self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
+    ) -> list[bool]:
+        return await self._write(lambda tx: _ingest(tx, events, matcher))
+
+    async def create_runs(
+        self, runs: Sequence[NewRun], steps: Sequence[tuple[str, StepRecord]] = ()
+    ) -> None:
+        def script(tx: Tx) -> None:
+            for run in runs:
+                _insert_run(tx, run)
+            for run_id, step in steps:
+                _upsert_step(tx, run_id, step, None)
+
+        await self._write(script)
+
+    # -- the queue -----------------------------------------------------------------------
+    async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
+        def script(tx: Tx) -> list[Claim]:
+            rows = tx("claim", owner, now + lease_for, now, limit).fetchall()
+            claims = []
+            for run_id, fence, cancel in rows:
+                if not cancel:
+                    tx("mark_started", now, run_id)
+                    _history(tx, run_id, HistoryEntry(now, "started", {"worker": owner}))
+                run = _get_run(tx, run_id, with_steps=True)
+                if run is None:  # a job without its run cannot happen; drop it defensively
+                    tx("delete_job", run_id)
+                    continue
+                events = [e for e in (_get_event(tx, i) for i in run.event_ids) if e]
+                claims.append(
+                    Claim(Lease(run_id, fence, owner), run, [e.event for e in events], bool(cancel))
+                )
+            return claims
+
+        return await self._write(script)
+
+    async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
+        def script(tx: Tx) -> tuple[list[str], list[str]]:
+            lost, cancel = [], []
+            for lease in leases:
+                row = tx("renew", until, lease.run_id, lease.fence).fetchone()
+                if row is None:
+                    lost.append(lease.run_id)
+                elif row[0]:
+                    cancel.append(lease.run_id)
+            return lost, cancel
+
+        return await self._write(script)
+
+    async def next_due(self) -> float | None:
+        def script(tx: Tx) -> float | None:
+            row = tx("next_due").fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._read(script)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    async def save_step(
+        self,
+        lease: Lease,
+        step: StepRecord,
+        output_json: str | None,
+        history: HistoryEntry | None = None,
+    ) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            _upsert_step(tx, lease.run_id, step, output_json)
+            if history is not None:
+                _history(tx, lease.run_id, history)
+
+        await self._write(script)
+
+    async def save_step_with_events(
+        self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
+    ) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            _upsert_step(tx, lease.run_id, step, output_json)
+            _ingest(tx, events, None)
+
+        await self._write(script)
+
+    async def register_wait(self, lease: Lease, step: StepRecord, wait: Wait) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            _upsert_step(tx, lease.run_id, step, None)
+            tx(
+                "insert_wait",
+                wait.run_id,
+                wait.hashed_id,
+                wait.event,
+                wait.condition,
+                _json(wait.trigger_event),
+                wait.expires_at,
+            )
+
+        await self._write(script)
+
+    async def start_invoke(self, lease: Lease, step: StepRecord, child_event: NewEvent) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            _upsert_step(tx, lease.run_id, step, None)
+            _ingest(tx, [child_event], None)
+
+        await self._write(script)
+
+    async def expire_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        def script(tx: Tx) -> StepRecord:
+            _check_fence(tx, lease)
+            tx(
+                "expire_step",
+                step.status.value,
+                _json(step.output),
+                _json(step.error),
+                step.ended_at,
+                lease.run_id,
+                step.hashed_id,
+            )
+            tx("delete_wait", lease.run_id, step.hashed_id)
+            row = tx("get_step", lease.run_id, step.hashed_id).fetchone()
+            return _step(row)
+
+        return await self._write(script)
+
+    async def reschedule(
+        self,
+        lease: Lease,
+        *,
+        at: float,
+        now: float,
+        status: RunStatus,
+        attempt: int | None = None,
+        history: HistoryEntry | None = None,
+    ) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            tx("release", min(now, at), at, lease.run_id)
+            tx("set_run_status", status.value, attempt, lease.run_id)
+            if history is not None:
+                _history(tx, lease.run_id, history)
+
+        await self._write(script)
+
+    async def finish(
+        self,
+        lease: Lease,
+        *,
+        status: RunStatus,
+        output_json: str | None,
+        error: dict[str, Any] | None,
+        at: float,
+        follow_up: Sequence[NewEvent] = (),
+    ) -> None:
+        def script(tx: Tx) -> None:
+            _check_fence(tx, lease)
+            _finish(tx, lease.run_id, status, output_json, error, at)
+            _ingest(tx, follow_up, None)
+
+        await self._write(script)
+
+    async def request_cancel(self, run_id: str, now: float) -> bool:
+        def script(tx: Tx) -> bool:
+            row = tx("job_owner", run_id).fetchone()
+            if row is not None and row[0] is not None:
+                # a worker holds it: it stops the run once the steps in flight are saved
+                return tx("flag_cancel", now, now, run_id).rowcount > 0
+            if tx("cancel_run_now", now, run_id).rowcount == 0:
+                return False
+            tx("delete_job", run_id)
+            tx("delete_run_waits", run_id)
+            _history(tx, run_id, HistoryEntry(now, "cancelled"))
+            _resume_parent(tx, run_id, RunStatus.CANCELLED, None, None, now)
+            return True
+
+        return await self._write(script)
+
+    async def add_history(self, run_id: str, entry: HistoryEntry) -> None:
+        await self._write(lambda tx: _history(tx, run_id, entry))
+
+    # -- reads ---------------------------------------------------------------------------
+    async def get_run(self, run_id: str, *, with_history: bool = False) -> Run | None:
+        return await self._read(
+            lambda tx: _get_run(tx, run_id, with_steps=True, with_history=with_history)
+        )
+
+    async def list_runs(
+        self,
+        *,
+        function_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+    ) -> RunPage:
+        status_text = None if status is None else RunStatus(status).value
+
+        def script(tx: Tx) -> RunPage:
+            rows = tx(
+                "list_runs",
+                function_id,
+                function_id,
+                status_text,
+                status_text,
+                cursor,
+                cursor,
+                created_after,
+                created_after,
+                created_before,
+                created_before,
+                limit + 1,
+            ).fetchall()
+            runs = [_run(row) for row in rows[:limit]]
+            more = len(rows) > limit
+            return RunPage(runs, runs[-1].id if more and runs else None)
+
+        return await self._read(script)
+
+    async def runs_for_event(self, event_id: str) -> list[Run]:
+        return await self._read(
+            lambda tx: [_run(row) for row in tx("runs_for_event", event_id).fetchall()]
+        )
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return await self._read(lambda tx: _get_event(tx, event_id, with_runs=True))
+
+    async def list_events(
+        self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> list[StoredEvent]:
+        def script(tx: Tx) -> list[StoredEvent]:
+            before = None
+            if cursor is not None:
+                found = _get_event(tx, cursor)
+                before = found.received_at if found else None
+            rows = tx("list_events", name, name, before, before, limit).fetchall()
+            out = []
+            for row in rows:
+                event = _event(row)
+                run_ids = [r[0] for r in tx("event_runs", event.event.id).fetchall()]
+                out.append(StoredEvent(event.event, event.received_at, run_ids))
+            return out
+
+        return await self._read(script)
+
+
+# -- transaction scripts --------------------------------------------------------------------
+def _check_fence(tx: Tx, lease: Lease) -> None:
+    row = tx("check_fence", lease.run_id).fetchone()
+    if row is None or row[0] != lease.fence:
+        raise LeaseLostError(
+            f"run {lease.run_id} is no longer leased to {lease.owner} (fencing token "
+            f"{lease.fence} is stale); another worker took it over or it ended"
+        )
+
+
+def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> list[bool]:
+    fresh = []
+    for item in events:
+        e = item.event
+        inserted = tx(
+            "insert_event",
+            e.id,
+            e.name,
+            item.data_json,
+            e.ts,
+            _json(e.user),
+            e.v,
+            item.received_at,
+        ).rowcount
+        fresh.append(inserted > 0)
+        if not inserted:
+            continue  # an id already stored: accepted and ignored
+        for run in item.runs:
+            _insert_run(tx, run)
+        if matcher is not None:
+            _resume_waits(tx, e, matcher, item.received_at)
+    return fresh
+
+
+def _insert_run(tx: Tx, run: NewRun) -> None:
+    final = run.status.is_final
+    tx(
+        "insert_run",
+        run.id,
+        run.function_id,
+        run.status.value,
+        _json(run.event_ids),
+        run.created_at,
+        run.parent_run_id,
+        run.parent_step,
+        run.reason,
+        run.created_at if final else None,
+    )
+    for event_id in run.event_ids:
+        tx("link_run_event", event_id, run.id)
+    if final:
+        _history(tx, run.id, HistoryEntry(run.created_at, run.status.value, _reason(run)))
+        return
+    tx("insert_job", run.id, run.function_id, run.available_at)
+    _history(tx, run.id, HistoryEntry(run.created_at, "queued", _reason(run)))
+
+
+def _reason(run: NewRun) -> dict[str, Any]:
+    return {"reason": run.reason} if run.reason else {}
+
+
+def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> None:
+    rows = tx("waits_for_event", event.name).fetchall()
+    for run_id, hashed_id, name, condition, trigger_event, expires_at in rows:
+        wait = Wait(run_id, hashed_id, name, condition, _load(trigger_event), expires_at)
+        if not matcher(wait, event):
+            continue
+        resolved = tx(
+            "resolve_step",
+            StepStatus.COMPLETED.value,
+            _json(event.to_dict()),
+            None,
+            now,
+            run_id,
+            hashed_id,
+            StepStatus.WAITING.value,
+        ).rowcount
+        tx("delete_wait", run_id, hashed_id)
+        if resolved:
+            tx("nudge", now, now, run_id)
+
+
+def _finish(
+    tx: Tx,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error: dict[str, Any] | None,
+    at: float,
+) -> None:
+    tx("finish_run", status.value, output_json, _json(error), at, run_id)
+    tx("delete_job", run_id)
+    tx("delete_run_waits", run_id)
+    data = {"error": error} if error else {}
+    _history(tx, run_id, HistoryEntry(at, status.value, data))
+    _resume_parent(tx, run_id, status, output_json, error, at)
+
+
+def _resume_parent(
+    tx: Tx,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error: dict[str, Any] | None,
+    at: float,
+) -> None:
+    row = tx("run_parent", run_id).fetchone()
+    if row is None or row[0] is None:
+        return
+    parent_id, parent_step = row
+    if status is RunStatus.COMPLETED:
+        new_status, out, err = StepStatus.COMPLETED, output_json, None
+    else:
+        new_status, out = StepStatus.FAILED, None
+        err = error or {
+            "name": "InvokedRunEnded",
+            "message": f"the invoked run {run_id} ended {status.value}",
+            "stack": "",
+        }
+    resolved = tx(
+        "resolve_step",
+        new_status.value,
+        out,
+        _json(err),
+        at,
+        parent_id,
+        parent_step,
+        StepStatus.INVOKING.value,
+    ).rowcount
+    if resolved:
+        tx("nudge", at, at, parent_id)
+
+
+def _upsert_step(tx: Tx, run_id: str, step: StepRecord, output_json: str | None) -> None:
+    if output_json is None and step.output is not None:
+        output_json = _json(step.output)
+    tx(
+        "upsert_step",
+        run_id,
+        step.hashed_id,
+        step.id,
+        step.kind,
+        step.status.value,
+        step.attempts,
+        output_json,
+        _json(step.error),
+        step.started_at,
+        step.ended_at,
+        step.wake_at,
+        _json(step.detail),
+    )
+
+
+def _history(tx: Tx, run_id: str, entry: HistoryEntry) -> None:
+    tx("insert_history", run_id, entry.at, entry.kind, _json(entry.data or None))
+
+
+def _run(row: Any, steps: list[StepRecord] | None = None) -> Run:
+    return Run(
+        id=row[0],
+        function_id=row[1],
+        status=RunStatus(row[2]),
+        attempt=row[3],
+        event_ids=_load(row[4]),
+        output=_load(row[5]),
+        error=_load(row[6]),
+        created_at=row[7],
+        started_at=row[8],
+        ended_at=row[9],
+        steps=steps or [],
+    )
+
+
+def _step(row: Any) -> StepRecord:
+    return StepRecord(
+        id=row[0],
+        hashed_id=row[1],
+        status=StepStatus(row[2]),
+        attempts=row[3],
+        output=_load(row[4]),
+        error=_load(row[5]),
+        started_at=row[6],
+        ended_at=row[7],
+        kind=row[8],
+        wake_at=row[9],
+        detail=_load(row[10]),
+    )
+
+
+def _get_run(
+    tx: Tx, run_id: str, *, with_steps: bool = False, with_history: bool = False
+) -> Run | None:
+    row = tx("get_run", run_id).fetchone()
+    if row is None:
+        return None
+    steps = [_step(r) for r in tx("run_steps", run_id).fetchall()] if with_steps else []
+    run = _run(row, steps)
+    if with_history:
+        history = [
+            HistoryEntry(at, kind, _load(data) or {})
+            for at, kind, data in tx("run_history", run_id).fetchall()
+        ]
+        run = Run(**{**run.__dict__, "history": history})
+    return run
+
+
+def _event(row: Any) -> StoredEvent:
+    event = Event(
+        name=row[1], data=_load(row[2]), id=row[0], ts=row[3], user=_load(row[4]), v=row[5]
+    )
+    return StoredEvent(event, row[6], [])
+
+
+def _get_event(tx: Tx, event_id: str, *, with_runs: bool = False) -> StoredEvent | None:
+    row = tx("get_event", event_id).fetchone()
+    if row is None:
+        return None
+    found = _event(row)
+    if with_runs:
+        run_ids = [r[0] for r in tx("event_runs", event_id).fetchall()]
+        found = StoredEvent(found.event, found.received_at, run_ids)
+    return found

@@ -1,0 +1,284 @@
+"""The SQLite store: one file, many processes, WAL, a durable commit per checkpoint.
+
+All writes of a process go through one writer thread with its own connection. The
+thread takes every request waiting in its queue and commits them together (each in
+a savepoint, so one refused write does not undo the others): under load, many runs'
+checkpoints share one fsync, and each caller still resumes only once its write is
+durable. Reads use separate connections, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from . import queries
+from .sql_store import SqlStore, Tx
+
+T = TypeVar("T")
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+MAX_BATCH = 512
+_STOP = object()
+
+
+def _split_statements(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not current.strip():
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+class SQLiteStore(SqlStore):
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        synchronous: str = "full",
+        busy_timeout: float = 30.0,
+        url: str | None = None,
+    ) -> None:
+        if synchronous.lower() not in SYNCHRONOUS:
+            raise ConfigError(
+                f"sqlite synchronous={synchronous!r} is invalid: "
+                f"use one of {', '.join(SYNCHRONOUS)}"
+            )
+        self.path = path  # None: an in-memory database, private to this store
+        self.url = url or (f"sqlite:///{path}" if path else "memory://")
+        self.synchronous = synchronous.lower()
+        self.busy_timeout = busy_timeout
+        self._queries = queries.load("sqlite")
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._opened = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        with self._lock:
+            if self._opened:
+                return
+            self._opened = True
+            if self.path:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = threading.Thread(
+                target=self._writer_main, name="stepstone-sqlite-writer", daemon=True
+            )
+            self._writer.start()
+        await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)
+        if self._open_error is not None:
+            error = self._open_error
+            self._opened = False
+            raise error
+        if self.path:
+            self._readers = ThreadPoolExecutor(2, thread_name_prefix="stepstone-sqlite-reader")
+
+    async def close(self) -> None:
+        with self._lock:
+            if not self._opened:
+                return
+            self._opened = False
+            writer, self._writer = self._writer, None
+        self._requests.put(_STOP)
+        if writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, writer.join)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        self._ready.clear()
+
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path or ":memory:",
+            isolation_level=None,
+            timeout=self.busy_timeout,
+            check_same_thread=True,
+        )
+        if self.path:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        if readonly:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in queries.migrations("sqlite"):
+                if version in applied:
+                    continue
+                for statement in _split_statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _writer_main(self) -> None:
+        try:
+            conn = self._connect()
+            self._migrate(conn)
+        except BaseException as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._local.conn = conn
+        self._ready.set()
+        tx = self._tx(conn)
+        try:
+            while True:
+                first = self._requests.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._run_batch(conn, tx, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
+        results: list[tuple[Any, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for _script, future, loop in batch:
+                _resolve(loop, future, False, exc)
+            return
+        single = len(batch) == 1
+        for script, future, loop in batch:
+            if not single:
+                conn.execute("SAVEPOINT request")
+            try:
+                value = script(tx)
+            except BaseException as exc:
+                if single:
+                    conn.execute("ROLLBACK")
+                    _resolve(loop, future, False, exc)
+                    return
+                conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
+                results.append((future, False, exc))
+                continue
+            if not single:
+                conn.execute("RELEASE request")
+            results.append((future, True, value))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(future, False, exc) for future, _, _ in results]
+        for (future, ok, value), (_, _, loop) in zip(results, batch, strict=True):
+            _resolve(loop, future, ok, value)
+
+    def _tx(self, conn: sqlite3.Connection) -> Tx:
+        named = self._queries
+
+        def run(name: str, *params: Any) -> sqlite3.Cursor:
+            return conn.execute(named[name], params)
+
+        return run  # type: ignore[return-value]
+
+    # -- dispatch ------------------------------------------------------------------------
+    async def _write(self, script: Callable[[Tx], T]) -> T:
+        if not self._opened:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._requests.put((script, future, loop))
+        return await future
+
+    async def _read(self, script: Callable[[Tx], T]) -> T:
+        if self._readers is None:
+            return await self._write(script)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, self._read_in_thread, script
+        )
+
+    def _read_in_thread(self, script: Callable[[Tx], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect(readonly=True)
+        conn.execute("BEGIN")
+        try:
+            return script(self._tx(conn))
+        finally:
+            conn.execute("COMMIT")
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
+) -> None:
+    def settle() -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    # RuntimeError: the caller's loop has closed; nobody is waiting
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
+
+
+def sqlite_from_url(url: str) -> SQLiteStore:
+    """`sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `?synchronous=normal`."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    if not path:
+        raise ConfigError(f"database URL {url!r}: write sqlite:///path/to/file.db")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(options) - {"synchronous", "busy_timeout"}
+    if unknown:
+        raise ConfigError(f"database URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}")
+    return SQLiteStore(
+        os.path.expanduser(path),
+        synchronous=options.get("synchronous", "full"),
+        busy_timeout=float(options.get("busy_timeout", 30.0)),
+        url=url,
+    )
