@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -12,7 +15,7 @@ from .clock import Clock
 from .errors import ConfigError, RunNotFoundError
 from .events import validate_all
 from .expressions import Expression
-from .function import FunctionDef, Trigger, build_function
+from .function import FunctionDef, Trigger, build_function, function_from_config
 from .ids import new_id
 from .limits import Limits
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
@@ -20,6 +23,7 @@ from .retry import Backoff, default_backoff
 from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
 
 T = TypeVar("T")
+log = logging.getLogger("stepstone.app")
 DEFAULT_DATABASE = "sqlite:///.stepstone/stepstone.db"
 FINISHED = "stepstone/function.finished"
 FAILED = "stepstone/function.failed"
@@ -55,6 +59,10 @@ class App:
         self._cancel_listeners: set[Callable[[str], None]] = set()
         self._portal: _Portal | None = None
         self._expressions: dict[str, Expression] = {}
+        # functions other processes published, so events sent from here start their runs too
+        self._remote: dict[str, tuple[str, FunctionDef]] = {}
+        self._remote_loaded_at = -1e9
+        self.registry_ttl = 2.0
 
     # -- definitions --------------------------------------------------------------------
     def function(
@@ -129,8 +137,9 @@ class App:
 
         An event whose id was already stored is accepted and ignored.
         """
-        prepared = self.prepare_events(events)
         store = await self.store()
+        await self.refresh_registry(store)
+        prepared = self.prepare_events(events)
         await store.ingest(prepared, self.match_wait)
         self.wake_workers()
         return [item.event.id for item in prepared if item.event.id is not None]
@@ -149,11 +158,42 @@ class App:
             as_dict = event.to_dict()
             runs = [
                 NewRun(new_id(), fn.id, [event.id or ""], now, now)
-                for fn in self.functions.values()
+                for fn in self.all_functions()
                 if fn.id != exclude_function and fn.matches(event.name, as_dict)
             ]
             out.append(NewEvent(event, data_json, now, runs))
         return out
+
+    def all_functions(self) -> list[FunctionDef]:
+        """This process's functions, then those other processes published."""
+        local = list(self.functions.values())
+        return local + [fn for fid, (_, fn) in self._remote.items() if fid not in self.functions]
+
+    async def refresh_registry(self, store: Store, *, force: bool = False) -> None:
+        """Reload the functions other processes published, at most every `registry_ttl` s."""
+        now = time.monotonic()
+        if not force and now - self._remote_loaded_at < self.registry_ttl:
+            return
+        remote: dict[str, tuple[str, FunctionDef]] = {}
+        for config in await store.registered_functions():
+            key = json.dumps(config, sort_keys=True)
+            known = self._remote.get(config["id"])
+            if known is not None and known[0] == key:
+                remote[config["id"]] = known
+                continue
+            try:
+                remote[config["id"]] = (key, function_from_config(config))
+            except (ConfigError, KeyError, TypeError) as exc:
+                log.warning("ignoring published function %r: %s", config.get("id"), exc)
+        self._remote = remote
+        self._remote_loaded_at = now
+
+    async def publish_functions(self) -> None:
+        """Publish this app's functions so other processes' events start their runs."""
+        store = await self.store()
+        configs = [fn.describe() for fn in self.functions.values()]
+        await store.register_functions(self.id, configs, self.clock.now())
+        await self.refresh_registry(store, force=True)
 
     def match_wait(self, wait: Wait, event: Event) -> bool:
         if wait.condition is None:

@@ -256,6 +256,7 @@ class Invocation:
         try:
             return await self._emit_op(op)
         except LeaseLostError as exc:
+            log.warning("run %s: lease lost, write refused: %s", self._data.run_id, exc)
             self.stop(f"lease lost: {exc}")
             raise _Abandon(str(exc)) from None
         except Exception as exc:

@@ -79,16 +79,29 @@ class FunctionDef:
         return any(t.matches(name, event) for t in self.event_triggers)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "retries": self.retries,
-            "triggers": [
-                {"event": t.event, **({"if": t.condition.source} if t.condition else {})}
-                for t in self.event_triggers
-            ]
-            + [{"cron": t.cron, "tz": t.tz} for t in self.cron_triggers],
-        }
+        """The function's definition as JSON: what the registry publishes to other processes."""
+        triggers: list[dict[str, Any]] = [
+            {"event": t.event, "if_": t.condition.source if t.condition else None}
+            for t in self.event_triggers
+        ]
+        triggers += [{"cron": t.cron, "tz": t.tz, "jitter": t.jitter} for t in self.cron_triggers]
+        return {"id": self.id, "name": self.name, "retries": self.retries, "triggers": triggers}
+
+
+def _runs_elsewhere(*args: Any) -> Any:
+    raise RuntimeError("this function's code is not in this process; a worker that has it runs it")
+
+
+def function_from_config(config: dict[str, Any]) -> FunctionDef:
+    """A function published by another process: it can be matched here, not run."""
+    return build_function(
+        _runs_elsewhere,
+        id=config["id"],
+        trigger=config.get("triggers") or [],
+        retries=config.get("retries", 4),
+        name=config.get("name"),
+        backoff=None,
+    )
 
 
 def build_function(

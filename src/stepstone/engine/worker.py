@@ -89,6 +89,7 @@ class Worker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._store = await self.app.store()
+        await self.app.publish_functions()
         self.app.add_waker(self.wake)
         self.app.add_cancel_listener(self._cancel)
         self._tasks = [
@@ -248,6 +249,10 @@ class Worker:
         interval = min(self.lease_seconds / 3, 2.0)
         while True:
             await asyncio.sleep(interval)
+            try:
+                await self.app.refresh_registry(self._store)
+            except Exception:
+                log.warning("worker %s could not reload the function registry", self.id)
             if not self._active:
                 continue
             leases = [a.lease for a in self._active.values()]
@@ -259,6 +264,7 @@ class Worker:
                 log.exception("worker %s could not renew its leases", self.id)
                 continue
             for run_id in lost:
+                log.warning("run %s: lease lost; another worker took it over", run_id)
                 active = self._active.get(run_id)
                 if active is not None:
                     active.lost = True

@@ -108,6 +108,17 @@ class Store(abc.ABC):
     ) -> None:
         """Create runs for events already stored (reruns), with steps they start with."""
 
+    # -- the function registry ------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_functions(
+        self, app_id: str, configs: Sequence[dict[str, Any]], now: float
+    ) -> None:
+        """Publish an app's functions (replacing what that app published before)."""
+
+    @abc.abstractmethod
+    async def registered_functions(self) -> list[dict[str, Any]]:
+        """Every published function config."""
+
     # -- the queue -----------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:

@@ -76,6 +76,25 @@ class SqlStore(Store, abc.ABC):
 
         await self._write(script)
 
+    # -- the function registry ------------------------------------------------------------
+    async def register_functions(
+        self, app_id: str, configs: Sequence[dict[str, Any]], now: float
+    ) -> None:
+        def script(tx: Tx) -> None:
+            current = {c["id"] for c in configs}
+            for (old,) in tx("app_functions", app_id).fetchall():
+                if old not in current:
+                    tx("delete_function", old)
+            for config in configs:
+                tx("upsert_function", config["id"], app_id, _json(config), now)
+
+        await self._write(script)
+
+    async def registered_functions(self) -> list[dict[str, Any]]:
+        return await self._read(
+            lambda tx: [_load(row[0]) for row in tx("list_functions").fetchall()]
+        )
+
     # -- the queue -----------------------------------------------------------------------
     async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
         def script(tx: Tx) -> list[Claim]:

@@ -143,3 +143,17 @@ SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;
 SELECT id, name, data, ts, user_data, v, received_at FROM events
 WHERE (? IS NULL OR name = ?) AND (? IS NULL OR received_at < ?)
 ORDER BY received_at DESC, id DESC LIMIT ?;
+
+-- name: upsert_function
+INSERT INTO functions (id, app_id, config, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    app_id = excluded.app_id, config = excluded.config, updated_at = excluded.updated_at;
+
+-- name: app_functions
+SELECT id FROM functions WHERE app_id = ?;
+
+-- name: delete_function
+DELETE FROM functions WHERE id = ?;
+
+-- name: list_functions
+SELECT config FROM functions ORDER BY id;
