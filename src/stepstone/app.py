@@ -15,9 +15,10 @@ from .clock import Clock
 from .errors import ConfigError, RunNotFoundError
 from .events import validate_all
 from .expressions import Expression
-from .function import FunctionDef, Trigger, build_function, function_from_config
+from .function import EventTrigger, FunctionDef, Trigger, build_function, function_from_config
 from .ids import new_id
 from .limits import Limits
+from .options import Cancel, Timeouts
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff, default_backoff
 from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
@@ -29,6 +30,7 @@ FINISHED = "stepstone/function.finished"
 FAILED = "stepstone/function.failed"
 CANCELLED = "stepstone/function.cancelled"
 INVOKED = "stepstone/function.invoked"
+MAX_WAIT = 366 * 86400.0
 
 
 class App:
@@ -63,6 +65,9 @@ class App:
         self._remote: dict[str, tuple[str, FunctionDef]] = {}
         self._remote_loaded_at = -1e9
         self.registry_ttl = 2.0
+        subscribe = getattr(self.clock, "subscribe", None)
+        if callable(subscribe):
+            subscribe(self.wake_workers)  # a test clock that moves wakes the workers
 
     # -- definitions --------------------------------------------------------------------
     def function(
@@ -73,24 +78,98 @@ class App:
         retries: int = 4,
         name: str | None = None,
         backoff: Backoff | None = None,
+        cancel_on: Cancel | Mapping[str, Any] | Sequence[Cancel | Mapping[str, Any]] | None = None,
+        timeouts: Timeouts | Mapping[str, Any] | None = None,
+        on_failure: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[..., Any]], FunctionDef]:
-        """Register the decorated function; sync `def` and `async def` are both accepted."""
+        """Register the decorated function; sync `def` and `async def` are both accepted.
+
+        `on_failure` is a function run (as `<id>-failure`) when a run of this one fails;
+        its `ctx.event` is the `stepstone/function.failed` event.
+        """
 
         def register(handler: Callable[..., Any]) -> FunctionDef:
-            if id in self.functions:
-                raise ConfigError(f"function id {id!r} is already registered in app {self.id!r}")
+            failure_id = f"{id}-failure"
+            for taken in (id, failure_id) if on_failure else (id,):
+                if taken in self.functions:
+                    raise ConfigError(
+                        f"function id {taken!r} is already registered in app {self.id!r}"
+                    )
             fn = build_function(
-                handler, id=id, trigger=trigger, retries=retries, name=name, backoff=backoff
+                handler,
+                id=id,
+                trigger=trigger,
+                retries=retries,
+                name=name,
+                backoff=backoff,
+                cancel_on=cancel_on,
+                timeouts=timeouts,
             )
+            if on_failure is not None:
+                if not callable(on_failure):
+                    raise ConfigError(f"function {id!r}: on_failure must be a function")
+                self.functions[failure_id] = build_function(
+                    on_failure,
+                    id=failure_id,
+                    trigger=EventTrigger(FAILED, f"event.data.function_id == {json.dumps(id)}"),
+                    retries=retries,
+                    name=f"{fn.name} (on failure)",
+                    backoff=backoff,
+                )
             self.functions[id] = fn
             return fn
 
         return register
 
+    def new_run(
+        self,
+        fn: FunctionDef,
+        event: Event,
+        now: float,
+        *,
+        available_at: float | None = None,
+        parent_run_id: str | None = None,
+        parent_step: str | None = None,
+    ) -> NewRun:
+        """A run of `fn` for `event`, with the cancel rules it listens for."""
+        run_id = new_id()
+        trigger = event.to_dict()
+        waits = [
+            Wait(
+                run_id,
+                f"cancel:{index}",
+                rule.event,
+                rule.condition.source if rule.condition else None,
+                trigger,
+                now + (rule.timeout if rule.timeout is not None else MAX_WAIT),
+            )
+            for index, rule in enumerate(fn.cancel_on)
+        ]
+        return NewRun(
+            run_id,
+            fn.id,
+            [event.id or ""],
+            now,
+            now if available_at is None else available_at,
+            parent_run_id=parent_run_id,
+            parent_step=parent_step,
+            waits=waits,
+        )
+
+    def function_def(self, function_id: str) -> FunctionDef:
+        """A function of this process, or one another process published."""
+        fn = self.functions.get(function_id)
+        if fn is None and function_id in self._remote:
+            fn = self._remote[function_id][1]
+        if fn is None:
+            raise ConfigError(f"no function {function_id!r} is registered in app {self.id!r}")
+        return fn
+
     def function_id(self, function: Any) -> str:
         """The id of a function given as its id or the object @app.function returned."""
         function_id = function.id if isinstance(function, FunctionDef) else function
-        if not isinstance(function_id, str) or function_id not in self.functions:
+        known = function_id in self.functions or function_id in self._remote
+        if not isinstance(function_id, str) or not known:
             raise ConfigError(f"no function {function_id!r} is registered in app {self.id!r}")
         return function_id
 
@@ -140,7 +219,17 @@ class App:
         store = await self.store()
         await self.refresh_registry(store)
         prepared = self.prepare_events(events)
-        await store.ingest(prepared, self.match_wait)
+        cancelled: list[str] = []
+
+        def match(wait: Wait, event: Event) -> bool:
+            matched = self.match_wait(wait, event)
+            if matched and wait.hashed_id.startswith("cancel:"):
+                cancelled.append(wait.run_id)
+            return matched
+
+        await store.ingest(prepared, match)
+        if cancelled:
+            await self._announce_cancelled(store, cancelled)
         self.wake_workers()
         return [item.event.id for item in prepared if item.event.id is not None]
 
@@ -157,7 +246,7 @@ class App:
         for event, data_json in validate_all(events, self.limits, internal=internal):
             as_dict = event.to_dict()
             runs = [
-                NewRun(new_id(), fn.id, [event.id or ""], now, now)
+                self.new_run(fn, event, now)
                 for fn in self.all_functions()
                 if fn.id != exclude_function and fn.matches(event.name, as_dict)
             ]
@@ -271,13 +360,20 @@ class App:
             return False
         changed = await store.request_cancel(run_id, self.clock.now())
         if changed:
-            after = await store.get_run(run_id)
-            if after is not None and after.status is RunStatus.CANCELLED:
-                await store.ingest(self.lifecycle_events(after, RunStatus.CANCELLED), None)
-        for listener in list(self._cancel_listeners):
-            listener(run_id)
+            await self._announce_cancelled(store, [run_id])
         self.wake_workers()
         return changed
+
+    async def _announce_cancelled(self, store: Store, run_ids: list[str]) -> None:
+        """Stop local invocations of these runs; announce those that ended already."""
+        for run_id in run_ids:
+            for listener in list(self._cancel_listeners):
+                listener(run_id)
+            run = await store.get_run(run_id)
+            if run is not None and run.status is RunStatus.CANCELLED:
+                stored = await store.get_event(run.event_ids[0]) if run.event_ids else None
+                first = stored.event if stored else None
+                await store.ingest(self.lifecycle_events(run, RunStatus.CANCELLED, event=first))
 
     async def rerun(self, run_id: str, *, from_step: str | None = None) -> str:
         """Start a new run of the same function with the same event(s); return its id."""
@@ -307,17 +403,29 @@ class App:
         status: RunStatus,
         error: dict[str, Any] | None = None,
         output: Any = None,
+        event: Event | None = None,
     ) -> list[NewEvent]:
-        """The internal events that announce a run's end, with the runs they trigger."""
-        data = {"function_id": run.function_id, "run_id": run.id, "event_ids": run.event_ids}
+        """The internal events that announce a run's end, with the runs they trigger.
+
+        Their ids derive from the run, so announcing the same end twice stores it once.
+        """
+        data = {
+            "function_id": run.function_id,
+            "run_id": run.id,
+            "event_ids": run.event_ids,
+            "event": None if event is None else event.to_dict(),
+        }
         batch: list[dict[str, Any]] = []
         if status is RunStatus.FAILED:
-            batch.append({"name": FAILED, "data": {**data, "error": error}})
+            batch.append(
+                {"name": FAILED, "id": f"{run.id}:failed", "data": {**data, "error": error}}
+            )
         elif status is RunStatus.CANCELLED:
-            batch.append({"name": CANCELLED, "data": data})
+            batch.append({"name": CANCELLED, "id": f"{run.id}:cancelled", "data": data})
         batch.append(
             {
                 "name": FINISHED,
+                "id": f"{run.id}:finished",
                 "data": {**data, "status": status.value, "output": output, "error": error},
             }
         )

@@ -10,8 +10,10 @@ from typing import Any
 
 from croniter import croniter
 
+from . import options
 from .errors import ConfigError
 from .expressions import Expression
+from .options import CancelRule, TimeoutLimits
 from .retry import Backoff
 
 MAX_TRIGGERS = 10
@@ -70,6 +72,8 @@ class FunctionDef:
     event_triggers: list[CompiledEventTrigger] = field(default_factory=list)
     cron_triggers: list[CronTrigger] = field(default_factory=list)
     is_async: bool = True
+    cancel_on: list[CancelRule] = field(default_factory=list)
+    timeouts: TimeoutLimits | None = None
 
     @property
     def max_attempts(self) -> int:
@@ -85,7 +89,17 @@ class FunctionDef:
             for t in self.event_triggers
         ]
         triggers += [{"cron": t.cron, "tz": t.tz, "jitter": t.jitter} for t in self.cron_triggers]
-        return {"id": self.id, "name": self.name, "retries": self.retries, "triggers": triggers}
+        config: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "retries": self.retries,
+            "triggers": triggers,
+        }
+        if self.cancel_on:
+            config["cancel_on"] = [rule.describe() for rule in self.cancel_on]
+        if self.timeouts is not None:
+            config["timeouts"] = {"start": self.timeouts.start, "finish": self.timeouts.finish}
+        return config
 
 
 def _runs_elsewhere(*args: Any) -> Any:
@@ -101,6 +115,8 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         retries=config.get("retries", 4),
         name=config.get("name"),
         backoff=None,
+        cancel_on=config.get("cancel_on"),
+        timeouts=config.get("timeouts"),
     )
 
 
@@ -112,6 +128,8 @@ def build_function(
     retries: int,
     name: str | None,
     backoff: Backoff | None,
+    cancel_on: Any = None,
+    timeouts: Any = None,
 ) -> FunctionDef:
     where = f"function {id!r}"
     if not isinstance(id, str) or not _FUNCTION_ID.match(id):
@@ -132,6 +150,8 @@ def build_function(
         retries=retries,
         backoff=backoff,
         is_async=inspect.iscoroutinefunction(handler),
+        cancel_on=options.cancel_rules(cancel_on, where),
+        timeouts=options.timeouts(timeouts, where),
     )
     triggers: list[Any]
     if trigger is None:
@@ -146,7 +166,8 @@ def build_function(
         if isinstance(item, str):
             item = EventTrigger(item)
         if isinstance(item, dict):
-            item = CronTrigger(**item) if "cron" in item else EventTrigger(**item)
+            kind = CronTrigger if "cron" in item else EventTrigger
+            item = options.coerce(kind, item, f"{where} trigger {index}")
         if isinstance(item, EventTrigger):
             fn.event_triggers.append(_compile_event_trigger(item, f"{where} trigger {index}"))
         elif isinstance(item, CronTrigger):

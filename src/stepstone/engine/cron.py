@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from ..ids import new_id
-from ..store import NewEvent, NewRun
+from ..store import NewEvent
 
 if TYPE_CHECKING:
     from ..app import App
@@ -67,7 +66,7 @@ class CronScheduler:
         }
         prepared = self.app.prepare_events(raw, internal=True)[0]
         start = tick + (random.uniform(0, trigger.jitter) if trigger.jitter else 0.0)
-        run = NewRun(new_id(), fn.id, [prepared.event.id or ""], tick, start)
+        run = self.app.new_run(fn, prepared.event, tick, available_at=start)
         store = await self.app.store()
         await store.ingest([NewEvent(prepared.event, prepared.data_json, tick, [run])])
         self.app.wake_workers()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import ops
-from ..ids import new_id
-from ..records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
-from ..store import Claim, NewEvent, NewRun, Store, Wait
+from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
+from ..store import Claim, NewEvent, Store, Wait
 
 if TYPE_CHECKING:
     from ..app import App
+
+INVOKED = "stepstone/function.invoked"
 
 
 class RunWriter:
@@ -21,6 +22,7 @@ class RunWriter:
         self._store = store
         self._claim = claim
         self._lease = claim.lease
+        self.deadline: float | None = None  # timeouts.finish: a suspended run wakes by then
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._app.clock.now()
@@ -47,13 +49,16 @@ class RunWriter:
         return None
 
     def _invoke_event(self, op: ops.StartInvoke, now: float) -> NewEvent:
-        raw = {"name": "stepstone/function.invoked", "data": op.data}
+        raw = {
+            "name": INVOKED,
+            "id": f"{self._lease.run_id}:{op.step.hashed_id}:invoke",
+            "data": op.data,
+        }
         prepared = self._app.prepare_events(raw, internal=True)[0]
-        run = NewRun(
-            new_id(),
-            op.function_id,
-            [prepared.event.id or ""],
-            now,
+        fn = self._app.function_def(op.function_id)
+        run = self._app.new_run(
+            fn,
+            prepared.event,
             now,
             parent_run_id=self._lease.run_id,
             parent_step=op.step.hashed_id,
@@ -61,17 +66,25 @@ class RunWriter:
         # only the invoked function runs, whatever else listens to that name
         return NewEvent(prepared.event, prepared.data_json, now, [run])
 
-    async def outcome(self, outcome: ops.Outcome, *, cancelled: bool) -> None:
+    async def outcome(self, outcome: ops.Outcome, *, cancel: str | None = None) -> None:
         app, store, lease = self._app, self._store, self._lease
         now = app.clock.now()
         run = self._claim.run
-        if cancelled:
-            await self.finish(RunStatus.CANCELLED, None, None)
+        if cancel is not None:
+            error = None
+            if cancel.startswith("timed out"):
+                error = {
+                    "name": "FunctionTimeout",
+                    "message": f"run {run.id} {cancel}",
+                    "stack": "",
+                }
+            await self.finish(RunStatus.CANCELLED, None, error)
         elif isinstance(outcome, ops.RunCompleted):
             await self.finish(RunStatus.COMPLETED, outcome.output_json, None)
         elif isinstance(outcome, ops.RunFailed):
             await self.finish(RunStatus.FAILED, None, outcome.error)
         elif isinstance(outcome, ops.RunRetry):
+            at = min(outcome.at, self.deadline or outcome.at)
             entry = HistoryEntry(
                 now,
                 "retrying",
@@ -79,7 +92,7 @@ class RunWriter:
             )
             await store.reschedule(
                 lease,
-                at=outcome.at,
+                at=at,
                 now=now,
                 status=RunStatus.RUNNING,
                 attempt=run.attempt + 1,
@@ -87,6 +100,7 @@ class RunWriter:
             )
         elif isinstance(outcome, ops.Suspended):
             at = now if outcome.at is None else outcome.at
+            at = min(at, self.deadline or at)
             status = _suspended_status(outcome.reasons)
             await store.reschedule(
                 lease,
@@ -101,7 +115,8 @@ class RunWriter:
 
         now = self._app.clock.now()
         output = None if output_json is None else json.loads(output_json)
-        follow_up = self._app.lifecycle_events(self._claim.run, status, error, output)
+        first = self._claim.events[0] if self._claim.events else None
+        follow_up = self._app.lifecycle_events(self._claim.run, status, error, output, first)
         await self._store.finish(
             self._lease,
             status=status,
@@ -158,6 +173,3 @@ def _ids_json(step: StepRecord) -> str:
     import json
 
     return json.dumps(step.output)
-
-
-__all__ = ["Event", "RunWriter"]

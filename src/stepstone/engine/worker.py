@@ -17,6 +17,7 @@ from .. import ops
 from ..errors import ConfigError, LeaseLostError
 from ..executor import Invocation, InvocationInput
 from ..ids import new_id
+from ..options import TimeoutLimits
 from ..records import Event
 from ..store import Claim, Lease, Store
 from .cron import CronScheduler
@@ -32,8 +33,9 @@ log = logging.getLogger("stepstone.worker")
 class _Active:
     lease: Lease
     invocation: Invocation | None = None
-    cancelled: bool = False
+    cancel_reason: str | None = None  # set once the run must stop: cancelled or timed out
     lost: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 class Worker:
@@ -127,6 +129,11 @@ class Worker:
         self._step_pool.shutdown(wait=False, cancel_futures=True)
         self._fn_pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def busy(self) -> bool:
+        """True while this worker executes at least one run."""
+        return bool(self._active)
+
     def wake(self) -> None:
         """Claim now: called when work may be due (from any thread)."""
         loop = self._loop
@@ -179,7 +186,7 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
-        active = _Active(claim.lease, cancelled=claim.cancel_requested)
+        active = _Active(claim.lease, cancel_reason="cancelled" if claim.cancel_requested else None)
         self._active[claim.lease.run_id] = active
         task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
@@ -190,10 +197,12 @@ class Worker:
         writer = RunWriter(self.app, self._store, claim)
         run = claim.run
         try:
-            if active.cancelled:
-                await writer.outcome(ops.Abandoned("cancelled"), cancelled=True)
-                return
             fn = self.app.functions.get(run.function_id)
+            if fn is not None and fn.timeouts is not None and active.cancel_reason is None:
+                self._arm_timeouts(claim, fn.timeouts, active, writer)
+            if active.cancel_reason is not None:
+                await writer.outcome(ops.Abandoned("cancelled"), cancel=active.cancel_reason)
+                return
             if fn is None:
                 error = {
                     "name": "FunctionNotFound",
@@ -201,7 +210,7 @@ class Worker:
                     f"{self.app.id!r} on worker {self.id}; deploy it, then rerun this run",
                     "stack": "",
                 }
-                await writer.outcome(ops.RunFailed(error), cancelled=False)
+                await writer.outcome(ops.RunFailed(error))
                 return
             invocation = Invocation(
                 InvocationInput(
@@ -222,12 +231,12 @@ class Worker:
                 new_event_ids=self._event_dicts,
             )
             active.invocation = invocation
-            if active.cancelled:
-                invocation.stop("cancelled")
+            if active.cancel_reason is not None:
+                invocation.stop(active.cancel_reason)
             outcome = await invocation.execute()
             if active.lost:
                 return
-            await writer.outcome(outcome, cancelled=active.cancelled)
+            await writer.outcome(outcome, cancel=active.cancel_reason)
         except LeaseLostError:
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
@@ -235,8 +244,29 @@ class Worker:
         except Exception:
             log.exception("run %s: could not save its outcome; it will be retried", run.id)
         finally:
+            if active.timer is not None:
+                active.timer.cancel()
             self._active.pop(run.id, None)
             self._wake.set()
+
+    def _arm_timeouts(
+        self, claim: Claim, limits: TimeoutLimits, active: _Active, writer: RunWriter
+    ) -> None:
+        run, now = claim.run, self.app.clock.now()
+        started = run.started_at if run.started_at is not None else now
+        if limits.start is not None and started - run.created_at > limits.start:
+            active.cancel_reason = f"timed out: not started within timeouts.start={limits.start}s"
+            return
+        if limits.finish is None:
+            return
+        deadline = started + limits.finish
+        reason = f"timed out: not finished within timeouts.finish={limits.finish}s"
+        if now >= deadline:
+            active.cancel_reason = reason
+            return
+        writer.deadline = deadline
+        assert self._loop is not None
+        active.timer = self._loop.call_later(deadline - now, self._cancel_here, run.id, reason)
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         prepared = self.app.prepare_events(events)
@@ -273,7 +303,7 @@ class Worker:
             for run_id in cancel:
                 self._cancel(run_id)
 
-    def _cancel(self, run_id: str) -> None:
+    def _cancel(self, run_id: str, reason: str = "cancelled") -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -282,13 +312,13 @@ class Worker:
                 running = None
             if running is not loop:
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._cancel_here, run_id)
+                    loop.call_soon_threadsafe(self._cancel_here, run_id, reason)
                 return
-        self._cancel_here(run_id)
+        self._cancel_here(run_id, reason)
 
-    def _cancel_here(self, run_id: str) -> None:
+    def _cancel_here(self, run_id: str, reason: str = "cancelled") -> None:
         active = self._active.get(run_id)
-        if active is not None and not active.cancelled:
-            active.cancelled = True
+        if active is not None and active.cancel_reason is None:
+            active.cancel_reason = reason
             if active.invocation is not None:
-                active.invocation.stop("cancelled")
+                active.invocation.stop(reason)

@@ -23,6 +23,16 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Wait:
+    run_id: str
+    hashed_id: str
+    event: str
+    condition: str | None
+    trigger_event: dict[str, Any]
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class NewRun:
     id: str
     function_id: str
@@ -33,6 +43,7 @@ class NewRun:
     parent_step: str | None = None
     status: RunStatus = RunStatus.QUEUED
     reason: str | None = None  # why a run was created skipped
+    waits: list[Wait] = field(default_factory=list)  # cancel_on rules it listens for
 
 
 @dataclass(frozen=True)
@@ -43,16 +54,6 @@ class NewEvent:
     data_json: str
     received_at: float
     runs: list[NewRun] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Wait:
-    run_id: str
-    hashed_id: str
-    event: str
-    condition: str | None
-    trigger_event: dict[str, Any]
-    expires_at: float
 
 
 # Decides, inside the ingest transaction, whether an incoming event resumes a wait.

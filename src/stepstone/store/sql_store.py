@@ -166,15 +166,7 @@ class SqlStore(Store, abc.ABC):
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
             _upsert_step(tx, lease.run_id, step, None)
-            tx(
-                "insert_wait",
-                wait.run_id,
-                wait.hashed_id,
-                wait.event,
-                wait.condition,
-                _json(wait.trigger_event),
-                wait.expires_at,
-            )
+            _insert_wait(tx, wait)
 
         await self._write(script)
 
@@ -241,20 +233,7 @@ class SqlStore(Store, abc.ABC):
         await self._write(script)
 
     async def request_cancel(self, run_id: str, now: float) -> bool:
-        def script(tx: Tx) -> bool:
-            row = tx("job_owner", run_id).fetchone()
-            if row is not None and row[0] is not None:
-                # a worker holds it: it stops the run once the steps in flight are saved
-                return tx("flag_cancel", now, now, run_id).rowcount > 0
-            if tx("cancel_run_now", now, run_id).rowcount == 0:
-                return False
-            tx("delete_job", run_id)
-            tx("delete_run_waits", run_id)
-            _history(tx, run_id, HistoryEntry(now, "cancelled"))
-            _resume_parent(tx, run_id, RunStatus.CANCELLED, None, None, now)
-            return True
-
-        return await self._write(script)
+        return await self._write(lambda tx: _cancel(tx, run_id, now))
 
     async def add_history(self, run_id: str, entry: HistoryEntry) -> None:
         await self._write(lambda tx: _history(tx, run_id, entry))
@@ -379,18 +358,51 @@ def _insert_run(tx: Tx, run: NewRun) -> None:
         _history(tx, run.id, HistoryEntry(run.created_at, run.status.value, _reason(run)))
         return
     tx("insert_job", run.id, run.function_id, run.available_at)
+    for wait in run.waits:
+        _insert_wait(tx, wait)
     _history(tx, run.id, HistoryEntry(run.created_at, "queued", _reason(run)))
+
+
+def _insert_wait(tx: Tx, wait: Wait) -> None:
+    tx(
+        "insert_wait",
+        wait.run_id,
+        wait.hashed_id,
+        wait.event,
+        wait.condition,
+        _json(wait.trigger_event),
+        wait.expires_at,
+    )
 
 
 def _reason(run: NewRun) -> dict[str, Any]:
     return {"reason": run.reason} if run.reason else {}
 
 
+def _cancel(tx: Tx, run_id: str, now: float) -> bool:
+    row = tx("job_owner", run_id).fetchone()
+    if row is not None and row[0] is not None:
+        # a worker holds it: it stops the run once the steps in flight are saved
+        return bool(tx("flag_cancel", now, now, run_id).rowcount > 0)
+    if tx("cancel_run_now", now, run_id).rowcount == 0:
+        return False
+    tx("delete_job", run_id)
+    tx("delete_run_waits", run_id)
+    _history(tx, run_id, HistoryEntry(now, "cancelled"))
+    _resume_parent(tx, run_id, RunStatus.CANCELLED, None, None, now)
+    return True
+
+
 def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> None:
     rows = tx("waits_for_event", event.name).fetchall()
     for run_id, hashed_id, name, condition, trigger_event, expires_at in rows:
+        if expires_at < now:
+            continue  # lapsed: the run resolves it as timed out when it resumes
         wait = Wait(run_id, hashed_id, name, condition, _load(trigger_event), expires_at)
         if not matcher(wait, event):
+            continue
+        if hashed_id.startswith("cancel:"):
+            _cancel(tx, run_id, now)
             continue
         resolved = tx(
             "resolve_step",
