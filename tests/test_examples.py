@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from examples import shop
+
 from tests.helpers import send_and_wait
 
 
@@ -30,6 +30,9 @@ async def test_shop_example_functions(shop_app) -> None:  # type: ignore[no-unty
     assert user.output["user"]["id"] == "ada@example.com"
     assert isinstance(user.output["user"]["created_at"], str)  # datetime → ISO 8601
     assert {s.id for s in user.steps} == {
-        "create-user", "create-subscription", "add-to-crm", "send-welcome-email",
+        "create-user",
+        "create-subscription",
+        "add-to-crm",
+        "send-welcome-email",
     }
     assert data.output == 6

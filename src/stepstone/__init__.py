@@ -17,6 +17,7 @@ from .errors import (
 )
 from .function import CronTrigger, EventTrigger, FunctionDef, on_cron, on_event
 from .limits import Limits
+from .options import Cancel, Timeouts
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from .retry import default_backoff
 from .step import Context, Step, SyncStep
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Cancel",
     "Clock",
     "ConfigError",
     "Context",
@@ -50,6 +52,7 @@ __all__ = [
     "StepStatus",
     "StepstoneError",
     "SyncStep",
+    "Timeouts",
     "default_backoff",
     "on_cron",
     "on_event",

@@ -383,7 +383,7 @@ def _cancel(tx: Tx, run_id: str, now: float) -> bool:
     row = tx("job_owner", run_id).fetchone()
     if row is not None and row[0] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
-        return bool(tx("flag_cancel", now, now, run_id).rowcount > 0)
+        return bool(tx("flag_cancel", run_id).rowcount > 0)
     if tx("cancel_run_now", now, run_id).rowcount == 0:
         return False
     tx("delete_job", run_id)

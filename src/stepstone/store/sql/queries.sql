@@ -101,8 +101,9 @@ WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped');
 SELECT owner FROM jobs WHERE run_id = ?;
 
 -- name: flag_cancel
-UPDATE jobs SET cancel = 1, available_at = CASE WHEN available_at > ? THEN ? ELSE available_at END
-WHERE run_id = ? AND owner IS NOT NULL;
+-- The owner stops the run after its steps in flight are saved; should it die, the run
+-- is finalized by whoever claims it when the lease runs out.
+UPDATE jobs SET cancel = 1 WHERE run_id = ? AND owner IS NOT NULL;
 
 -- name: insert_history
 INSERT INTO history (run_id, at, kind, data) VALUES (?, ?, ?, ?);
