@@ -15,6 +15,7 @@ from .errors import (
     StepError,
     StepstoneError,
 )
+from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .function import CronTrigger, EventTrigger, FunctionDef, on_cron, on_event
 from .limits import Limits
 from .options import Cancel, Timeouts
@@ -26,11 +27,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Batch",
     "Cancel",
     "Clock",
+    "Concurrency",
     "ConfigError",
     "Context",
     "CronTrigger",
+    "Debounce",
     "Event",
     "EventError",
     "EventTrigger",
@@ -41,17 +45,21 @@ __all__ = [
     "Limits",
     "NestedStepError",
     "NonRetriableError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "Run",
     "RunNotFoundError",
     "RunStatus",
     "SerializationError",
+    "Singleton",
     "Step",
     "StepError",
     "StepRecord",
     "StepStatus",
     "StepstoneError",
     "SyncStep",
+    "Throttle",
     "Timeouts",
     "default_backoff",
     "on_cron",

@@ -15,6 +15,7 @@ from .clock import Clock
 from .errors import ConfigError, RunNotFoundError
 from .events import validate_all
 from .expressions import Expression
+from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .function import EventTrigger, FunctionDef, Trigger, build_function, function_from_config
 from .ids import new_id
 from .limits import Limits
@@ -22,6 +23,7 @@ from .options import Cancel, Timeouts
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff, default_backoff
 from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
+from .store.base import NO_FLOW
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.app")
@@ -81,6 +83,14 @@ class App:
         cancel_on: Cancel | Mapping[str, Any] | Sequence[Cancel | Mapping[str, Any]] | None = None,
         timeouts: Timeouts | Mapping[str, Any] | None = None,
         on_failure: Callable[..., Any] | None = None,
+        concurrency: int | Concurrency | Mapping[str, Any] | Sequence[Any] | None = None,
+        throttle: Throttle | Mapping[str, Any] | None = None,
+        rate_limit: RateLimit | Mapping[str, Any] | None = None,
+        debounce: Debounce | Mapping[str, Any] | None = None,
+        batch_events: Batch | Mapping[str, Any] | None = None,
+        priority: Priority | Mapping[str, Any] | None = None,
+        idempotency: str | None = None,
+        singleton: Singleton | Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], FunctionDef]:
         """Register the decorated function; sync `def` and `async def` are both accepted.
 
@@ -104,6 +114,14 @@ class App:
                 backoff=backoff,
                 cancel_on=cancel_on,
                 timeouts=timeouts,
+                concurrency=concurrency,
+                throttle=throttle,
+                rate_limit=rate_limit,
+                debounce=debounce,
+                batch_events=batch_events,
+                priority=priority,
+                idempotency=idempotency,
+                singleton=singleton,
             )
             if on_failure is not None:
                 if not callable(on_failure):
@@ -145,6 +163,7 @@ class App:
             )
             for index, rule in enumerate(fn.cancel_on)
         ]
+        flow = NO_FLOW if fn.flow is None else fn.flow.plan(trigger)
         return NewRun(
             run_id,
             fn.id,
@@ -154,6 +173,7 @@ class App:
             parent_run_id=parent_run_id,
             parent_step=parent_step,
             waits=waits,
+            flow=flow,
         )
 
     def function_def(self, function_id: str) -> FunctionDef:

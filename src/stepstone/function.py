@@ -13,6 +13,7 @@ from croniter import croniter
 from . import options
 from .errors import ConfigError
 from .expressions import Expression
+from .flow import FLOW_OPTION_NAMES, FlowOptions, build_flow
 from .options import CancelRule, TimeoutLimits
 from .retry import Backoff
 
@@ -74,6 +75,7 @@ class FunctionDef:
     is_async: bool = True
     cancel_on: list[CancelRule] = field(default_factory=list)
     timeouts: TimeoutLimits | None = None
+    flow: FlowOptions | None = None  # None: no flow control
 
     @property
     def max_attempts(self) -> int:
@@ -99,6 +101,8 @@ class FunctionDef:
             config["cancel_on"] = [rule.describe() for rule in self.cancel_on]
         if self.timeouts is not None:
             config["timeouts"] = {"start": self.timeouts.start, "finish": self.timeouts.finish}
+        if self.flow is not None:
+            config.update(self.flow.describe())
         return config
 
 
@@ -117,6 +121,7 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         backoff=None,
         cancel_on=config.get("cancel_on"),
         timeouts=config.get("timeouts"),
+        **{name: config[name] for name in FLOW_OPTION_NAMES if name in config},
     )
 
 
@@ -130,6 +135,7 @@ def build_function(
     backoff: Backoff | None,
     cancel_on: Any = None,
     timeouts: Any = None,
+    **flow_options: Any,
 ) -> FunctionDef:
     where = f"function {id!r}"
     if not isinstance(id, str) or not _FUNCTION_ID.match(id):
@@ -153,10 +159,17 @@ def build_function(
         cancel_on=options.cancel_rules(cancel_on, where),
         timeouts=options.timeouts(timeouts, where),
     )
+    unknown = set(flow_options) - set(FLOW_OPTION_NAMES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
+    flow = build_flow(id, where, **flow_options)
+    fn.flow = None if flow.empty else flow
     triggers: list[Any]
     if trigger is None:
         triggers = []
-    elif isinstance(trigger, (str, EventTrigger, CronTrigger)):
+    elif isinstance(trigger, (str, EventTrigger, CronTrigger, dict)) or not isinstance(
+        trigger, Sequence
+    ):
         triggers = [trigger]
     else:
         triggers = list(trigger)

@@ -20,6 +20,10 @@ class Lease:
     run_id: str
     fence: int
     owner: str
+    keys: tuple[str, ...] = ()  # concurrency keys whose slots this run holds while leased
+    holds: int = (
+        0  # flow keys held: 1 debounce/batch (until it starts), 2 singleton (until it ends)
+    )
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,23 @@ class Wait:
     condition: str | None
     trigger_event: dict[str, Any]
     expires_at: float
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    """Flow control for one run, as keys and numbers (the functions' options, evaluated)."""
+
+    priority: int = 0  # seconds: the run is queued as if it came this much earlier
+    concurrency: tuple[tuple[str, int], ...] = ()  # (key, limit): executing at once
+    throttle: tuple[str, int, float, int] | None = None  # key, limit, period, burst
+    rate_limit: tuple[str, int, float] | None = None  # key, limit, period
+    debounce: tuple[str, float, float | None] | None = None  # key, period, timeout
+    batch: tuple[str, int, float] | None = None  # key, max_size, timeout
+    idempotency: str | None = None  # key (one run per key per 24 h)
+    singleton: tuple[str, str] | None = None  # key, mode ("skip" | "cancel")
+
+
+NO_FLOW = FlowPlan()
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,8 @@ class NewRun:
     status: RunStatus = RunStatus.QUEUED
     reason: str | None = None  # why a run was created skipped
     waits: list[Wait] = field(default_factory=list)  # cancel_on rules it listens for
+    flow: FlowPlan = NO_FLOW
+    holds: int = 0  # set by the store: flow keys this run holds
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import LeaseLostError
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from . import flow_scripts
 from .base import (
+    NO_FLOW,
     Claim,
     Lease,
     NewEvent,
@@ -98,9 +100,16 @@ class SqlStore(Store, abc.ABC):
     # -- the queue -----------------------------------------------------------------------
     async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
         def script(tx: Tx) -> list[Claim]:
-            rows = tx("claim", owner, now + lease_for, now, limit).fetchall()
+            rows = tx("claim_candidates", now, limit).fetchall()
+            gate = flow_scripts.Gate(tx, now, _history)
             claims = []
-            for run_id, fence, cancel in rows:
+            for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:
+                keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
+                if (keys or throttle) and not gate.admit(run_id, keys, throttle):
+                    continue
+                fence, cancel = tx("lease", owner, now + lease_for, run_id).fetchone()
+                if holds & flow_scripts.HOLDS_START_KEY:
+                    tx("flow_release", run_id, "--")  # debounce and batch keys end at start
                 if not cancel:
                     tx("mark_started", now, run_id)
                     _history(tx, run_id, HistoryEntry(now, "started", {"worker": owner}))
@@ -109,9 +118,8 @@ class SqlStore(Store, abc.ABC):
                     tx("delete_job", run_id)
                     continue
                 events = [e for e in (_get_event(tx, i) for i in run.event_ids) if e]
-                claims.append(
-                    Claim(Lease(run_id, fence, owner), run, [e.event for e in events], bool(cancel))
-                )
+                lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
+                claims.append(Claim(lease, run, [e.event for e in events], bool(cancel)))
             return claims
 
         return await self._write(script)
@@ -209,6 +217,7 @@ class SqlStore(Store, abc.ABC):
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
             tx("release", min(now, at), at, lease.run_id)
+            flow_scripts.free_slots(tx, lease.keys, now)
             tx("set_run_status", status.value, attempt, lease.run_id)
             if history is not None:
                 _history(tx, lease.run_id, history)
@@ -228,12 +237,15 @@ class SqlStore(Store, abc.ABC):
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
             _finish(tx, lease.run_id, status, output_json, error, at)
+            flow_scripts.free_slots(tx, lease.keys, at)
+            if lease.holds:
+                tx("flow_release", lease.run_id, "s:")
             _ingest(tx, follow_up, None)
 
         await self._write(script)
 
     async def request_cancel(self, run_id: str, now: float) -> bool:
-        return await self._write(lambda tx: _cancel(tx, run_id, now))
+        return await self._write(lambda tx: cancel_run(tx, run_id, now))
 
     async def add_history(self, run_id: str, entry: HistoryEntry) -> None:
         await self._write(lambda tx: _history(tx, run_id, entry))
@@ -339,6 +351,11 @@ def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> 
 
 
 def _insert_run(tx: Tx, run: NewRun) -> None:
+    if run.flow is not NO_FLOW and not run.status.is_final:
+        admitted = flow_scripts.admit(tx, run, _history)
+        if admitted is None:
+            return  # the event joined a run that is waiting for more (debounce, batch)
+        run = admitted
     final = run.status.is_final
     tx(
         "insert_run",
@@ -357,7 +374,7 @@ def _insert_run(tx: Tx, run: NewRun) -> None:
     if final:
         _history(tx, run.id, HistoryEntry(run.created_at, run.status.value, _reason(run)))
         return
-    tx("insert_job", run.id, run.function_id, run.available_at)
+    tx("insert_job", run.id, run.function_id, run.available_at, *flow_scripts.job_columns(run))
     for wait in run.waits:
         _insert_wait(tx, wait)
     _history(tx, run.id, HistoryEntry(run.created_at, "queued", _reason(run)))
@@ -379,7 +396,8 @@ def _reason(run: NewRun) -> dict[str, Any]:
     return {"reason": run.reason} if run.reason else {}
 
 
-def _cancel(tx: Tx, run_id: str, now: float) -> bool:
+def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
+    """Cancel a run no worker holds now; flag one a worker holds (it stops the run)."""
     row = tx("job_owner", run_id).fetchone()
     if row is not None and row[0] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
@@ -388,6 +406,7 @@ def _cancel(tx: Tx, run_id: str, now: float) -> bool:
         return False
     tx("delete_job", run_id)
     tx("delete_run_waits", run_id)
+    tx("flow_release", run_id, "s:")
     _history(tx, run_id, HistoryEntry(now, "cancelled"))
     _resume_parent(tx, run_id, RunStatus.CANCELLED, None, None, now)
     return True
@@ -402,7 +421,7 @@ def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> Non
         if not matcher(wait, event):
             continue
         if hashed_id.startswith("cancel:"):
-            _cancel(tx, run_id, now)
+            cancel_run(tx, run_id, now)
             continue
         resolved = tx(
             "resolve_step",

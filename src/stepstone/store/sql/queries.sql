@@ -15,14 +15,69 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 INSERT INTO run_events (event_id, run_id) VALUES (?, ?) ON CONFLICT DO NOTHING;
 
 -- name: insert_job
-INSERT INTO jobs (run_id, function_id, available_at) VALUES (?, ?, ?);
+INSERT INTO jobs (run_id, function_id, available_at, queued_at, ckey1, climit1, ckey2, climit2,
+                  throttle, holds)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: claim
+-- name: claim_candidates
+SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+FROM jobs WHERE available_at <= ? ORDER BY available_at LIMIT ?;
+
+-- name: lease
 UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0
+WHERE run_id = ?
+RETURNING fence, cancel;
+
+-- name: lock_key
+-- SQLite runs one write transaction at a time: nothing to lock.
+SELECT ?;
+
+-- name: count_active
+SELECT COUNT(*) FROM jobs
+WHERE (ckey1 = ? OR ckey2 = ?) AND owner IS NOT NULL AND available_at > ?;
+
+-- name: park
+UPDATE jobs SET parked_on = ?, available_at = ? WHERE run_id = ?;
+
+-- name: unpark
+UPDATE jobs SET parked_on = NULL, available_at = ?
 WHERE run_id IN (
-    SELECT run_id FROM jobs WHERE available_at <= ? ORDER BY available_at LIMIT ?
-)
-RETURNING run_id, fence, cancel;
+    SELECT run_id FROM jobs WHERE parked_on = ? ORDER BY queued_at LIMIT ?
+);
+
+-- name: delay_job
+UPDATE jobs SET available_at = ? WHERE run_id = ?;
+
+-- name: clear_throttle
+UPDATE jobs SET throttle = NULL WHERE run_id = ?;
+
+-- name: flow_get
+SELECT run_id, value, count, since FROM flow_keys WHERE key = ?;
+
+-- name: flow_put
+INSERT INTO flow_keys (key, run_id, value, count, since) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    run_id = excluded.run_id, value = excluded.value, count = excluded.count,
+    since = excluded.since;
+
+-- name: flow_delete
+DELETE FROM flow_keys WHERE key = ?;
+
+-- name: flow_release
+-- A run gives back the debounce, batch and singleton keys it holds.
+DELETE FROM flow_keys WHERE run_id = ? AND substr(key, 1, 2) IN ('d:', 'b:', ?);
+
+-- name: run_status
+SELECT status FROM runs WHERE id = ?;
+
+-- name: run_event_ids
+SELECT event_ids FROM runs WHERE id = ?;
+
+-- name: set_run_events
+UPDATE runs SET event_ids = ? WHERE id = ?;
+
+-- name: move_queued_job
+UPDATE jobs SET available_at = ? WHERE run_id = ? AND owner IS NULL;
 
 -- name: mark_started
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?;

@@ -1,0 +1,176 @@
+"""Flow control as transaction scripts: admitting runs at ingest, gating them at claim.
+
+Each decision about a flow key first takes that key's lock (`lock_key`: an advisory
+lock on PostgreSQL; nothing on SQLite, whose writes are serialized), so a limit holds
+however many processes ingest and claim at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any, Protocol
+
+from ..records import HistoryEntry, RunStatus
+from .base import NewRun
+
+PARKED = 1e15  # a job parked for a concurrency slot is due only when a slot frees
+DAY = 86400.0
+HOLDS_START_KEY = 1  # a debounce or batch key, given back when the run starts
+HOLDS_END_KEY = 2  # a singleton key, given back when the run ends
+
+
+class Tx(Protocol):
+    def __call__(self, name: str, *params: Any) -> Any: ...
+
+
+History = Any  # a callable (tx, run_id, HistoryEntry) -> None, passed in to avoid a cycle
+
+
+def _get(tx: Tx, key: str) -> tuple[str | None, float | None, int, float | None] | None:
+    tx("lock_key", key)
+    row = tx("flow_get", key).fetchone()
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def _rate_allows(tx: Tx, key: str, limit: int, period: float, tau: float, now: float) -> float:
+    """GCRA: 0 when one more is allowed now (and counted), else the seconds to wait."""
+    row = _get(tx, key)
+    interval = period / limit
+    tat = max(now, row[1] if row is not None and row[1] is not None else now)
+    if tat - tau > now + 1e-9:
+        return tat - tau - now
+    tx("flow_put", key, None, tat + interval, 0, now)
+    return 0.0
+
+
+def admit(tx: Tx, run: NewRun, history: History) -> NewRun | None:
+    """Apply a new run's flow control at ingest.
+
+    Returns the run to insert (maybe skipped, delayed or reordered), or None when the
+    event joined a run that is already waiting (debounce, batch).
+    """
+    flow, now = run.flow, run.created_at
+    if flow.idempotency is not None:
+        row = _get(tx, flow.idempotency)
+        if row is not None and row[3] is not None and row[3] + DAY > now:
+            return _skipped(run, f"idempotency: run {row[0]} already ran for this key")
+        tx("flow_put", flow.idempotency, run.id, None, 0, now)
+    if flow.rate_limit is not None:
+        key, limit, period = flow.rate_limit
+        if _rate_allows(tx, key, limit, period, period - period / limit, now) > 0:
+            return _skipped(run, f"rate limit: more than {limit} runs in {period:g}s")
+    holds = 0
+    if flow.singleton is not None:
+        key, mode = flow.singleton
+        row = _get(tx, key)
+        active = row is not None and _is_active(tx, row[0])
+        if active and mode == "skip":
+            return _skipped(run, f"singleton: run {row[0] if row else ''} is still active")
+        if active and row is not None and row[0] is not None:
+            from .sql_store import cancel_run  # the cancel script lives with the core scripts
+
+            cancel_run(tx, row[0], now)
+            history(tx, row[0], HistoryEntry(now, "cancel.singleton", {"by": run.id}))
+        tx("flow_put", key, run.id, None, 0, now)
+        holds |= HOLDS_END_KEY
+    available_at = run.available_at - flow.priority
+    if flow.debounce is not None:
+        key, period, timeout = flow.debounce
+        row = _get(tx, key)
+        if row is not None and row[0] is not None and row[3] is not None:
+            due = now + period if timeout is None else min(now + period, row[3] + timeout)
+            tx("set_run_events", json.dumps(run.event_ids), row[0])
+            for event_id in run.event_ids:
+                tx("link_run_event", event_id, row[0])
+            tx("move_queued_job", due, row[0])
+            history(tx, row[0], HistoryEntry(now, "debounced", {"event_ids": run.event_ids}))
+            return None
+        tx("flow_put", key, run.id, None, 0, now)
+        available_at = now + period
+        holds |= HOLDS_START_KEY
+    if flow.batch is not None:
+        key, max_size, timeout = flow.batch
+        row = _get(tx, key)
+        if row is not None and row[0] is not None:
+            ids = json.loads(tx("run_event_ids", row[0]).fetchone()[0]) + run.event_ids
+            tx("set_run_events", json.dumps(ids), row[0])
+            for event_id in run.event_ids:
+                tx("link_run_event", event_id, row[0])
+            if row[2] + 1 >= max_size:
+                tx("flow_delete", key)
+                tx("move_queued_job", now, row[0])
+            else:
+                tx("flow_put", key, row[0], None, row[2] + 1, row[3])
+            history(tx, row[0], HistoryEntry(now, "batched", {"size": len(ids)}))
+            return None
+        if max_size > 1:
+            tx("flow_put", key, run.id, None, 1, now)
+            available_at = now + timeout
+            holds |= HOLDS_START_KEY
+    return replace(run, available_at=available_at, holds=holds)
+
+
+def _skipped(run: NewRun, reason: str) -> NewRun:
+    return replace(run, status=RunStatus.SKIPPED, reason=reason)
+
+
+def _is_active(tx: Tx, run_id: str | None) -> bool:
+    if run_id is None:
+        return False
+    row = tx("run_status", run_id).fetchone()
+    return row is not None and not RunStatus(row[0]).is_final
+
+
+def job_columns(run: NewRun) -> tuple[Any, ...]:
+    """queued_at, ckey1, climit1, ckey2, climit2, throttle, holds of a new run's job."""
+    keys = list(run.flow.concurrency) + [(None, None)] * (2 - len(run.flow.concurrency))
+    throttle = None if run.flow.throttle is None else json.dumps(run.flow.throttle)
+    return (
+        run.available_at,
+        keys[0][0],
+        keys[0][1],
+        keys[1][0],
+        keys[1][1],
+        throttle,
+        run.holds,
+    )
+
+
+class Gate:
+    """Decides, inside one claim transaction, which due jobs may start now."""
+
+    def __init__(self, tx: Tx, now: float, history: History) -> None:
+        self._tx = tx
+        self._now = now
+        self._history = history
+        self._active: dict[str, int] = {}
+
+    def admit(self, run_id: str, keys: list[tuple[str, int]], throttle: str | None) -> bool:
+        tx, now = self._tx, self._now
+        for key, limit in keys:
+            if key not in self._active:
+                tx("lock_key", key)
+                self._active[key] = tx("count_active", key, key, now).fetchone()[0]
+            if self._active[key] >= limit:
+                tx("park", key, PARKED, run_id)
+                self._history(tx, run_id, HistoryEntry(now, "concurrency.waiting", {"key": key}))
+                return False
+        if throttle is not None:
+            key, limit, period, burst = json.loads(throttle)
+            wait = _rate_allows(tx, key, limit, period, (burst - 1) * period / limit, now)
+            if wait > 0:
+                tx("delay_job", now + wait, run_id)
+                self._history(tx, run_id, HistoryEntry(now, "throttled", {"until": now + wait}))
+                return False
+            tx("clear_throttle", run_id)
+        for key, _ in keys:
+            self._active[key] += 1
+        return True
+
+
+def free_slots(tx: Tx, keys: tuple[str, ...], now: float) -> None:
+    """A run stopped executing: let the longest-waiting parked job of each key go."""
+    for key in keys:
+        tx("lock_key", key)
+        tx("unpark", now, key, 1)
