@@ -36,3 +36,23 @@ async def test_shop_example_functions(shop_app) -> None:  # type: ignore[no-unty
         "send-welcome-email",
     }
     assert data.output == 6
+
+
+async def test_flow_examples(database_url: str) -> None:
+    from examples import flow
+
+    flow.app.database_url = database_url
+    async with flow.app.worker():
+        ids = await flow.app.send(
+            [{"name": "log/line", "data": {"line": f"l{i}"}} for i in range(50)]
+            + [{"name": "shop/order.paid", "data": {"order_id": 7, "customer": "c"}}] * 2
+        )
+        [bulk] = await flow.app.runs_for_event(ids[0])
+        bulk = await flow.app.wait_for_run(bulk.id)
+        [first] = await flow.app.runs_for_event(ids[50])
+        first = await flow.app.wait_for_run(first.id)
+        [second] = await flow.app.runs_for_event(ids[51])
+    await flow.app.close()
+    assert bulk.output == 50  # the batch filled up: it ran at once with all 50 lines
+    assert first.output == 7
+    assert second.status == "skipped"  # idempotency: one receipt per order
