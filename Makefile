@@ -23,8 +23,8 @@ dev: install
 	$(BIN)/stepstone dev examples.shop:app
 
 lint: install
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples $(wildcard bench)
+	$(BIN)/ruff format --check src tests examples $(wildcard bench)
 
 typecheck: install
 	$(BIN)/mypy
