@@ -1,0 +1,182 @@
+"""Random function programs against a reference model of the semantics (hypothesis).
+
+A program is a list of blocks: steps that fail N times (retriably or not), parallel
+groups, sleeps, steps whose StepError the function catches, and failures of the code
+outside steps. The model says, for each program, how every step and the run must end;
+the real engine must agree, and each handler must have run exactly `attempts` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import stepstone
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    fail_times: int
+    non_retriable: bool
+    caught: bool
+
+
+@dataclass(frozen=True)
+class Program:
+    retries: int
+    blocks: list[Any]  # StepSpec | list[StepSpec] (parallel) | float (a sleep)
+    outer_failures: int
+
+
+@dataclass
+class Expected:
+    status: str
+    steps: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (status, attempts)
+    output: list[str] | None = None
+    attempt: int = 0
+
+
+def _step_outcome(spec: StepSpec, retries: int) -> tuple[bool, int]:
+    """(succeeded, attempts) of one step."""
+    if spec.fail_times == 0:
+        return True, 1
+    if spec.non_retriable:
+        return False, 1
+    if spec.fail_times <= retries:
+        return True, spec.fail_times + 1
+    return False, retries + 1
+
+
+def model(program: Program) -> Expected:
+    expected = Expected(status="completed")
+    output: list[str] = []
+    for block in program.blocks:
+        if isinstance(block, float):
+            continue
+        group = block if isinstance(block, list) else [block]
+        failed_uncaught = False
+        for spec in group:  # every step of a group runs, whatever the others do
+            ok, attempts = _step_outcome(spec, program.retries)
+            expected.steps[spec.id] = ("completed" if ok else "failed", attempts)
+        for spec in group:  # the function awaits them in order
+            ok, _ = _step_outcome(spec, program.retries)
+            if ok:
+                output.append(f"{spec.id}-ok")
+            elif spec.caught:
+                output.append(f"{spec.id}-caught")
+            else:
+                failed_uncaught = True
+                break
+        if failed_uncaught:
+            expected.status = "failed"
+            return expected
+    if program.outer_failures > program.retries:
+        expected.status = "failed"
+        expected.attempt = program.retries
+        return expected
+    expected.attempt = program.outer_failures
+    expected.output = output
+    return expected
+
+
+_counter = iter(range(10**9))
+
+
+@st.composite
+def step_specs(draw: st.DrawFn) -> StepSpec:
+    return StepSpec(
+        id=f"s{next(_counter)}",
+        fail_times=draw(st.integers(0, 3)),
+        non_retriable=draw(st.booleans()),
+        caught=draw(st.booleans()),
+    )
+
+
+blocks = st.one_of(
+    step_specs(),
+    st.lists(step_specs(), min_size=2, max_size=3),
+    st.just(0.01),
+)
+programs = st.builds(
+    Program,
+    retries=st.integers(0, 2),
+    blocks=st.lists(blocks, min_size=1, max_size=5),
+    outer_failures=st.integers(0, 3),
+)
+
+
+def build_app(program: Program, calls: dict[str, int]) -> stepstone.App:
+    app = stepstone.App("model", database="memory://", backoff=lambda attempt: 0.0)
+    invocations = {"n": 0}
+
+    def handler_for(spec: StepSpec) -> Any:
+        def handler() -> str:
+            calls[spec.id] = calls.get(spec.id, 0) + 1
+            if calls[spec.id] <= spec.fail_times:
+                if spec.non_retriable:
+                    raise stepstone.NonRetriableError(f"{spec.id} refused")
+                raise ValueError(f"{spec.id} attempt {calls[spec.id]}")
+            return f"{spec.id}-ok"
+
+        return handler
+
+    @app.function(id="program", trigger="model/run", retries=program.retries)
+    async def run_program(ctx: stepstone.Context) -> Any:
+        output = []
+        for index, block in enumerate(program.blocks):
+            if isinstance(block, float):
+                await ctx.step.sleep(f"sleep{index}", block)
+                continue
+            group = block if isinstance(block, list) else [block]
+            started = [(spec, ctx.step.run(spec.id, handler_for(spec))) for spec in group]
+            for spec, future in started:
+                try:
+                    output.append(await future)
+                except stepstone.StepError:
+                    if not spec.caught:
+                        raise
+                    output.append(f"{spec.id}-caught")
+        invocations["n"] += 1
+        if invocations["n"] <= program.outer_failures:
+            raise RuntimeError(f"outside steps, invocation {invocations['n']}")
+        return output
+
+    return app
+
+
+async def execute(program: Program) -> tuple[stepstone.Run, dict[str, int]]:
+    calls: dict[str, int] = {}
+    app = build_app(program, calls)
+    try:
+        async with app.worker(poll_interval=0.01):
+            [event_id] = await app.send({"name": "model/run"})
+            [run] = await app.runs_for_event(event_id)
+            return await app.wait_for_run(run.id, timeout=30), calls
+    finally:
+        await app.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(programs)
+def test_engine_agrees_with_the_model(program: Program) -> None:
+    run, calls = asyncio.run(execute(program))
+    expected = model(program)
+    assert run.status == expected.status, (run.error, program)
+    for step_id, (status, attempts) in expected.steps.items():
+        saved = run.step(step_id)
+        assert (saved.status.value, saved.attempts) == (status, attempts), (step_id, program)
+        assert calls.get(step_id, 0) == attempts, (step_id, calls, program)  # never re-run
+    if expected.status == "completed":
+        assert run.output == expected.output
+        assert run.attempt == expected.attempt
+    else:
+        assert run.error is not None
