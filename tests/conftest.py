@@ -1,4 +1,9 @@
-"""Fixtures: a store URL per backend, so behaviour tests run against every store."""
+"""Fixtures: a store URL per backend, so behaviour tests run against every store.
+
+PostgreSQL runs in a throwaway cluster started once per session (tests/pg_cluster.py);
+each test gets a fresh database copied from a migrated template. If the cluster cannot
+start, the PostgreSQL tests fail with the reason: they are never skipped.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,44 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-BACKENDS = ["memory", "sqlite"]
+from stepstone.store.postgres_migrate import migrate
+from tests.pg_cluster import PostgresCluster, start_cluster
+
+BACKENDS = ["memory", "sqlite", "postgres"]
+TEMPLATE = "stepstone_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    try:
+        cluster = start_cluster()
+    except Exception as exc:
+        pytest.fail(f"could not start a PostgreSQL cluster for the tests: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster: PostgresCluster) -> str:
+    """A database with the schema applied, to copy for each test."""
+    with postgres_cluster.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"'.encode())
+    with psycopg.connect(postgres_cluster.url(TEMPLATE), autocommit=True) as conn:
+        migrate(conn)
+    return TEMPLATE
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    name = postgres_cluster.create_database(template=postgres_template)
+    yield postgres_cluster.url(name)
+    postgres_cluster.drop_database(name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -17,6 +57,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield "memory://"
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'stepstone.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

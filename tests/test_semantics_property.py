@@ -41,40 +41,49 @@ class Expected:
     attempt: int = 0
 
 
-def _step_outcome(spec: StepSpec, retries: int) -> tuple[bool, int]:
-    """(succeeded, attempts) of one step."""
-    if spec.fail_times == 0:
-        return True, 1
-    if spec.non_retriable:
-        return False, 1
-    if spec.fail_times <= retries:
-        return True, spec.fail_times + 1
-    return False, retries + 1
+def _fails(spec: StepSpec, attempt: int) -> bool:
+    """Whether the step's handler raises on its `attempt`-th call (1-based)."""
+    return attempt <= spec.fail_times
 
 
 def model(program: Program) -> Expected:
+    """Simulate invocations: each one starts every unfinished step of the group it reaches
+    (one attempt each, in parallel), then awaits them in order; a step still to be retried
+    ends the invocation, an uncaught failed step ends the run."""
     expected = Expected(status="completed")
+    attempts: dict[str, int] = {}
+    state: dict[str, str] = {}
     output: list[str] = []
+    max_attempts = program.retries + 1
     for block in program.blocks:
         if isinstance(block, float):
             continue
         group = block if isinstance(block, list) else [block]
-        failed_uncaught = False
-        for spec in group:  # every step of a group runs, whatever the others do
-            ok, attempts = _step_outcome(spec, program.retries)
-            expected.steps[spec.id] = ("completed" if ok else "failed", attempts)
-        for spec in group:  # the function awaits them in order
-            ok, _ = _step_outcome(spec, program.retries)
-            if ok:
-                output.append(f"{spec.id}-ok")
-            elif spec.caught:
-                output.append(f"{spec.id}-caught")
-            else:
-                failed_uncaught = True
+        while True:  # one invocation reaching this group
+            for spec in group:
+                if state.get(spec.id) in ("completed", "failed"):
+                    continue
+                attempts[spec.id] = attempts.get(spec.id, 0) + 1
+                if not _fails(spec, attempts[spec.id]):
+                    state[spec.id] = "completed"
+                elif spec.non_retriable or attempts[spec.id] >= max_attempts:
+                    state[spec.id] = "failed"
+                else:
+                    state[spec.id] = "retrying"
+            suspended = False
+            for spec in group:
+                if state[spec.id] == "retrying":
+                    suspended = True
+                    break
+                if state[spec.id] == "failed" and not spec.caught:
+                    expected.status = "failed"
+                    expected.steps = {k: (state[k], attempts[k]) for k in state}
+                    return expected
+            if not suspended:
                 break
-        if failed_uncaught:
-            expected.status = "failed"
-            return expected
+        for spec in group:
+            output.append(f"{spec.id}-ok" if state[spec.id] == "completed" else f"{spec.id}-caught")
+    expected.steps = {k: (state[k], attempts[k]) for k in state}
     if program.outer_failures > program.retries:
         expected.status = "failed"
         expected.attempt = program.retries

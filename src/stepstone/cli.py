@@ -149,16 +149,17 @@ def start(
 @click.option(
     "--poll",
     "poll_interval",
-    default=0.25,
-    show_default=True,
-    help="Seconds between checks for due work when nothing wakes the worker.",
+    default=None,
+    type=float,
+    help="Seconds between checks for due work when nothing wakes the worker "
+    "(default: 0.25 on SQLite; 5 on PostgreSQL, where LISTEN/NOTIFY wakes it).",
 )
 def worker(
     app_path: str,
     database: str | None,
     concurrency: int,
     lease_seconds: float,
-    poll_interval: float,
+    poll_interval: float | None,
 ) -> None:
     """Run a worker: claim and execute runs until stopped."""
     app = load_app(app_path, database)

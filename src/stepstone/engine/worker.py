@@ -47,7 +47,7 @@ class Worker:
         *,
         concurrency: int = 100,
         lease_seconds: float = 30.0,
-        poll_interval: float = 0.25,
+        poll_interval: float | None = None,
         worker_id: str | None = None,
         sync_threads: int = 16,
         crons: bool = True,
@@ -60,7 +60,9 @@ class Worker:
         self.app = app
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
-        self.poll_interval = poll_interval
+        # None: the store's default (often on SQLite; a slow fallback where it pushes wake-ups)
+        self._poll_option = poll_interval
+        self.poll_interval = 0.25 if poll_interval is None else poll_interval
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
         self._crons = crons
@@ -90,10 +92,14 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._store = await self.app.store()
+        self._store = store = await self.app.store()
+        if self._poll_option is None:
+            self.poll_interval = store.poll_interval
         await self.app.publish_functions()
         self.app.add_waker(self.wake)
         self.app.add_cancel_listener(self._cancel)
+        # wake-ups and cancels from other processes (PostgreSQL: LISTEN/NOTIFY)
+        await store.subscribe(self.wake, self._cancel)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="stepstone-claim"),
             asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
@@ -116,6 +122,11 @@ class Worker:
         self._stopping = True
         self.app.remove_waker(self.wake)
         self.app.remove_cancel_listener(self._cancel)
+        if self._store is not None:
+            try:
+                await self._store.unsubscribe(self.wake)
+            except Exception:
+                log.exception("worker %s could not unsubscribe from wake-ups", self.id)
         self._wake.set()
         if self._runs:
             _done, pending = await asyncio.wait(list(self._runs), timeout=self.shutdown_timeout)

@@ -29,4 +29,11 @@ def store_from_url(url: str) -> Store:
         from .sqlite import sqlite_from_url
 
         return sqlite_from_url(url)
-    raise ConfigError(f"database URL {url!r} is not supported: use sqlite:///path.db or memory://")
+    if url.startswith(("postgresql:", "postgres:")):
+        from .postgres import postgres_from_url
+
+        return postgres_from_url(url)
+    raise ConfigError(
+        f"database URL {url!r} is not supported: use sqlite:///path.db, "
+        "postgresql://user@host/db or memory://"
+    )

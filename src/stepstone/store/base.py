@@ -108,6 +108,10 @@ class Store(abc.ABC):
     """Persistence for events, runs, steps, jobs (leases and timers) and waits."""
 
     url: str
+    # How often an idle worker looks for due work when nothing wakes it. A store that
+    # pushes wake-ups to `subscribe`rs (PostgreSQL's LISTEN/NOTIFY) needs only a slow
+    # fallback poll; one that cannot (SQLite: other processes cannot signal us) polls often.
+    poll_interval: float = 0.25
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
@@ -116,6 +120,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    async def subscribe(self, wake: Callable[[], None], cancel: Callable[[str], None]) -> None:
+        """Call `wake()` when work may have arrived from another process, and `cancel(run_id)`
+        when a run is asked to stop. Both may be called from any thread, and spuriously.
+
+        The default does nothing: the worker then finds work by polling (`poll_interval`).
+        """
+        return None
+
+    async def unsubscribe(self, wake: Callable[[], None]) -> None:
+        """Stop the calls registered by `subscribe(wake, ...)`."""
+        return None
 
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod

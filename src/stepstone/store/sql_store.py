@@ -33,7 +33,8 @@ _FINAL = ("completed", "failed", "cancelled", "skipped")
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property  # read-only, as sqlite3's and psycopg's cursors have it
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 

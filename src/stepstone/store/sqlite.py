@@ -219,7 +219,7 @@ class SQLiteStore(SqlStore):
         def run(name: str, *params: Any) -> sqlite3.Cursor:
             return conn.execute(named[name], params)
 
-        return run  # type: ignore[return-value]
+        return run
 
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:

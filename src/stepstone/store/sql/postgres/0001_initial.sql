@@ -1,6 +1,8 @@
 -- stepstone schema, version 1 (PostgreSQL)
+-- Ids are COLLATE "C": they are compared and paginated byte by byte, as in SQLite, whatever
+-- the database's locale (and byte comparison is the fastest).
 CREATE TABLE events (
-    id          TEXT PRIMARY KEY,
+    id          TEXT COLLATE "C" PRIMARY KEY,
     name        TEXT NOT NULL,
     data        TEXT NOT NULL,
     ts          BIGINT NOT NULL,
@@ -12,7 +14,7 @@ CREATE INDEX events_by_received ON events (received_at, id);
 CREATE INDEX events_by_name ON events (name, received_at);
 
 CREATE TABLE runs (
-    id            TEXT PRIMARY KEY,
+    id            TEXT COLLATE "C" PRIMARY KEY,
     function_id   TEXT NOT NULL,
     status        TEXT NOT NULL,
     attempt       INTEGER NOT NULL DEFAULT 0,
@@ -30,8 +32,8 @@ CREATE INDEX runs_by_function ON runs (function_id, id);
 CREATE INDEX runs_by_status ON runs (status, id);
 
 CREATE TABLE run_events (
-    event_id TEXT NOT NULL,
-    run_id   TEXT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    run_id   TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (event_id, run_id)
 );
 

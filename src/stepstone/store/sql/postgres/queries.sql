@@ -1,4 +1,5 @@
--- PostgreSQL overrides of ../queries.sql: row locks where several workers race.
+-- PostgreSQL overrides of ../queries.sql: row locks where several workers race, and
+-- casts where PostgreSQL cannot infer a parameter's type (`? IS NULL` with a NULL).
 
 -- name: claim_candidates
 SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
@@ -10,4 +11,26 @@ FOR UPDATE SKIP LOCKED;
 SELECT pg_advisory_xact_lock(hashtextextended(?, 0));
 
 -- name: check_fence
+-- FOR SHARE: the lease cannot be taken over (claim skips the row, renew waits) until the
+-- write it guards commits.
 SELECT fence FROM jobs WHERE run_id = ? FOR SHARE;
+
+-- name: run_steps
+-- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+FROM steps WHERE run_id = ? ORDER BY started_at NULLS FIRST, ended_at NULLS FIRST;
+
+-- name: list_runs
+SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
+       ended_at
+FROM runs
+WHERE (?::text IS NULL OR function_id = ?) AND (?::text IS NULL OR status = ?)
+  AND (?::text IS NULL OR id < ?)
+  AND (?::double precision IS NULL OR created_at >= ?)
+  AND (?::double precision IS NULL OR created_at < ?)
+ORDER BY id DESC LIMIT ?;
+
+-- name: list_events
+SELECT id, name, data, ts, user_data, v, received_at FROM events
+WHERE (?::text IS NULL OR name = ?) AND (?::double precision IS NULL OR received_at < ?)
+ORDER BY received_at DESC, id DESC LIMIT ?;

@@ -1,0 +1,217 @@
+"""The PostgreSQL store: many worker processes on many machines, one database.
+
+It runs the same transaction scripts as the SQLite store (sql_store.py). They are plain
+synchronous functions of a `Tx`, so this store runs each one on a thread of its own pool,
+over a connection from a synchronous psycopg `ConnectionPool`, and the event loop awaits
+the thread. Async psycopg would need the scripts written a second time as coroutines;
+one thread hop per transaction costs far less than the round trips inside it, and the
+pool's threads never outnumber its connections, so no thread waits for a connection.
+
+Connections are in autocommit mode: a write script runs in an explicit transaction, a
+read script runs without one (under READ COMMITTED a transaction would give its
+statements no common snapshot anyway, and it saves the BEGIN and COMMIT round trips).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import ConfigError
+from . import queries
+from .postgres_listen import Listener
+from .postgres_migrate import migrate
+from .sql_store import SqlStore, Tx
+
+T = TypeVar("T")
+log = logging.getLogger("stepstone.store.postgres")
+
+# Options read from the database URL's query string (the rest goes to libpq).
+POOL_OPTIONS = {"pool_min_size": int, "pool_max_size": int, "pool_timeout": float}
+# A deadlock or a dead pooled connection is retried on a fresh connection, this many times.
+ATTEMPTS = 3
+
+
+class PostgresStore(SqlStore):
+    # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
+    poll_interval = 5.0
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        url: str | None = None,
+        min_size: int = 2,
+        max_size: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        if not 1 <= min_size <= max_size:
+            raise ConfigError(
+                f"PostgreSQL pool sizes are invalid (min {min_size}, max {max_size}): "
+                "use 1 <= pool_min_size <= pool_max_size"
+            )
+        self.conninfo = conninfo
+        self.url = url or conninfo
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout  # seconds to wait for a connection, e.g. while the server restarts
+        self._queries = {
+            name: sql.encode("utf-8") for name, sql in queries.load("postgres").items()
+        }
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._listener: Listener | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self._open_in_thread)
+
+    def _open_in_thread(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                return
+            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                self.conninfo,
+                kwargs={"autocommit": True},
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.timeout,
+                name="stepstone",
+                open=False,
+            )
+            try:
+                pool.open(wait=True, timeout=self.timeout)
+                with pool.connection() as conn:
+                    migrate(conn)
+            except Exception as exc:
+                pool.close()
+                raise ConfigError(
+                    f"cannot open the PostgreSQL database {_safe(self.url)}: {exc}"
+                ) from exc
+            self._threads = ThreadPoolExecutor(self.max_size, thread_name_prefix="stepstone-pg")
+            self._pool = pool
+
+    async def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            threads, self._threads = self._threads, None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+        if threads is not None:
+            threads.shutdown(wait=True)
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, pool.close)
+
+    # -- wake-ups ------------------------------------------------------------------------
+    async def subscribe(self, wake: Callable[[], None], cancel: Callable[[str], None]) -> None:
+        if self._listener is None:
+            self._listener = Listener(self.conninfo)
+        await self._listener.add(wake, cancel)
+
+    async def unsubscribe(self, wake: Callable[[], None]) -> None:
+        if self._listener is not None:
+            await self._listener.remove(wake)
+
+    # -- dispatch ------------------------------------------------------------------------
+    async def _write(self, script: Callable[[Tx], T]) -> T:
+        return await self._dispatch(script, transaction=True)
+
+    async def _read(self, script: Callable[[Tx], T]) -> T:
+        return await self._dispatch(script, transaction=False)
+
+    async def _dispatch(self, script: Callable[[Tx], T], *, transaction: bool) -> T:
+        threads = self._threads
+        if threads is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(threads, self._run, script, transaction)
+
+    def _run(self, script: Callable[[Tx], T], transaction: bool) -> T:
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the store is not open")
+        for attempt in range(1, ATTEMPTS + 1):
+            committing = False
+            try:
+                with pool.connection() as conn:
+                    if not transaction:
+                        return script(self._tx(conn))
+                    with conn.transaction():
+                        result = script(self._tx(conn))
+                        committing = True  # the block's end sends COMMIT
+                    return result
+            except PoolTimeout:
+                raise  # no connection within `timeout`: the server is down for longer
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                # rolled back whole: running the script again is safe
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("retrying a transaction after a deadlock (attempt %d)", attempt)
+            except psycopg.OperationalError:
+                # A connection that died in the pool (the server restarted) fails on its
+                # first use; nothing was written, so retry on a live one. A failed COMMIT
+                # is different: it may have committed, so the caller must decide.
+                if committing or attempt == ATTEMPTS:
+                    raise
+                log.info("retrying on a new connection (attempt %d)", attempt, exc_info=True)
+                pool.check()  # drop every dead idle connection, not one per attempt
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _tx(self, conn: psycopg.Connection[Any]) -> Tx:
+        named = self._queries
+
+        def run(name: str, *params: Any) -> psycopg.Cursor[Any]:
+            return conn.execute(named[name], params)
+
+        return run
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_from_url(url: str) -> PostgresStore:
+    """`postgresql://user:password@host:5432/db?pool_max_size=20&pool_timeout=10&sslmode=...`.
+
+    `pool_min_size`, `pool_max_size` and `pool_timeout` (seconds to wait for a connection)
+    configure the pool; every other parameter is libpq's.
+    """
+    parts = urlsplit(url)
+    ours: dict[str, Any] = {}
+    theirs = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in POOL_OPTIONS:
+            try:
+                ours[key] = POOL_OPTIONS[key](value)
+            except ValueError:
+                raise ConfigError(
+                    f"database URL {_safe(url)!r}: {key}={value!r} is not a number"
+                ) from None
+        else:
+            theirs.append((key, value))
+    conninfo = urlunsplit(parts._replace(query=urlencode(theirs)))
+    return PostgresStore(
+        conninfo,
+        url=url,
+        min_size=ours.get("pool_min_size", min(2, ours.get("pool_max_size", 10))),
+        max_size=ours.get("pool_max_size", 10),
+        timeout=ours.get("pool_timeout", 10.0),
+    )

@@ -1,0 +1,164 @@
+"""What only the PostgreSQL store does: URL options, concurrent migrations and claims,
+LISTEN/NOTIFY wake-ups, and surviving connections that die under it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from stepstone.errors import ConfigError
+from stepstone.store import store_from_url
+from stepstone.store.postgres import PostgresStore, postgres_from_url
+from stepstone.store.postgres_listen import Listener
+from stepstone.store.queries import migrations
+from tests.pg_cluster import PostgresCluster
+from tests.test_store_contract import LEASE, T0, claim_one, new_event, queue_runs
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    opened = postgres_from_url(postgres_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def test_url_options_configure_the_pool_and_the_rest_goes_to_libpq() -> None:
+    store = store_from_url(
+        "postgres://me:secret@db.example:6432/jobs?pool_max_size=3&pool_timeout=2.5&sslmode=disable"
+    )
+    assert isinstance(store, PostgresStore)
+    assert (store.min_size, store.max_size, store.timeout) == (2, 3, 2.5)
+    assert store.conninfo == "postgres://me:secret@db.example:6432/jobs?sslmode=disable"
+    with pytest.raises(ConfigError, match=r"pool_max_size='many' is not a number"):
+        postgres_from_url("postgresql://db/x?pool_max_size=many")
+    with pytest.raises(ConfigError, match="pool sizes are invalid"):
+        postgres_from_url("postgresql://db/x?pool_min_size=5&pool_max_size=2")
+
+
+async def test_open_fails_with_the_reason_when_the_server_is_unreachable(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = (
+        postgres_cluster.url("postgres").replace(f"port={postgres_cluster.port}", "port=1")
+        + "&pool_timeout=1&password=hunter2"
+    )
+    store = store_from_url(url.replace("postgresql://postgres@", "postgresql://postgres:pw@"))
+    with pytest.raises(ConfigError, match="cannot open the PostgreSQL database") as failure:
+        await store.open()
+    assert ":pw@" not in str(failure.value)  # no password in messages
+
+
+async def test_migrations_run_once_when_many_processes_open_a_new_database(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = postgres_cluster.url(postgres_cluster.create_database())
+    stores = [postgres_from_url(url + "&pool_min_size=1") for _ in range(6)]
+    await asyncio.gather(*(s.open() for s in stores))  # each opens on its own thread
+    await asyncio.gather(*(s.close() for s in stores))
+    with psycopg.connect(url) as conn:
+        applied = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        assert [row[0] for row in applied] == [m[0] for m in migrations("postgres")]
+
+
+async def test_concurrent_claims_never_hand_out_a_run_twice(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    run_ids = await queue_runs(store, 300)
+    workers = [postgres_from_url(postgres_url) for _ in range(5)]
+    await asyncio.gather(*(w.open() for w in workers))
+
+    async def drain(worker: PostgresStore, owner: str) -> list[str]:
+        got: list[str] = []
+        while claims := await worker.claim(owner, 7, T0, LEASE):
+            got += [c.run.id for c in claims]
+        return got
+
+    try:
+        results = await asyncio.gather(*(drain(w, f"w{i}") for i, w in enumerate(workers)))
+    finally:
+        await asyncio.gather(*(w.close() for w in workers))
+    claimed = [run_id for got in results for run_id in got]
+    assert sorted(claimed) == sorted(run_ids)  # every run, each exactly once
+    assert sum(1 for got in results if got) > 1  # the claims really ran side by side
+
+
+async def test_notify_wakes_subscribers_and_passes_cancels(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    woken, cancelled = asyncio.Event(), asyncio.Queue[str]()
+    listening = postgres_from_url(postgres_url)
+    await listening.open()
+    await listening.subscribe(woken.set, cancelled.put_nowait)
+    try:
+        woken.clear()  # subscribing wakes once: work may have come before it
+        [run_id] = await queue_runs(store, 1)  # written through another pool
+        await asyncio.wait_for(woken.wait(), 10)
+        await claim_one(store)
+        await store.request_cancel(run_id, T0 + 1)
+        assert await asyncio.wait_for(cancelled.get(), 10) == run_id
+        assert listening._listener is not None and listening._listener.notifications >= 2
+    finally:
+        await listening.unsubscribe(woken.set)
+        await listening.close()
+
+
+async def test_claims_and_renewals_send_no_notification(store: PostgresStore) -> None:
+    await queue_runs(store, 1)
+    listener = Listener(store.conninfo)
+    await listener.add(lambda: None, lambda run_id: None)
+    try:
+        claim = await claim_one(store)
+        await store.renew([claim.lease], T0 + LEASE)
+        # a release does notify: once it arrives, anything sent before it has arrived too
+        await store.reschedule(claim.lease, at=T0 + 5, now=T0, status=claim.run.status)
+        for _ in range(200):
+            if listener.notifications:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.notifications == 1
+    finally:
+        await listener.close()
+
+
+async def test_the_listener_reconnects_after_its_connection_is_killed(
+    store: PostgresStore, postgres_cluster: PostgresCluster
+) -> None:
+    wakes = asyncio.Queue[None]()
+    listener = Listener(store.conninfo, max_backoff=0.2)
+    await listener.add(lambda: wakes.put_nowait(None), lambda run_id: None)
+    try:
+        with postgres_cluster.admin() as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+            ).fetchall()
+        assert killed
+        while listener.connections < 2:  # it reconnects by itself ...
+            await asyncio.wait_for(wakes.get(), 10)  # ... and wakes everyone when it does
+        while not wakes.empty():
+            wakes.get_nowait()
+        await queue_runs(store, 1)
+        await asyncio.wait_for(wakes.get(), 10)  # notifications flow again
+    finally:
+        await listener.close()
+
+
+async def test_a_pooled_connection_killed_by_the_server_is_replaced(
+    store: PostgresStore, postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    await queue_runs(store, 1)  # the pool's connections are all in use once
+    database = postgres_url.split("/")[3].split("?")[0]
+    with postgres_cluster.admin() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        )
+    # the next writes meet dead connections first; they are retried on fresh ones
+    for _ in range(store.max_size + 1):
+        assert await store.ingest([new_event()]) == [True]
+    assert len((await store.list_runs(limit=100)).runs) == store.max_size + 2

@@ -1,0 +1,347 @@
+"""The Store contract: every store (memory, SQLite, PostgreSQL) behaves the same.
+
+These tests drive the Store interface directly, with times chosen by the test (no clock,
+no worker), so each rule is checked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from stepstone.errors import LeaseLostError
+from stepstone.ids import hash_step_id, new_id
+from stepstone.records import Event, RunStatus, StepRecord, StepStatus
+from stepstone.store import Claim, NewEvent, NewRun, Store, Wait, store_from_url
+
+T0 = 1_700_000_000.0  # a fixed "now" for every test
+LEASE = 30.0
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = store_from_url(database_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def new_event(
+    name: str = "test/event",
+    *,
+    event_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    functions: tuple[str, ...] = ("fn",),
+    at: float = T0,
+) -> NewEvent:
+    event = Event(name=name, data=data or {}, id=event_id or new_id(), ts=int(at * 1000))
+    runs = [NewRun(new_id(), fn, [event.id or ""], at, at) for fn in functions]
+    return NewEvent(event, json.dumps(event.data), at, runs)
+
+
+async def queue_runs(store: Store, count: int, *, at: float = T0, fn: str = "fn") -> list[str]:
+    """Ingest `count` events, each starting one run of `fn` due at `at`; return run ids."""
+    items = [new_event(functions=(fn,), at=at) for _ in range(count)]
+    await store.ingest(items)
+    return [item.runs[0].id for item in items]
+
+
+async def claim_one(store: Store, owner: str = "w1", now: float = T0) -> Claim:
+    [claim] = await store.claim(owner, 1, now, LEASE)
+    return claim
+
+
+def step(name: str, status: StepStatus = StepStatus.COMPLETED, **fields: Any) -> StepRecord:
+    fields.setdefault("attempts", 1)
+    fields.setdefault("started_at", T0)
+    return StepRecord(id=name, hashed_id=hash_step_id(name), status=status, **fields)
+
+
+# -- intake ---------------------------------------------------------------------------------
+async def test_ingest_stores_events_and_ignores_a_repeated_id(store: Store) -> None:
+    first = new_event(event_id="order-1", data={"n": 1})
+    again = new_event(event_id="order-1", data={"n": 2})
+    assert await store.ingest([first]) == [True]
+    assert await store.ingest([again]) == [False]
+    stored = await store.get_event("order-1")
+    assert stored is not None
+    assert stored.event.data == {"n": 1}  # the first one wins
+    assert stored.run_ids == [first.runs[0].id]  # the repeat started no run
+    assert await store.get_run(again.runs[0].id) is None
+
+
+async def test_a_repeated_id_within_one_batch_is_ignored_too(store: Store) -> None:
+    a, b = new_event(event_id="dup"), new_event(event_id="dup")
+    assert await store.ingest([a, b]) == [True, False]
+    assert [r.id for r in await store.runs_for_event("dup")] == [a.runs[0].id]
+
+
+async def test_runs_for_event_lists_every_run_the_event_started(store: Store) -> None:
+    item = new_event(functions=("fn-a", "fn-b"))
+    await store.ingest([item])
+    runs = await store.runs_for_event(item.event.id or "")
+    assert sorted(r.function_id for r in runs) == ["fn-a", "fn-b"]
+    assert all(r.status is RunStatus.QUEUED for r in runs)
+    assert await store.runs_for_event("no-such-event") == []
+
+
+async def test_create_runs_starts_runs_with_copied_steps(store: Store) -> None:
+    item = new_event(functions=())
+    await store.ingest([item])
+    rerun = NewRun(new_id(), "fn", [item.event.id or ""], T0, T0)
+    kept = step("fetch", output={"rows": [1, 2]}, ended_at=T0 + 1)
+    await store.create_runs([rerun], [(rerun.id, kept)])
+    run = await store.get_run(rerun.id)
+    assert run is not None and run.status is RunStatus.QUEUED
+    assert run.steps == [kept]
+    claim = await claim_one(store)
+    assert claim.run.id == rerun.id and claim.run.steps == [kept]
+    assert [e.id for e in claim.events] == [item.event.id]
+
+
+# -- the queue ------------------------------------------------------------------------------
+async def test_claim_leases_due_runs_oldest_first(store: Store) -> None:
+    [late] = await queue_runs(store, 1, at=T0 - 1)
+    [early] = await queue_runs(store, 1, at=T0 - 5)
+    [future] = await queue_runs(store, 1, at=T0 + 60)
+    first = await claim_one(store, "w1")
+    assert first.run.id == early
+    assert first.run.status is RunStatus.RUNNING and first.run.started_at == T0
+    rest = await store.claim("w1", 10, T0, LEASE)
+    assert [c.run.id for c in rest] == [late]  # not the future one, not the leased one
+    assert await store.claim("w2", 10, T0, LEASE) == []
+    running = await store.get_run(early)
+    assert running is not None and running.status is RunStatus.RUNNING
+    assert running.started_at == T0
+    assert future not in {c.run.id for c in rest}
+
+
+async def test_claim_respects_its_limit(store: Store) -> None:
+    await queue_runs(store, 5)
+    first = await store.claim("w1", 3, T0, LEASE)
+    second = await store.claim("w2", 3, T0, LEASE)
+    assert len(first) == 3 and len(second) == 2
+    assert not {c.run.id for c in first} & {c.run.id for c in second}
+
+
+async def test_an_expired_lease_is_taken_over_with_a_new_fence(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    old = await claim_one(store, "w1")
+    assert await store.claim("w2", 1, T0 + LEASE - 1, LEASE) == []
+    new = await claim_one(store, "w2", now=T0 + LEASE + 1)
+    assert new.lease.run_id == run_id and new.lease.fence > old.lease.fence
+
+
+async def test_a_stale_fence_cannot_write(store: Store) -> None:
+    await queue_runs(store, 1)
+    old = (await claim_one(store, "w1")).lease
+    new = (await claim_one(store, "w2", now=T0 + LEASE + 1)).lease
+    with pytest.raises(LeaseLostError, match="stale"):
+        await store.save_step(old, step("a", output="from w1"), json.dumps("from w1"))
+    with pytest.raises(LeaseLostError):
+        await store.finish(old, status=RunStatus.COMPLETED, output_json="1", error=None, at=T0)
+    with pytest.raises(LeaseLostError):
+        await store.reschedule(old, at=T0, now=T0, status=RunStatus.SLEEPING)
+    await store.save_step(new, step("a", output="from w2"), json.dumps("from w2"))
+    run = await store.get_run(new.run_id)
+    assert run is not None
+    assert run.status is RunStatus.RUNNING
+    assert [s.output for s in run.steps] == ["from w2"]
+
+
+async def test_renew_extends_live_leases_and_reports_lost_ones(store: Store) -> None:
+    kept_id, lost_id = await queue_runs(store, 2)
+    claims = {c.run.id: c.lease for c in await store.claim("w1", 2, T0, LEASE)}
+    # renewing keeps the run ours past its first lease's end
+    assert await store.renew([claims[kept_id]], T0 + 2 * LEASE) == ([], [])
+    taken = await claim_one(store, "w2", now=T0 + LEASE + 1)
+    assert taken.run.id == lost_id
+    lost, cancel = await store.renew(list(claims.values()), T0 + 3 * LEASE)
+    assert lost == [lost_id] and cancel == []
+
+
+async def test_renew_reports_an_ended_run_as_lost(store: Store) -> None:
+    await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    await store.finish(lease, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+    assert await store.renew([lease], T0 + LEASE) == ([lease.run_id], [])
+
+
+async def test_reschedule_releases_the_run_until_its_time(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    assert await store.next_due() == T0 + LEASE  # the lease's end
+    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING, attempt=2)
+    assert await store.next_due() == T0 + 10
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.SLEEPING and run.attempt == 2
+    assert await store.claim("w1", 1, T0 + 9, LEASE) == []
+    again = await claim_one(store, "w2", now=T0 + 10)
+    assert again.run.id == run_id and again.lease.fence > lease.fence
+    assert again.run.attempt == 2
+
+
+async def test_next_due_is_none_without_jobs(store: Store) -> None:
+    assert await store.next_due() is None
+
+
+async def test_finish_ends_the_run_and_ingests_follow_up_events(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    follow_up = new_event("test/finished", functions=("on-finish",), at=T0 + 1)
+    await store.finish(
+        lease,
+        status=RunStatus.COMPLETED,
+        output_json=json.dumps({"ok": True}),
+        error=None,
+        at=T0 + 1,
+        follow_up=[follow_up],
+    )
+    run = await store.get_run(run_id, with_history=True)
+    assert run is not None
+    assert run.status is RunStatus.COMPLETED and run.output == {"ok": True}
+    assert run.ended_at == T0 + 1
+    assert [h.kind for h in run.history] == ["queued", "started", "completed"]
+    # the run's job is gone; the follow-up event's run is the only one due
+    [next_claim] = await store.claim("w1", 10, T0 + 1, LEASE)
+    assert next_claim.run.id == follow_up.runs[0].id
+
+
+async def test_finish_failed_keeps_the_error(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    error = {"name": "ValueError", "message": "bad", "stack": "..."}
+    await store.finish(lease, status=RunStatus.FAILED, output_json=None, error=error, at=T0)
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.FAILED and run.error == error
+
+
+# -- operator actions -----------------------------------------------------------------------
+async def test_cancel_of_a_queued_run_ends_it_at_once(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    assert await store.request_cancel(run_id, T0) is True
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.CANCELLED
+    assert await store.next_due() is None
+    assert await store.request_cancel(run_id, T0) is False  # already ended
+
+
+async def test_cancel_of_a_leased_run_is_handed_to_its_worker(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    assert await store.request_cancel(run_id, T0 + 1) is True
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.RUNNING  # its worker ends it
+    assert await store.renew([lease], T0 + LEASE) == ([], [run_id])
+
+
+async def test_a_run_asked_to_cancel_is_claimed_with_the_request(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    await claim_one(store, "w1")
+    assert await store.request_cancel(run_id, T0 + 1)
+    # the holder's lease is not cut short (its steps in flight must still be saved) ...
+    assert await store.claim("w2", 1, T0 + 1, LEASE) == []
+    # ... but should the holder be gone, whoever claims it when the lease ends gets the request
+    claim = await claim_one(store, "w2", now=T0 + LEASE + 1)
+    assert claim.run.id == run_id and claim.cancel_requested
+
+
+# -- waits ----------------------------------------------------------------------------------
+async def _waiting_run(store: Store, condition: str | None = None) -> tuple[str, StepRecord]:
+    [run_id] = await queue_runs(store, 1)
+    claim = await claim_one(store)
+    waiting = step(
+        "wait-for-payment",
+        StepStatus.WAITING,
+        kind="wait",
+        wake_at=T0 + 3600,
+        attempts=0,
+    )
+    wait = Wait(run_id, waiting.hashed_id, "shop/paid", condition, {"name": "x"}, T0 + 3600)
+    await store.register_wait(claim.lease, waiting, wait)
+    await store.reschedule(claim.lease, at=T0 + 3600, now=T0, status=RunStatus.WAITING)
+    return run_id, waiting
+
+
+async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
+    run_id, waiting = await _waiting_run(store)
+    assert await store.next_due() == T0 + 3600
+    assert (await store.get_run(run_id)).steps == [waiting]  # type: ignore[union-attr]
+    paid = new_event("shop/paid", data={"order": 7}, functions=(), at=T0 + 5)
+    await store.ingest([paid], lambda wait, event: True)
+    run = await store.get_run(run_id)
+    assert run is not None
+    [resolved] = run.steps
+    assert resolved.status is StepStatus.COMPLETED
+    assert resolved.output["data"] == {"order": 7}
+    assert await store.next_due() == T0 + 5  # the run is due now
+    # the wait is used up: a second event finds nothing to resume
+    await store.ingest([new_event("shop/paid", functions=(), at=T0 + 6)], lambda w, e: True)
+    run = await store.get_run(run_id)
+    assert run is not None and run.steps[0].output["data"] == {"order": 7}
+
+
+async def test_an_event_that_does_not_match_leaves_the_wait(store: Store) -> None:
+    run_id, _ = await _waiting_run(store, condition="async.data.order == 8")
+    seen: list[tuple[Wait, Event]] = []
+
+    def matcher(wait: Wait, event: Event) -> bool:
+        seen.append((wait, event))
+        return bool(event.data.get("order") == 8)
+
+    await store.ingest([new_event("shop/paid", data={"order": 7}, functions=())], matcher)
+    await store.ingest([new_event("shop/other", data={"order": 8}, functions=())], matcher)
+    assert [(w.condition, e.data) for w, e in seen] == [("async.data.order == 8", {"order": 7})]
+    run = await store.get_run(run_id)
+    assert run is not None and run.steps[0].status is StepStatus.WAITING
+    assert await store.next_due() == T0 + 3600
+
+
+# -- reads ----------------------------------------------------------------------------------
+async def test_list_runs_filters_and_pages(store: Store) -> None:
+    a_ids = await queue_runs(store, 3, fn="fn-a", at=T0)
+    b_ids = await queue_runs(store, 4, fn="fn-b", at=T0 + 100)
+    lease = (await claim_one(store, now=T0)).lease  # the oldest run of fn-a
+    await store.finish(lease, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+
+    everything = await store.list_runs(limit=100)
+    assert [r.id for r in everything.runs] == sorted(a_ids + b_ids, reverse=True)
+    assert everything.next_cursor is None
+
+    only_a = await store.list_runs(function_id="fn-a")
+    assert sorted(r.id for r in only_a.runs) == sorted(a_ids)
+    completed = await store.list_runs(status=RunStatus.COMPLETED)
+    assert [r.id for r in completed.runs] == [lease.run_id]
+    queued_b = await store.list_runs(function_id="fn-b", status=RunStatus.QUEUED)
+    assert len(queued_b.runs) == 4
+    later = await store.list_runs(created_after=T0 + 50)
+    assert sorted(r.id for r in later.runs) == sorted(b_ids)
+    earlier = await store.list_runs(created_before=T0 + 50)
+    assert sorted(r.id for r in earlier.runs) == sorted(a_ids)
+
+    pages, cursor = [], None
+    while True:
+        page = await store.list_runs(limit=3, cursor=cursor)
+        pages.append([r.id for r in page.runs])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [i for p in pages for i in p] == [r.id for r in everything.runs]
+
+
+async def test_get_run_returns_steps_and_history(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    saved = step("a", output={"x": [1, "two", None]}, ended_at=T0 + 0.5)
+    await store.save_step(lease, saved, json.dumps(saved.output))
+    run = await store.get_run(run_id, with_history=True)
+    assert run is not None
+    assert run.steps == [saved]
+    assert [h.kind for h in run.history] == ["queued", "started"]
+    assert await store.get_run("no-such-run") is None
