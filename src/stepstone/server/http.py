@@ -56,10 +56,21 @@ async def read_json(request: Request, limit: int, *, empty: Any = ...) -> Any:
             return empty
         raise ApiError(400, "the body is empty: send JSON")
     try:
-        return json.loads(body)
+        # JSON is UTF-8 (RFC 8259), and has no NaN or Infinity
+        return json.loads(body.decode("utf-8-sig"), parse_constant=_no_constant)
+    except _NotJson as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not valid JSON: it is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "the body is not valid JSON: it is nested too deeply") from None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
