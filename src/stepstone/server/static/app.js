@@ -135,7 +135,10 @@
     let timer = null;
     let stopped = false;
     const tick = async () => {
-      try { await fn(); } catch (err) { if (err.status !== 401) console.warn(err); }
+      // a hidden tab does not poll; it catches up when shown again
+      if (!document.hidden) {
+        try { await fn(); } catch (err) { if (err.status !== 401) console.warn(err); }
+      }
       if (!stopped && !signedOutView) timer = setTimeout(tick, POLL_MS);
     };
     tick();
@@ -268,8 +271,9 @@
       }
       try {
         const event = await api(`/v1/events/${encodeURIComponent(q)}`);
+        const what = event.runs.length ? "Runs started by event " : "No function ran for event ";
         return { runs: event.runs, more: false,
-          note: h("div", { class: "notice" }, "Runs started by event ", eventLink(event.id), ` (${event.name})`) };
+          note: h("div", { class: "notice" }, what, eventLink(event.id), ` (${event.name})`) };
       } catch (err) {
         if (err.status !== 404) throw err;
       }
@@ -287,7 +291,7 @@
       more.hidden = !result.more;
       if (visible.length === 0) {
         fill(tbody, h("tr", null, h("td", { colspan: 6, class: "empty" },
-          filters.q ? "Nothing found." : "No runs yet. Send an event to start one.")));
+          filters.q ? "No runs." : "No runs yet. Send an event to start one.")));
       } else {
         fill(tbody, ...visible.map((run) => runRow(run, seen !== null && !seen.has(run.id))));
       }
