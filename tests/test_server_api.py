@@ -223,22 +223,25 @@ def test_event_without_functions_started_no_run(client: httpx.Client) -> None:
     assert client.get(f"/v1/events/{event_id}").json()["runs"] == []
 
 
-def test_list_events_filters_by_name_and_pages(client: httpx.Client) -> None:
-    sent = client.post(
-        "/v1/events", json=[{"name": "test/paged", "data": {"n": n}} for n in range(5)]
-    )
+@pytest.mark.parametrize("count", [4, 5])
+def test_list_events_filters_by_name_and_pages(client: httpx.Client, count: int) -> None:
+    name = f"test/paged-{count}"
+    sent = client.post("/v1/events", json=[{"name": name, "data": {"n": n}} for n in range(count)])
     ids = sent.json()["ids"]
     seen: list[str] = []
+    sizes: list[int] = []
     cursor = None
     while True:
-        params = {"name": "test/paged", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        params = {"name": name, "limit": "2", **({"cursor": cursor} if cursor else {})}
         page = client.get("/v1/events", params=params).json()
-        assert {e["name"] for e in page["events"]} <= {"test/paged"}
+        assert {e["name"] for e in page["events"]} == {name}
         seen += [e["id"] for e in page["events"]]
+        sizes.append(len(page["events"]))
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert sorted(seen) == sorted(ids)  # one batch shares a receive time: no event is skipped
+    assert sizes == ([2, 2] if count == 4 else [2, 2, 1])  # the last page says it is the last
 
 
 @pytest.mark.parametrize("value", INJECTIONS)

@@ -83,7 +83,7 @@ async def _serve(
         console.print(f"[bold green]stepstone[/] {'dev server' if dev else 'server'} on {url}")
         console.print(f"  dashboard  {url}/")
         console.print(f"  events     POST {url}/e/{{event_key}}")
-        console.print(f"  API        {url}/v1  (OpenAPI: {url}/v1/openapi.json)")
+        console.print(f"  API        {url}/v1  (OpenAPI: {url}/v1/openapi.json)", soft_wrap=True)
         console.print(f"  database   {app.database_url}")
     else:
         console.print(f"[bold green]stepstone[/] worker {worker.id} on {app.database_url}")

@@ -116,10 +116,12 @@ class Api:
     async def list_events(self, request: Request) -> Response:
         query = _query(request, {"name", "limit", "cursor"})
         limit = _limit(query.get("limit"))
+        # one more than asked tells whether another page exists
         found = await self.app.list_events(
-            name=query.get("name"), limit=limit, cursor=query.get("cursor")
+            name=query.get("name"), limit=limit + 1, cursor=query.get("cursor")
         )
-        next_cursor = found[-1].event.id if len(found) == limit else None
+        found, more = found[:limit], len(found) > limit
+        next_cursor = found[-1].event.id if more else None
         return JSONResponse(
             {"events": [encode.stored_event(e) for e in found], "next_cursor": next_cursor}
         )
