@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -424,4 +425,35 @@ def test_health(client: httpx.Client) -> None:
         "app": "served",
         "dev": True,
         "auth": False,
+    }
+
+
+def test_pages_of_other_sites_cannot_drive_the_api(
+    client: httpx.Client, finished: dict[str, dict[str, Any]]
+) -> None:
+    run_id = finished["greet"]["id"]
+    cross = {"sec-fetch-site": "cross-site"}
+    message = _error(client.post(f"/v1/runs/{run_id}/rerun", headers=cross), 403)
+    assert message == "the API refuses requests made by pages of other sites"
+    assert _error(client.get("/v1/runs", headers=cross), 403)
+    same = {"sec-fetch-site": "same-origin"}
+    assert client.get("/v1/runs", headers=same).status_code == 200
+
+
+async def test_an_unexpected_error_is_a_500_without_details(tmp_path: Path) -> None:
+    from stepstone.server import create_app
+
+    app = build_app(f"sqlite:///{tmp_path / 'err.db'}")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    app.list_runs = broken  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=create_app(app, dev=True), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/v1/runs")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal error; the server's log has the details",
+        "status": 500,
     }

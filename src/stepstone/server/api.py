@@ -47,6 +47,10 @@ class Api:
 
     def _protected(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
+            # A page on another site may not drive the API through a visitor's browser (the
+            # dev server has no token). Browsers set this header; other clients do not.
+            if request.headers.get("sec-fetch-site") == "cross-site":
+                raise ApiError(403, "the API refuses requests made by pages of other sites")
             if not self.credentials.token_ok(request.headers.get("authorization")):
                 raise ApiError(
                     401,

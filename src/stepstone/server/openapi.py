@@ -337,7 +337,8 @@ def openapi_document(app_id: str) -> dict[str, Any]:
             "title": f"stepstone API ({app_id})",
             "version": "1",
             "description": "Send events, and read and act on runs. Outside dev mode every "
-            "/v1 endpoint but this document needs 'Authorization: Bearer <token>'.",
+            "/v1 endpoint but this document needs 'Authorization: Bearer <token>'. "
+            "Requests that browsers mark 'Sec-Fetch-Site: cross-site' are refused (403).",
         },
         "paths": paths,
         "components": {
