@@ -73,7 +73,7 @@ class Api:
             request, {"function", "status", "created_after", "created_before", "limit", "cursor"}
         )
         status = query.get("status")
-        if status is not None and status not in RunStatus.__members__.values():
+        if status is not None and status not in {s.value for s in RunStatus}:
             raise ApiError(400, f"status must be one of {STATUSES}; got {status!r}")
         page = await self.app.list_runs(
             function_id=query.get("function"),
