@@ -53,37 +53,44 @@ def main(log_level: str) -> None:
 async def _serve(
     app: App,
     *,
-    host: str,
-    port: int,
     dev: bool,
     worker_options: dict[str, Any],
-    http: bool = True,
+    listen: tuple[str, int] | None = None,
     event_keys: list[str] | None = None,
+    api_token: str | None = None,
 ) -> None:
+    """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    server = sock = None
+    if listen is not None:
+        from .server import bind, make_server
+
+        server = make_server(app, dev=dev, event_keys=event_keys or [], api_token=api_token)
+        try:
+            sock = bind(*listen)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {listen[0]}:{listen[1]}: {exc}") from None
     worker = app.worker(**worker_options)
     await worker.start()
     server_task = None
-    if http:
-        from .server import serve
-
-        server_task = asyncio.create_task(
-            serve(app, host=host, port=port, dev=dev, event_keys=event_keys or [])
-        )
+    if server is not None and sock is not None and listen is not None:
+        server_task = asyncio.create_task(server.serve(sockets=[sock]))
+        host, port = sock.getsockname()[:2]
         url = f"http://{host}:{port}"
         console.print(f"[bold green]stepstone[/] {'dev server' if dev else 'server'} on {url}")
-        console.print(
-            f"  events: POST {url}/e/{{key}}   API: {url}/v1   database: {app.database_url}"
-        )
+        console.print(f"  dashboard  {url}/")
+        console.print(f"  events     POST {url}/e/{{event_key}}")
+        console.print(f"  API        {url}/v1  (OpenAPI: {url}/v1/openapi.json)", soft_wrap=True)
+        console.print(f"  database   {app.database_url}")
     else:
         console.print(f"[bold green]stepstone[/] worker {worker.id} on {app.database_url}")
-    console.print(f"  functions: {', '.join(app.functions) or '(none)'}")
+    console.print(f"  functions  {', '.join(app.functions) or '(none)'}")
     await stop.wait()
-    if server_task is not None:
-        server_task.cancel()
+    if server is not None and server_task is not None:
+        server.should_exit = True
         await asyncio.gather(server_task, return_exceptions=True)
     await worker.stop()
     await app.close()
@@ -94,9 +101,9 @@ async def _serve(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True)
 def dev(app_path: str, database: str | None, host: str, port: int) -> None:
-    """Worker, HTTP API and dashboard on one machine, no keys needed."""
+    """Worker, HTTP API and dashboard on one machine; any event key, no API token."""
     app = load_app(app_path, database)
-    _run(_serve(app, host=host, port=port, dev=True, worker_options={"poll_interval": 0.1}))
+    _run(_serve(app, dev=True, listen=(host, port), worker_options={"poll_interval": 0.1}))
 
 
 @main.command()
@@ -110,6 +117,13 @@ def dev(app_path: str, database: str | None, host: str, port: int) -> None:
     envvar="STEPSTONE_EVENT_KEYS",
     help="Key accepted at POST /e/{key} (repeat, or comma-separate in the env var).",
 )
+@click.option(
+    "--api-token",
+    envvar="STEPSTONE_API_TOKEN",
+    default=None,
+    help="Bearer token for the REST API and the dashboard (prefer the env var: "
+    "command lines are visible to other users).",
+)
 @click.option("--concurrency", default=100, show_default=True)
 def start(
     app_path: str,
@@ -117,20 +131,26 @@ def start(
     host: str,
     port: int,
     event_keys: tuple[str, ...],
+    api_token: str | None,
     concurrency: int,
 ) -> None:
-    """Production: worker plus HTTP event API; event keys and an API token required."""
-    keys = [k for item in event_keys for k in item.split(",") if k]
+    """Production: worker, HTTP event API, REST API and dashboard; keys and a token required."""
+    keys = [k.strip() for item in event_keys for k in item.split(",") if k.strip()]
     if not keys:
         raise click.UsageError("give at least one --event-key (or set STEPSTONE_EVENT_KEYS)")
+    if not api_token or not api_token.strip():
+        raise click.UsageError(
+            "give --api-token (or set STEPSTONE_API_TOKEN): outside dev mode the REST API "
+            "and the dashboard need a token"
+        )
     app = load_app(app_path, database)
     _run(
         _serve(
             app,
-            host=host,
-            port=port,
             dev=False,
+            listen=(host, port),
             event_keys=keys,
+            api_token=api_token.strip(),
             worker_options={"concurrency": concurrency},
         )
     )
@@ -168,7 +188,7 @@ def worker(
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
     }
-    _run(_serve(app, host="", port=0, dev=False, worker_options=options, http=False))
+    _run(_serve(app, dev=False, worker_options=options))
 
 
 @main.command()

@@ -87,10 +87,17 @@ class FunctionDef:
     def describe(self) -> dict[str, Any]:
         """The function's definition as JSON: what the registry publishes to other processes."""
         triggers: list[dict[str, Any]] = [
-            {"event": t.event, "if_": t.condition.source if t.condition else None}
+            {"event": t.event, **({"if": t.condition.source} if t.condition else {})}
             for t in self.event_triggers
         ]
-        triggers += [{"cron": t.cron, "tz": t.tz, "jitter": t.jitter} for t in self.cron_triggers]
+        triggers += [
+            {
+                "cron": t.cron,
+                **({"tz": t.tz} if t.tz else {}),
+                **({"jitter": t.jitter} if t.jitter else {}),
+            }
+            for t in self.cron_triggers
+        ]
         config: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -112,10 +119,14 @@ def _runs_elsewhere(*args: Any) -> Any:
 
 def function_from_config(config: dict[str, Any]) -> FunctionDef:
     """A function published by another process: it can be matched here, not run."""
+    triggers = [
+        {("if_" if key == "if" else key): value for key, value in trigger.items()}
+        for trigger in config.get("triggers") or []
+    ]
     return build_function(
         _runs_elsewhere,
         id=config["id"],
-        trigger=config.get("triggers") or [],
+        trigger=triggers,
         retries=config.get("retries", 4),
         name=config.get("name"),
         backoff=None,

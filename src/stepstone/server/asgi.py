@@ -2,73 +2,97 @@
 
 from __future__ import annotations
 
-import hmac
-import json
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from ..errors import EventError
+from ..errors import ConfigError, EventError, RunNotFoundError
+from .api import Api
+from .auth import Credentials
+from .http import DEFAULT_MAX_BODY, ApiError, error_response
+from .intake import Intake
+from .middleware import HttpMiddleware
 
 if TYPE_CHECKING:
     from ..app import App
 
-MAX_BODY = 4 * 1024 * 1024
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            return None
-    return bytes(body)
+log = logging.getLogger("stepstone.http")
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
-    app: App, *, dev: bool, event_keys: list[str], api_token: str | None = None
+    app: App,
+    *,
+    dev: bool,
+    event_keys: Sequence[str] = (),
+    api_token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Starlette:
-    keys = [k.encode() for k in event_keys]
+    """The HTTP side of `app`: event intake, REST API under /v1 and the dashboard at /.
 
-    def key_ok(key: str) -> bool:
-        if dev:
-            return True
-        given = key.encode()
-        # compare against every key so timing does not tell which one nearly matched
-        return any([hmac.compare_digest(given, k) for k in keys])
+    Outside dev mode an API token and at least one event key are required (ConfigError).
+    """
+    credentials = Credentials(dev=dev, event_keys=event_keys, api_token=api_token)
 
-    async def intake(request: Request) -> JSONResponse:
-        if not key_ok(request.path_params["key"]):
-            return _error(401, "unknown event key")
-        body = await _read_body(request, MAX_BODY)
-        if body is None:
-            return _error(413, f"request body is over {MAX_BODY} bytes")
-        try:
-            payload: Any = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error(400, f"the body is not valid JSON: {exc}")
-        try:
-            ids = await app.send(payload)
-        except EventError as exc:
-            return _error(400, str(exc))
-        return JSONResponse({"ids": ids, "status": 200})
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "app": app.id, "dev": dev, "auth": not credentials.api_open}
+        )
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "app": app.id})
+    async def dashboard(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
+    routes: list[BaseRoute] = [
+        *Intake(app, credentials, max_body).routes(),
+        *Api(app, credentials, max_body).routes(),
+        Route("/health", health, methods=["GET"]),
+        Route("/", dashboard, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
     return Starlette(
-        routes=[
-            Route("/e/{key}", intake, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-        ]
+        routes=routes,
+        middleware=[Middleware(HttpMiddleware)],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            EventError: _bad_input,
+            ConfigError: _bad_input,
+            RunNotFoundError: _not_found,
+            Exception: _internal_error,
+        },
     )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(404, f"nothing is served at {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        return error_response(405, f"{request.method} is not allowed on {request.url.path}")
+    return error_response(exc.status_code, str(exc.detail))
+
+
+async def _bad_input(request: Request, exc: Exception) -> Response:
+    return error_response(400, str(exc))
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, str(exc))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal error; the server's log has the details")

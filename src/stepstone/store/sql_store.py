@@ -306,7 +306,8 @@ class SqlStore(Store, abc.ABC):
             if cursor is not None:
                 found = _get_event(tx, cursor)
                 before = found.received_at if found else None
-            rows = tx("list_events", name, name, before, before, limit).fetchall()
+            # (received_at, id) orders events: a batch shares one received_at
+            rows = tx("list_events", name, name, before, before, before, cursor, limit).fetchall()
             out = []
             for row in rows:
                 event = _event(row)

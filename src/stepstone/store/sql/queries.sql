@@ -197,7 +197,8 @@ SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;
 
 -- name: list_events
 SELECT id, name, data, ts, user_data, v, received_at FROM events
-WHERE (? IS NULL OR name = ?) AND (? IS NULL OR received_at < ?)
+WHERE (? IS NULL OR name = ?)
+  AND (? IS NULL OR received_at < ? OR (received_at = ? AND id < ?))
 ORDER BY received_at DESC, id DESC LIMIT ?;
 
 -- name: upsert_function

@@ -32,5 +32,6 @@ ORDER BY id DESC LIMIT ?;
 
 -- name: list_events
 SELECT id, name, data, ts, user_data, v, received_at FROM events
-WHERE (?::text IS NULL OR name = ?) AND (?::double precision IS NULL OR received_at < ?)
+WHERE (?::text IS NULL OR name = ?)
+  AND (?::double precision IS NULL OR received_at < ? OR (received_at = ? AND id < ?::text))
 ORDER BY received_at DESC, id DESC LIMIT ?;
