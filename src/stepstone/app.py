@@ -16,7 +16,7 @@ from .errors import ConfigError, RunNotFoundError
 from .events import validate_all
 from .expressions import Expression
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
-from .function import EventTrigger, FunctionDef, Trigger, build_function, function_from_config
+from .function import EventTrigger, FunctionDef, TriggerSpec, build_function, function_from_config
 from .ids import new_id
 from .limits import Limits
 from .options import Cancel, Timeouts
@@ -76,7 +76,7 @@ class App:
         self,
         *,
         id: str,
-        trigger: str | Trigger | Sequence[str | Trigger] | None = None,
+        trigger: TriggerSpec | Sequence[TriggerSpec] | None = None,
         retries: int = 4,
         name: str | None = None,
         backoff: Backoff | None = None,

@@ -36,6 +36,7 @@ class CronTrigger:
 
 
 Trigger = EventTrigger | CronTrigger
+TriggerSpec = str | Trigger | dict[str, Any]  # a dict with a trigger's fields works too
 
 
 def on_event(event: str, if_: str | None = None) -> EventTrigger:
@@ -140,7 +141,7 @@ def build_function(
     handler: Callable[..., Any],
     *,
     id: str,
-    trigger: str | Trigger | Sequence[str | Trigger] | None,
+    trigger: TriggerSpec | Sequence[TriggerSpec] | None,
     retries: int,
     name: str | None,
     backoff: Backoff | None,
