@@ -382,3 +382,24 @@ async def test_function_level_retry_counts_attempts_outside_steps(database_url: 
     assert attempts == [0, 1]
     assert run.status == "failed" and run.error is not None and run.error["name"] == "KeyError"
     assert run.step("ok").attempts == 1
+
+
+async def test_logger_lines_are_saved_once_and_quiet_on_replay(database_url: str) -> None:
+    app = make_app(database_url)
+    attempts = {"n": 0}
+
+    @app.function(id="chatty", trigger="chatty/go")
+    async def chatty(ctx: stepstone.Context) -> Any:
+        ctx.logger.info("starting for %s", ctx.event.data["who"])
+        await ctx.step.run("one", lambda: 1)
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise RuntimeError("retry the function: the first log line must not repeat")
+        ctx.logger.warning("done")
+        return "ok"
+
+    async with app.worker():
+        run = await send_and_wait(app, "chatty/go", {"who": "ada"})
+    await app.close()
+    logs = [(h.data["level"], h.data["message"]) for h in run.history if h.kind == "log"]
+    assert logs == [("INFO", "starting for ada"), ("WARNING", "done")]

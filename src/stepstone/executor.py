@@ -32,7 +32,7 @@ from .errors import (
 from .function import FunctionDef
 from .ids import StepIdCounter
 from .limits import Limits
-from .records import Event, StepRecord, StepStatus
+from .records import Event, HistoryEntry, StepRecord, StepStatus
 from .retry import Backoff, decide_retry
 from .serde import convert, dumps, size_of
 from .step import Context, Step, SyncStep
@@ -64,13 +64,27 @@ class InvocationInput:
     steps: list[StepRecord]
 
 
-class _ReplayFilter(logging.Filter):
-    def __init__(self, invocation: Invocation) -> None:
-        super().__init__()
+MAX_LOG_LINES = 1000  # per invocation: more are dropped, with a note
+MAX_LOG_CHARS = 4096
+
+
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
+    """`ctx.logger`: quiet while saved steps are replayed; lines are also saved with the run."""
+
+    def __init__(self, logger: logging.Logger, invocation: Invocation) -> None:
+        super().__init__(logger, {"run_id": invocation.run_id})
         self._invocation = invocation
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self._invocation.replaying
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._invocation.replaying:
+            return
+        super().log(level, msg, *args, **kwargs)
+        if level >= logging.INFO:
+            try:
+                text = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError):
+                text = f"{msg} {args}"
+            self._invocation.record_log(logging.getLevelName(level), text)
 
 
 class Invocation:
@@ -116,6 +130,27 @@ class Invocation:
             1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
         )
         self._loop = asyncio.get_running_loop()
+        self._logs: list[HistoryEntry] = []
+        self._logs_taken = 0
+
+    @property
+    def run_id(self) -> str:
+        return self._data.run_id
+
+    def record_log(self, level: str, text: str) -> None:
+        count = self._logs_taken + len(self._logs)
+        if count < MAX_LOG_LINES:
+            entry = {"level": level, "message": text[:MAX_LOG_CHARS]}
+            self._logs.append(HistoryEntry(self._clock.now(), "log", entry))
+        elif count == MAX_LOG_LINES:
+            note = {"level": "WARNING", "message": f"more than {MAX_LOG_LINES} lines: not saved"}
+            self._logs.append(HistoryEntry(self._clock.now(), "log", note))
+
+    def take_logs(self) -> list[HistoryEntry]:
+        """Log lines not handed out yet (the engine saves them with its next write)."""
+        taken, self._logs = self._logs, []
+        self._logs_taken += len(taken)
+        return taken
 
     @property
     def replaying(self) -> bool:
@@ -126,9 +161,7 @@ class Invocation:
     async def execute(self) -> ops.Outcome:
         fn = self._fn
         step = Step(self)
-        logger = logging.getLogger(f"stepstone.function.{fn.id}")
-        adapter = logging.LoggerAdapter(logger, {"run_id": self._data.run_id})
-        replay_filter = _ReplayFilter(self)
+        logger = RunLogger(logging.getLogger(f"stepstone.function.{fn.id}"), self)
         ctx = Context(
             event=self._data.events[0],
             events=list(self._data.events),
@@ -136,9 +169,8 @@ class Invocation:
             run_id=self._data.run_id,
             attempt=self._data.attempt,
             function_id=fn.id,
-            logger=adapter,
+            logger=logger,
         )
-        logger.addFilter(replay_filter)
         failure: BaseException | None = None
         result: Any = None
         try:
@@ -161,7 +193,6 @@ class Invocation:
         finally:
             self._stopping = self._stopping or "the invocation is ending"
             await self._drain()
-            logger.removeFilter(replay_filter)
         return self._outcome(result, failure)
 
     def stop(self, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import ops
@@ -23,11 +24,15 @@ class RunWriter:
         self._claim = claim
         self._lease = claim.lease
         self.deadline: float | None = None  # timeouts.finish: a suspended run wakes by then
+        # the run's log lines not saved yet: they ride along with the next write
+        self.take_logs: Callable[[], list[HistoryEntry]] = list
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._app.clock.now()
         if isinstance(op, ops.SaveStep):
-            await store.save_step(lease, op.step, op.output_json, _step_history(op.step, now))
+            entry = _step_history(op.step, now)
+            history = self.take_logs() + ([entry] if entry is not None else [])
+            await store.save_step(lease, op.step, op.output_json, history)
         elif isinstance(op, ops.SendEvents):
             prepared = self._app.prepare_events(op.events)
             await store.save_step_with_events(lease, op.step, _ids_json(op.step), prepared)
@@ -96,7 +101,7 @@ class RunWriter:
                 now=now,
                 status=RunStatus.RUNNING,
                 attempt=run.attempt + 1,
-                history=entry,
+                history=[*self.take_logs(), entry],
             )
         elif isinstance(outcome, ops.Suspended):
             at = now if outcome.at is None else outcome.at
@@ -107,7 +112,10 @@ class RunWriter:
                 at=at,
                 now=now,
                 status=status,
-                history=HistoryEntry(now, "suspended", {"until": at, "why": outcome.reasons}),
+                history=[
+                    *self.take_logs(),
+                    HistoryEntry(now, "suspended", {"until": at, "why": outcome.reasons}),
+                ],
             )
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
@@ -124,6 +132,7 @@ class RunWriter:
             error=error,
             at=now,
             follow_up=follow_up,
+            history=self.take_logs(),
         )
         self._app.wake_workers()
 

@@ -242,6 +242,7 @@ class Worker:
                 new_event_ids=self._event_dicts,
             )
             active.invocation = invocation
+            writer.take_logs = invocation.take_logs
             if active.cancel_reason is not None:
                 invocation.stop(active.cancel_reason)
             outcome = await invocation.execute()

@@ -179,7 +179,7 @@ class Store(abc.ABC):
         lease: Lease,
         step: StepRecord,
         output_json: str | None,
-        history: HistoryEntry | None = None,
+        history: Sequence[HistoryEntry] = (),
     ) -> None: ...
 
     @abc.abstractmethod
@@ -208,7 +208,7 @@ class Store(abc.ABC):
         now: float,
         status: RunStatus,
         attempt: int | None = None,
-        history: HistoryEntry | None = None,
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         """Release the run until `at` (a sleep, a wait's timeout, a retry)."""
 
@@ -222,6 +222,7 @@ class Store(abc.ABC):
         error: dict[str, Any] | None,
         at: float,
         follow_up: Sequence[NewEvent] = (),
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         """End the run; resume the parent of an invoked run; ingest `follow_up` events."""
 

@@ -151,13 +151,13 @@ class SqlStore(Store, abc.ABC):
         lease: Lease,
         step: StepRecord,
         output_json: str | None,
-        history: HistoryEntry | None = None,
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
             _upsert_step(tx, lease.run_id, step, output_json)
-            if history is not None:
-                _history(tx, lease.run_id, history)
+            for entry in history:
+                _history(tx, lease.run_id, entry)
 
         await self._write(script)
 
@@ -213,15 +213,15 @@ class SqlStore(Store, abc.ABC):
         now: float,
         status: RunStatus,
         attempt: int | None = None,
-        history: HistoryEntry | None = None,
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
             tx("release", min(now, at), at, lease.run_id)
             flow_scripts.free_slots(tx, lease.keys, now)
             tx("set_run_status", status.value, attempt, lease.run_id)
-            if history is not None:
-                _history(tx, lease.run_id, history)
+            for entry in history:
+                _history(tx, lease.run_id, entry)
 
         await self._write(script)
 
@@ -234,9 +234,12 @@ class SqlStore(Store, abc.ABC):
         error: dict[str, Any] | None,
         at: float,
         follow_up: Sequence[NewEvent] = (),
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
+            for entry in history:
+                _history(tx, lease.run_id, entry)
             _finish(tx, lease.run_id, status, output_json, error, at)
             flow_scripts.free_slots(tx, lease.keys, at)
             if lease.holds:
