@@ -72,6 +72,12 @@ class NestedStepError(NonRetriableError):
     code = "nested_step"
 
 
+class StorageError(StepstoneError):
+    """The database could not be written (a full disk, a read-only file, a lost server)."""
+
+    code = "storage_error"
+
+
 class LeaseLostError(StepstoneError):
     """This worker no longer owns the run: another worker took it over."""
 

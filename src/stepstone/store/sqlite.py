@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from . import queries
 from .sql_store import SqlStore, Tx
 
@@ -172,46 +172,77 @@ class SQLiteStore(SqlStore):
                         stop = True
                         break
                     batch.append(item)
-                self._run_batch(conn, tx, batch)
+                if not self._run_batch(conn, tx, batch):
+                    conn, tx = self._reconnect(conn, tx)
                 if stop:
                     return
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
-        results: list[tuple[Any, bool, Any]] = []
+    def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> bool:
+        """Run and commit a batch; settle every caller. False if the connection failed."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            for _script, future, loop in batch:
-                _resolve(loop, future, False, exc)
-            return
+            results = self._apply(conn, tx, batch)
+            healthy = True
+        except BaseException as exc:
+            # BEGIN, COMMIT or a rollback failed (a full disk, an I/O error, a lock held too
+            # long): nothing of the batch is saved, and every caller is told why
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            error = self._storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            results = [(False, error)] * len(batch)
+            healthy = False
+        for (ok, value), (_, future, loop) in zip(results, batch, strict=True):
+            _resolve(loop, future, ok, value)
+        return healthy
+
+    def _apply(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> list[tuple[bool, Any]]:
+        conn.execute("BEGIN IMMEDIATE")
         single = len(batch) == 1
-        for script, future, loop in batch:
+        results: list[tuple[bool, Any]] = []
+        for script, _future, _loop in batch:
             if not single:
                 conn.execute("SAVEPOINT request")
             try:
                 value = script(tx)
-            except BaseException as exc:
+            except Exception as exc:
+                error = self._storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
                 if single:
                     conn.execute("ROLLBACK")
-                    _resolve(loop, future, False, exc)
-                    return
+                    return [(False, error)]
                 conn.execute("ROLLBACK TO request")
                 conn.execute("RELEASE request")
-                results.append((future, False, exc))
+                results.append((False, error))
                 continue
             if not single:
                 conn.execute("RELEASE request")
-            results.append((future, True, value))
+            results.append((True, value))
+        conn.execute("COMMIT")
+        return results
+
+    def _storage_error(self, exc: sqlite3.Error) -> StorageError:
+        where = self.path or "memory"
+        error = StorageError(
+            f"could not write to the SQLite database {where}: {exc}. Check that its disk has "
+            "free space and that the file and its folder are writable; nothing already "
+            "saved is affected, and the write is retried"
+        )
+        error.__cause__ = exc
+        return error
+
+    def _reconnect(self, conn: sqlite3.Connection, tx: Tx) -> tuple[sqlite3.Connection, Tx]:
+        """A fresh connection after a failed transaction; the old one if none can be had."""
+        if self.path is None:
+            return conn, tx  # a new connection to :memory: would be a new, empty database
         try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            results = [(future, False, exc) for future, _, _ in results]
-        for (future, ok, value), (_, _, loop) in zip(results, batch, strict=True):
-            _resolve(loop, future, ok, value)
+            fresh = self._connect()
+        except sqlite3.Error:
+            return conn, tx
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._local.conn = fresh
+        return fresh, self._tx(fresh)
 
     def _tx(self, conn: sqlite3.Connection) -> Tx:
         named = self._queries
