@@ -26,45 +26,8 @@ class _Unserializable(TypeError):
         self.path = path
 
 
-def _to_jsonable(value: Any, path: str) -> Any:
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _Unserializable(value, path)
-        return value
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise _Unserializable(key, f"{path} key")
-            skey = key if isinstance(key, str) else json.dumps(key)
-            out[skey] = _to_jsonable(item, f"{path}[{skey!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _to_jsonable(getattr(value, f.name), f"{path}.{f.name}")
-            for f in dataclasses.fields(value)
-        }
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return _to_jsonable(value.value, path)
-    raise _Unserializable(value, path)
-
-
 def _default(value: Any) -> Any:
-    # Called by json for types it does not know; nested values come back through it.
+    """A JSON-ready stand-in for a value json does not know; nested values come back here."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -80,6 +43,32 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__qualname__)
 
 
+def _find_unserializable(value: Any, path: str) -> None:
+    """Walk `value` as json would, and raise _Unserializable where it cannot go on."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _Unserializable(value, path)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise _Unserializable(key, f"{path} key".strip())
+            _find_unserializable(item, f"{path}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _find_unserializable(item, f"{path}[{index}]")
+        return
+    try:
+        stand_in = _default(value)
+    except TypeError:
+        raise _Unserializable(value, path) from None
+    if not isinstance(value, BaseModel):  # pydantic has already checked its own fields
+        _find_unserializable(stand_in, path)
+
+
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialize to compact JSON, or raise SerializationError naming `what` and the type."""
     try:
@@ -89,17 +78,19 @@ def dumps(value: Any, *, what: str = "value") -> str:
     except (TypeError, ValueError, RecursionError):
         pass  # the slow walk below finds where the offending value is
     try:
-        plain = _to_jsonable(value, "")
+        _find_unserializable(value, "")
     except RecursionError:
         raise SerializationError(f"{what} is nested too deeply to save as JSON") from None
     except _Unserializable as exc:
         where = f" at {exc.path}" if exc.path else ""
         type_name = type(exc.value).__qualname__
+        if isinstance(exc.value, float):
+            type_name = f"float {exc.value!r}"  # NaN and infinities have no JSON form
         raise SerializationError(
             f"{what} is not JSON-serializable: {type_name} value{where}. Return plain data "
             "(dict, list, str, int, float, bool, None), a dataclass or a pydantic model."
         ) from None
-    return json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    raise SerializationError(f"{what} could not be saved as JSON")
 
 
 def loads(text: str | None) -> Any:
