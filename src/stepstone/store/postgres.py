@@ -160,11 +160,15 @@ class PostgresStore(SqlStore):
                 if attempt == ATTEMPTS:
                     raise
                 log.info("retrying a transaction after a deadlock (attempt %d)", attempt)
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 # A connection that died in the pool (the server restarted) fails on its
-                # first use; nothing was written, so retry on a live one. A failed COMMIT
-                # is different: it may have committed, so the caller must decide.
-                if committing or attempt == ATTEMPTS:
+                # first use, and a server shutting down refuses the statement in flight:
+                # nothing was written, so retry on a live connection (the pool waits up to
+                # `timeout` for the server to come back). Only a connection lost during
+                # COMMIT, with no answer (no sqlstate), may have committed: the caller
+                # must decide, as stepstone's caller does (the run resumes from its
+                # last checkpoint after its lease ends).
+                if (committing and exc.sqlstate is None) or attempt == ATTEMPTS:
                     raise
                 log.info("retrying on a new connection (attempt %d)", attempt, exc_info=True)
                 pool.check()  # drop every dead idle connection, not one per attempt

@@ -19,6 +19,7 @@ log = logging.getLogger("stepstone.store.postgres")
 
 WORK_CHANNEL = "stepstone_work"
 CANCEL_CHANNEL = "stepstone_cancel"
+APPLICATION_NAME = "stepstone-listen"  # shows in pg_stat_activity
 
 
 class Listener:
@@ -28,7 +29,7 @@ class Listener:
         *,
         health_check: float = 30.0,
         first_connect_timeout: float = 10.0,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
     ) -> None:
         self.conninfo = conninfo
         # A connection silent this long is probed, so a dead one without a FIN is noticed.
@@ -82,7 +83,9 @@ class Listener:
             delay = min(delay * 2, self.max_backoff)
 
     async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+        )
         async with conn:
             await conn.execute("LISTEN stepstone_work")  # WORK_CHANNEL
             await conn.execute("LISTEN stepstone_cancel")  # CANCEL_CHANNEL
