@@ -110,10 +110,11 @@ class PostgresStore(SqlStore):
             listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
-        if threads is not None:
-            threads.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        if threads is not None:  # let transactions in flight end, without blocking the loop
+            await loop.run_in_executor(None, threads.shutdown)
         if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, pool.close)
+            await loop.run_in_executor(None, pool.close)
 
     # -- wake-ups ------------------------------------------------------------------------
     async def subscribe(self, wake: Callable[[], None], cancel: Callable[[str], None]) -> None:
