@@ -190,3 +190,18 @@ async def test_other_errors_are_not_retried(store: PostgresStore) -> None:
     with pytest.raises(LeaseLostError):
         await store._write(script)
     assert len(calls) == 1
+
+
+async def test_subscribing_again_after_the_last_unsubscribe_listens_again(
+    store: PostgresStore,
+) -> None:
+    woken = asyncio.Event()
+    await store.subscribe(woken.set, lambda run_id: None)
+    await store.unsubscribe(woken.set)  # the last one: the LISTEN connection closes
+    await store.subscribe(woken.set, lambda run_id: None)
+    try:
+        woken.clear()
+        await queue_runs(store, 1)
+        await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        await store.unsubscribe(woken.set)

@@ -160,7 +160,7 @@ class PostgresStore(SqlStore):
                 # rolled back whole: running the script again is safe
                 if attempt == ATTEMPTS:
                     raise
-                log.info("retrying a transaction after a deadlock (attempt %d)", attempt)
+                log.info("retrying a transaction that deadlocked (attempt %d)", attempt)
             except psycopg.OperationalError as exc:
                 # A connection that died in the pool (the server restarted) fails on its
                 # first use, and a server shutting down refuses the statement in flight:

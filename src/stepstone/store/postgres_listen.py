@@ -59,12 +59,17 @@ class Listener:
 
     async def close(self) -> None:
         task, self._task = self._task, None
+        self._listening = asyncio.Event()  # a later `add` waits for its own LISTEN
         if task is None or task.done():
             return
-        task.cancel()
-        if task.get_loop() is asyncio.get_running_loop():
+        loop = task.get_loop()
+        if loop is asyncio.get_running_loop():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        else:  # closed from another loop's thread (the sync API's): cancel it on its own
+            with contextlib.suppress(RuntimeError):  # that loop has already closed
+                loop.call_soon_threadsafe(task.cancel)
 
     async def _run(self) -> None:
         delay = 0.1
