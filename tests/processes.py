@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-READY = "functions:"  # printed once the worker has started (and, on PostgreSQL, LISTENs)
+READY = " started on "  # logged once the worker has started (and, on PostgreSQL, LISTENs)
 
 
 class WorkerProcess:
@@ -33,6 +33,9 @@ class WorkerProcess:
         env = {**os.environ, "STEPSTONE_TEST_LEDGER": str(ledger), "COLUMNS": "300"}
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("STEPSTONE_DATABASE_URL", None)
+        # the workers run as in production: asyncio's debug mode (which the test session
+        # turns on) slows them down several times
+        env.pop("PYTHONASYNCIODEBUG", None)
         self.log_path = logs / f"worker-{len(list(logs.iterdir()))}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
