@@ -7,7 +7,6 @@ start, the PostgreSQL tests fail with the reason: they are never skipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,7 +68,3 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(autouse=True)
 def _no_env_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STEPSTONE_DATABASE_URL", raising=False)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("PYTHONASYNCIODEBUG", "0")

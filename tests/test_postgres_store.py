@@ -7,13 +7,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import psycopg
+import psycopg.errors
 import pytest
 
-from stepstone.errors import ConfigError
+from stepstone.errors import ConfigError, LeaseLostError
 from stepstone.store import store_from_url
 from stepstone.store.postgres import PostgresStore, postgres_from_url
 from stepstone.store.postgres_listen import Listener
 from stepstone.store.queries import migrations
+from stepstone.store.sql_store import Tx
 from tests.pg_cluster import PostgresCluster
 from tests.test_store_contract import LEASE, T0, claim_one, new_event, queue_runs
 
@@ -162,3 +164,44 @@ async def test_a_pooled_connection_killed_by_the_server_is_replaced(
     for _ in range(store.max_size + 1):
         assert await store.ingest([new_event()]) == [True]
     assert len((await store.list_runs(limit=100)).runs) == store.max_size + 2
+
+
+async def test_a_transaction_that_deadlocked_is_run_again(store: PostgresStore) -> None:
+    calls = []
+
+    def script(tx: Tx) -> int:
+        calls.append(1)
+        tx("next_due")
+        if len(calls) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return len(calls)
+
+    assert await store._write(script) == 2
+
+
+async def test_other_errors_are_not_retried(store: PostgresStore) -> None:
+    calls = []
+
+    def script(tx: Tx) -> None:
+        calls.append(1)
+        tx("next_due")
+        raise LeaseLostError("refused")  # a domain error: the caller must see it at once
+
+    with pytest.raises(LeaseLostError):
+        await store._write(script)
+    assert len(calls) == 1
+
+
+async def test_subscribing_again_after_the_last_unsubscribe_listens_again(
+    store: PostgresStore,
+) -> None:
+    woken = asyncio.Event()
+    await store.subscribe(woken.set, lambda run_id: None)
+    await store.unsubscribe(woken.set)  # the last one: the LISTEN connection closes
+    await store.subscribe(woken.set, lambda run_id: None)
+    try:
+        woken.clear()
+        await queue_runs(store, 1)
+        await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        await store.unsubscribe(woken.set)

@@ -19,6 +19,7 @@ from .app import App
 from .errors import StepstoneError
 from .loader import load_app
 from .records import Run
+from .store import redact_url
 
 T = TypeVar("T")
 console = Console()
@@ -84,9 +85,11 @@ async def _serve(
         console.print(f"  dashboard  {url}/")
         console.print(f"  events     POST {url}/e/{{event_key}}")
         console.print(f"  API        {url}/v1  (OpenAPI: {url}/v1/openapi.json)", soft_wrap=True)
-        console.print(f"  database   {app.database_url}")
+        console.print(f"  database   {redact_url(app.database_url)}")
     else:
-        console.print(f"[bold green]stepstone[/] worker {worker.id} on {app.database_url}")
+        console.print(
+            f"[bold green]stepstone[/] worker {worker.id} on {redact_url(app.database_url)}"
+        )
     console.print(f"  functions  {', '.join(app.functions) or '(none)'}")
     await stop.wait()
     if server is not None and server_task is not None:

@@ -19,7 +19,7 @@ from ..executor import Invocation, InvocationInput
 from ..ids import new_id
 from ..options import TimeoutLimits
 from ..records import Event
-from ..store import Claim, Lease, Store
+from ..store import Claim, Lease, Store, redact_url
 from .cron import CronScheduler
 from .persist import RunWriter
 
@@ -107,7 +107,7 @@ class Worker:
         if self._crons:
             scheduler = CronScheduler(self.app)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
-        log.info("worker %s started on %s", self.id, self.app.database_url)
+        log.info("worker %s started on %s", self.id, redact_url(self.app.database_url))
 
     async def run_forever(self) -> None:
         await self.start()

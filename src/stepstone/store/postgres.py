@@ -27,7 +27,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError
-from . import queries
+from . import queries, redact_url
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .sql_store import SqlStore, Tx
@@ -98,7 +98,7 @@ class PostgresStore(SqlStore):
             except Exception as exc:
                 pool.close()
                 raise ConfigError(
-                    f"cannot open the PostgreSQL database {_safe(self.url)}: {exc}"
+                    f"cannot open the PostgreSQL database {redact_url(self.url)}: {exc}"
                 ) from exc
             self._threads = ThreadPoolExecutor(self.max_size, thread_name_prefix="stepstone-pg")
             self._pool = pool
@@ -110,10 +110,11 @@ class PostgresStore(SqlStore):
             listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
-        if threads is not None:
-            threads.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        if threads is not None:  # let transactions in flight end, without blocking the loop
+            await loop.run_in_executor(None, threads.shutdown)
         if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, pool.close)
+            await loop.run_in_executor(None, pool.close)
 
     # -- wake-ups ------------------------------------------------------------------------
     async def subscribe(self, wake: Callable[[], None], cancel: Callable[[str], None]) -> None:
@@ -159,12 +160,16 @@ class PostgresStore(SqlStore):
                 # rolled back whole: running the script again is safe
                 if attempt == ATTEMPTS:
                     raise
-                log.info("retrying a transaction after a deadlock (attempt %d)", attempt)
-            except psycopg.OperationalError:
+                log.info("retrying a transaction that deadlocked (attempt %d)", attempt)
+            except psycopg.OperationalError as exc:
                 # A connection that died in the pool (the server restarted) fails on its
-                # first use; nothing was written, so retry on a live one. A failed COMMIT
-                # is different: it may have committed, so the caller must decide.
-                if committing or attempt == ATTEMPTS:
+                # first use, and a server shutting down refuses the statement in flight:
+                # nothing was written, so retry on a live connection (the pool waits up to
+                # `timeout` for the server to come back). Only a connection lost during
+                # COMMIT, with no answer (no sqlstate), may have committed: the caller
+                # must decide, as stepstone's caller does (the run resumes from its
+                # last checkpoint after its lease ends).
+                if (committing and exc.sqlstate is None) or attempt == ATTEMPTS:
                     raise
                 log.info("retrying on a new connection (attempt %d)", attempt, exc_info=True)
                 pool.check()  # drop every dead idle connection, not one per attempt
@@ -177,15 +182,6 @@ class PostgresStore(SqlStore):
             return conn.execute(named[name], params)
 
         return run
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def postgres_from_url(url: str) -> PostgresStore:
@@ -203,7 +199,7 @@ def postgres_from_url(url: str) -> PostgresStore:
                 ours[key] = POOL_OPTIONS[key](value)
             except ValueError:
                 raise ConfigError(
-                    f"database URL {_safe(url)!r}: {key}={value!r} is not a number"
+                    f"database URL {redact_url(url)!r}: {key}={value!r} is not a number"
                 ) from None
         else:
             theirs.append((key, value))

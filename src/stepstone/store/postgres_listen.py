@@ -19,6 +19,7 @@ log = logging.getLogger("stepstone.store.postgres")
 
 WORK_CHANNEL = "stepstone_work"
 CANCEL_CHANNEL = "stepstone_cancel"
+APPLICATION_NAME = "stepstone-listen"  # shows in pg_stat_activity
 
 
 class Listener:
@@ -28,7 +29,7 @@ class Listener:
         *,
         health_check: float = 30.0,
         first_connect_timeout: float = 10.0,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
     ) -> None:
         self.conninfo = conninfo
         # A connection silent this long is probed, so a dead one without a FIN is noticed.
@@ -58,12 +59,17 @@ class Listener:
 
     async def close(self) -> None:
         task, self._task = self._task, None
+        self._listening = asyncio.Event()  # a later `add` waits for its own LISTEN
         if task is None or task.done():
             return
-        task.cancel()
-        if task.get_loop() is asyncio.get_running_loop():
+        loop = task.get_loop()
+        if loop is asyncio.get_running_loop():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        else:  # closed from another loop's thread (the sync API's): cancel it on its own
+            with contextlib.suppress(RuntimeError):  # that loop has already closed
+                loop.call_soon_threadsafe(task.cancel)
 
     async def _run(self) -> None:
         delay = 0.1
@@ -82,7 +88,9 @@ class Listener:
             delay = min(delay * 2, self.max_backoff)
 
     async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+        )
         async with conn:
             await conn.execute("LISTEN stepstone_work")  # WORK_CHANNEL
             await conn.execute("LISTEN stepstone_cancel")  # CANCEL_CHANNEL
