@@ -21,7 +21,7 @@ import pytest
 from stepstone.store.postgres_migrate import migrate
 from tests.apps.scale import STEPS, Execution, make_app, read_ledger
 from tests.pg_cluster import PostgresCluster, start_cluster
-from tests.processes import WorkerProcess
+from tests.process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
