@@ -38,14 +38,16 @@ def _serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, list[s
     assert process.stdout is not None
     lines: list[str] = []
     try:
-        for line in process.stdout:
+        url = None
+        for line in process.stdout:  # the banner ends with the functions line
             lines.append(line)
             found = re.search(r" on (http://\S+)", line)
-            if found:
+            url = found.group(1) if found else url
+            if url and "functions" in line:
                 break
         else:
             raise AssertionError("the server did not start:\n" + "".join(lines))
-        yield found.group(1), lines
+        yield url, lines
     finally:
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=30)
