@@ -14,6 +14,7 @@ from .errors import (
     SerializationError,
     StepError,
     StepstoneError,
+    StorageError,
 )
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .function import CronTrigger, EventTrigger, FunctionDef, on_cron, on_event
@@ -58,6 +59,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "StepstoneError",
+    "StorageError",
     "SyncStep",
     "Throttle",
     "Timeouts",

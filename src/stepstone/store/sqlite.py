@@ -89,6 +89,8 @@ class SQLiteStore(SqlStore):
         if self._open_error is not None:
             error = self._open_error
             self._opened = False
+            if isinstance(error, sqlite3.Error):
+                raise self._storage_error(error) from error
             raise error
         if self.path:
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="stepstone-sqlite-reader")
@@ -123,6 +125,13 @@ class SQLiteStore(SqlStore):
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        wanted = {version for version, _, _ in queries.migrations("sqlite")}
+        try:
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        except sqlite3.OperationalError:
+            applied = set()
+        if wanted <= applied:
+            return  # up to date: no write needed (a read-only file still opens for reading)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -206,8 +215,9 @@ class SQLiteStore(SqlStore):
                 conn.execute("SAVEPOINT request")
             try:
                 value = script(tx)
-            except Exception as exc:
-                error = self._storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            except sqlite3.OperationalError:
+                raise  # the database itself failed (read-only, full, I/O): the whole batch fails
+            except Exception as error:
                 if single:
                     conn.execute("ROLLBACK")
                     return [(False, error)]
