@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,6 +46,7 @@ class Worker:
         concurrency: int = 100,
         lease_seconds: float = 30.0,
         poll_interval: float = 0.25,
+        change_poll: float = 0.002,
         worker_id: str | None = None,
         sync_threads: int = 16,
         crons: bool = True,
@@ -59,6 +60,10 @@ class Worker:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        # how often an idle worker asks the store whether another process committed
+        # (SQLite's data_version); 0 turns it off and leaves only poll_interval
+        self.change_poll = change_poll
+        self._probe: Callable[[], object] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
         self._crons = crons
@@ -89,6 +94,8 @@ class Worker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._store = await self.app.store()
+        if self.change_poll > 0:
+            self._probe = self._store.change_probe()
         self.app.add_waker(self.wake)
         self.app.add_cancel_listener(self._cancel)
         self._tasks = [
@@ -172,9 +179,35 @@ class Worker:
             if due is not None:
                 timeout = max(0.0, min(timeout, due - self.app.clock.now()))
         if timeout > 0:
+            if self._probe is not None and can_claim:
+                await self._wait_or_change(self._probe, timeout)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    async def _wait_or_change(self, probe: Callable[[], object], timeout: float) -> None:
+        """Until woken, `timeout` passes, or another process commits (probe's value changes).
+
+        A timer checks the probe every `change_poll` seconds and sets the wake event: no
+        task or future per check, so an idle worker stays cheap."""
+        loop = asyncio.get_running_loop()
+        seen = probe()
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal handle
+            if probe() != seen:
+                self._wake.set()
+            else:
+                handle = loop.call_later(self.change_poll, check)
+
+        handle = loop.call_later(self.change_poll, check)
+        try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+        finally:
+            handle.cancel()
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1

@@ -121,6 +121,14 @@ class Store(abc.ABC):
     async def next_due(self) -> float | None:
         """When the earliest job becomes due (None when there is none)."""
 
+    def change_probe(self) -> Callable[[], object] | None:
+        """A cheap, non-blocking call whose value changes when another process commits.
+
+        An idle worker calls it every few milliseconds to learn of work sent from other
+        processes without waiting for its poll. None: the store has no such signal.
+        """
+        return None
+
     # -- checkpoints (fenced) ---------------------------------------------------------------
     @abc.abstractmethod
     async def save_step(

@@ -72,6 +72,7 @@ class SQLiteStore(SqlStore):
         self._open_error: BaseException | None = None
         self._lock = threading.Lock()
         self._opened = False
+        self._probes: list[sqlite3.Connection] = []
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -105,6 +106,9 @@ class SQLiteStore(SqlStore):
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
+        probes, self._probes = self._probes, []
+        for conn in probes:
+            conn.close()
         self._ready.clear()
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
@@ -220,6 +224,26 @@ class SQLiteStore(SqlStore):
             return conn.execute(named[name], params)
 
         return run  # type: ignore[return-value]
+
+    def change_probe(self) -> Callable[[], object] | None:
+        """`PRAGMA data_version` on a connection of the caller's: it changes when any other
+        connection, of this process or another, commits. Reading it touches only the WAL
+        index in shared memory (a few microseconds), so it may run on the event loop."""
+        if not self.path:
+            return None
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only=1")
+        self._probes.append(conn)
+
+        def probe() -> object:
+            try:
+                return conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error:
+                return None
+
+        return probe
 
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:
