@@ -214,8 +214,12 @@ class SQLiteStore(SqlStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(future, False, exc) for future, _, _ in results]
-        for (future, ok, value), (_, _, loop) in zip(results, batch, strict=True):
-            _resolve(loop, future, ok, value)
+        # one wake-up per event loop for the whole batch, not one per request
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+        for result, (_, _, loop) in zip(results, batch, strict=True):
+            by_loop.setdefault(loop, []).append(result)
+        for loop, settled in by_loop.items():
+            _resolve_all(loop, settled)
 
     def _tx(self, conn: sqlite3.Connection) -> Tx:
         named = self._queries
@@ -282,6 +286,23 @@ def _resolve(
             future.set_result(value)
         else:
             future.set_exception(value)
+
+    # RuntimeError: the caller's loop has closed; nobody is waiting
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
+
+
+def _resolve_all(
+    loop: asyncio.AbstractEventLoop, results: list[tuple[asyncio.Future[Any], bool, Any]]
+) -> None:
+    def settle() -> None:
+        for future, ok, value in results:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     # RuntimeError: the caller's loop has closed; nobody is waiting
     with contextlib.suppress(RuntimeError):
