@@ -22,6 +22,7 @@ class Sizes:
     latency_samples: int = 200
     latency_gap: float = 0.02  # idle time between two latency probes, seconds
     timer_runs: int = 10_000
+    timer_rate: float = 500.0  # runs/s sent in the paced variant
     sleepers: int = 100_000
     waiters: int = 100_000
     wait_events: int = 2000  # non-matching events per measurement
@@ -41,6 +42,7 @@ QUICK = Sizes(
     concurrent_runs=200,
     latency_samples=40,
     timer_runs=500,
+    timer_rate=250.0,
     sleepers=3000,
     waiters=2000,
     wait_events=300,

@@ -3,6 +3,7 @@ interleaved repetition by repetition so that drift of the disk hits all systems 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from .cell import MARK
 from .common import Sizes
 
 CORE = ["sequential", "concurrent", "latency", "latency_xproc"]
-REPEATED_EXTRA = ["timers", "intake"]
+REPEATED_EXTRA = ["timers", "timers_paced", "intake"]
 ONCE_EXTRA = ["sleepers", "waits"]  # 100,000 parked runs each: one repetition is enough
 
 
@@ -115,6 +116,8 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "sqlite": sqlite3.sqlite_version,
     }
+    with contextlib.suppress(OSError):  # others' work on this machine skews the numbers
+        info["loadavg"] = list(os.getloadavg())
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
@@ -152,6 +155,7 @@ def execute(
     workdir = tempfile.mkdtemp(prefix="stepstone-bench-", dir=os.environ.get("BENCH_DIR"))
     notes: list[str] = []
     started = time.perf_counter()
+    load_before = machine_info().get("loadavg")
     try:
         with pg.cluster() if postgres else _no_pg() as cluster:
             backends = ["sqlite"]
@@ -188,11 +192,15 @@ def execute(
                         log(f"    {name} failed: {result['error']}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    machine = machine_info()
+    with contextlib.suppress(OSError):
+        machine["loadavg_after"] = list(os.getloadavg())
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "postgres_version": pg_version,
         "stepstone_postgres": stepstone_pg,
         "sizes": sizes.to_dict(),
+        "loadavg_before": load_before,
         "notes": notes,
         "seconds": time.perf_counter() - started,
         "cells": [c.__dict__ for c in cells],

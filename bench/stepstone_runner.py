@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -23,22 +24,39 @@ async def _noop(i: int) -> int:
     return i
 
 
-async def _wait_completed(app: stepstone.App, expected: int, timeout: float = 600.0) -> None:
-    """Until `expected` runs are recorded completed (their last write is durable)."""
-    deadline = time.monotonic() + timeout
+class _Returned:
+    """Counts function bodies that returned; a future fires when `expected` have."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.expected = 0
+        self.future: asyncio.Future[None] | None = None
+
+    def arm(self, expected: int) -> asyncio.Future[None]:
+        self.count, self.expected = 0, expected
+        self.future = asyncio.get_running_loop().create_future()
+        return self.future
+
+    def returned(self) -> None:
+        self.count += 1
+        if self.future is not None and self.count >= self.expected and not self.future.done():
+            self.future.set_result(None)
+
+
+async def _wait_completed(app: stepstone.App, returned: asyncio.Future[None]) -> None:
+    """Until every run is recorded completed (its last write durable).
+
+    Waits for the function bodies to return first (no polling meanwhile, so the
+    harness takes no CPU from the worker), then polls until no run is left unfinished.
+    """
+    await asyncio.wait_for(returned, timeout=600)
     while True:
-        done, cursor = 0, None
-        while True:
-            page = await app.list_runs(status="completed", limit=1000, cursor=cursor)
-            done += len(page.runs)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        if done >= expected:
+        unfinished = 0
+        for status in ("queued", "running"):
+            unfinished += len((await app.list_runs(status=status, limit=1)).runs)
+        if not unfinished:
             return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {done} of {expected} runs completed")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.001)
 
 
 async def _warm_up(app: stepstone.App, name: str) -> None:
@@ -51,19 +69,22 @@ async def _warm_up(app: stepstone.App, name: str) -> None:
 async def sequential(url: str, steps: int) -> dict[str, Any]:
     """One run of `steps` trivial steps: send -> every step durable and the run completed."""
     app = stepstone.App("bench", database=url)
+    tally = _Returned()
 
     @app.function(id="sequential", trigger="bench/sequential")
     async def run(ctx: stepstone.Context) -> int:
         for i in range(ctx.event.data.get("steps", steps)):
             await ctx.step.run(f"s{i}", _noop, i)
+        tally.returned()
         return steps
 
     try:
         async with app.worker():
             await _warm_up(app, "bench/sequential")
+            returned = tally.arm(1)
             start = time.perf_counter()
             await app.send({"name": "bench/sequential"})
-            await _wait_completed(app, 2)
+            await _wait_completed(app, returned)
             seconds = time.perf_counter() - start
     finally:
         await app.close()
@@ -78,21 +99,24 @@ async def sequential(url: str, steps: int) -> dict[str, Any]:
 async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) -> dict[str, Any]:
     """`runs` runs of `steps` steps, sent in one call; until all are completed."""
     app = stepstone.App("bench", database=url)
+    tally = _Returned()
 
     @app.function(id="concurrent", trigger="bench/concurrent")
     async def run(ctx: stepstone.Context) -> int:
         for i in range(ctx.event.data.get("steps", steps)):
             await ctx.step.run(f"s{i}", _noop, i)
+        tally.returned()
         return steps
 
     try:
         async with app.worker(concurrency=concurrency):
             await _warm_up(app, "bench/concurrent")
+            returned = tally.arm(runs)
             start = time.perf_counter()
             for first in range(0, runs, 5000):
                 batch = min(5000, runs - first)
                 await app.send([{"name": "bench/concurrent"} for _ in range(batch)])
-            await _wait_completed(app, runs + 1)
+            await _wait_completed(app, returned)
             seconds = time.perf_counter() - start
     finally:
         await app.close()
@@ -190,8 +214,9 @@ async def send_latency_events(url: str, samples: int, gap: float) -> None:
         await app.close()
 
 
-async def timers(url: str, runs: int) -> dict[str, Any]:
-    """`runs` runs each sleeping 1 s (sent at once): how late each wakes up."""
+async def timers(url: str, runs: int, rate: float | None = None) -> dict[str, Any]:
+    """`runs` runs each sleeping 1 s: how late each wakes up. Sent at once (a burst: the
+    lateness then measures throughput), or at `rate` runs/s (it measures the timers)."""
     app = stepstone.App("bench", database=url)
     planned: dict[str, float] = {}
     late: list[float] = []
@@ -212,14 +237,22 @@ async def timers(url: str, runs: int) -> dict[str, Any]:
     try:
         async with app.worker():
             start = time.perf_counter()
-            for first in range(0, runs, 1000):
-                n = min(1000, runs - first)
+            chunk = 1000 if rate is None else max(1, int(rate / 50))
+            for first in range(0, runs, chunk):
+                n = min(chunk, runs - first)
                 await app.send([{"name": "bench/timer"} for _ in range(n)])
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, start + (first + n) / rate - time.perf_counter()))
             await asyncio.wait_for(done, timeout=120 + runs / 50)
             seconds = time.perf_counter() - start
     finally:
         await app.close()
-    return {"lateness": latency_summary(late), "runs": runs, "seconds": seconds}
+    return {
+        "lateness": latency_summary(late),
+        "runs": runs,
+        "sent_per_s": rate or "all at once",
+        "seconds": seconds,
+    }
 
 
 async def _count_live(app: stepstone.App) -> int:
@@ -293,6 +326,10 @@ async def _send_rate(app: stepstone.App, events: list[dict[str, Any]], senders: 
     return len(events) / (time.perf_counter() - start)
 
 
+async def _median_rate(app: stepstone.App, events: list[dict[str, Any]]) -> float:
+    return statistics.median([await _send_rate(app, events, 16) for _ in range(3)])
+
+
 async def waits(url: str, total: int, events: int, matches: int, time_cap: float) -> dict[str, Any]:
     """Events/s that match no wait, with none vs `total` runs waiting; and matching events."""
     app = stepstone.App("bench", database=url)
@@ -307,11 +344,11 @@ async def waits(url: str, total: int, events: int, matches: int, time_cap: float
     try:
         async with app.worker(concurrency=500):
             await _send_rate(app, nonmatching[: len(nonmatching) // 2], 16)  # warm up
-            empty_rate = await _send_rate(app, nonmatching, 16)
+            empty_rate = await _median_rate(app, nonmatching)
             start = time.perf_counter()
             memory = await _park(app, "bench/waiter", total, [total])
             setup = time.perf_counter() - start
-            full_rate = await _send_rate(app, nonmatching, 16)
+            full_rate = await _median_rate(app, nonmatching)
             # matching: each event resumes exactly one waiting run; bounded by time
             keys = random.sample(range(total), min(matches, total))
             sent = 0
@@ -478,6 +515,8 @@ async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
         )
     if name == "timers":
         return await timers(url, sizes.timer_runs)
+    if name == "timers_paced":
+        return await timers(url, sizes.timer_runs, rate=sizes.timer_rate)
     if name == "sleepers":
         return await sleepers(url, sizes.sleepers)
     if name == "waits":
