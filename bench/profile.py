@@ -24,8 +24,11 @@ from .common import FULL
 _LINE = re.compile(r":\d+\)")
 
 
-def summarize(raw_path: str, top: int = 25) -> str:
-    """Self and inclusive shares per thread from py-spy's raw (collapsed) output."""
+def summarize(raw_path: str, top: int = 25, *, running_only: bool = True) -> str:
+    """Self and inclusive shares per thread from py-spy's raw (collapsed) output.
+
+    running_only: drop the main thread's samples outside its event loop (imports, setup),
+    so the shares describe the workload itself."""
     per_thread: collections.Counter[str] = collections.Counter()
     own: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     inclusive: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -38,6 +41,12 @@ def summarize(raw_path: str, top: int = 25) -> str:
             frames = stack.split(";")
             thread = re.sub(r"\s*\(?\d+\)?|0x[0-9a-f]+", "", frames[0]).strip()
             calls = [_LINE.sub(")", frame) for frame in frames[1:]]
+            if running_only and "MainThread" in thread and not any(
+                "BaseEventLoop._run_once" in call for call in calls
+            ):
+                continue
+            if any("importlib._bootstrap" in call for call in calls):
+                continue
             per_thread[thread] += n
             if calls:
                 own[thread][calls[-1]] += n

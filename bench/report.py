@@ -177,7 +177,7 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit in ("/s", "µs"):
-        return f"{value:,.0f}"
+        return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
     if unit == "MB":
         return f"{value:,.0f}"
     return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
