@@ -8,6 +8,7 @@ from .. import ops
 from ..ids import new_id
 from ..records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..store import Claim, NewEvent, NewRun, Store, Wait
+from ..waitkeys import index_of
 
 if TYPE_CHECKING:
     from ..app import App
@@ -32,8 +33,16 @@ class RunWriter:
             self._app.wake_workers()
         elif isinstance(op, ops.RegisterWait):
             trigger = self._claim.events[0].to_dict() if self._claim.events else {}
+            index = index_of(op.if_, trigger)
             wait = Wait(
-                lease.run_id, op.step.hashed_id, op.event, op.if_, trigger, op.step.wake_at or now
+                lease.run_id,
+                op.step.hashed_id,
+                op.event,
+                op.if_,
+                trigger,
+                op.step.wake_at or now,
+                match_path=index[0] if index else None,
+                match_key=index[1] if index else None,
             )
             await store.register_wait(lease, op.step, wait)
         elif isinstance(op, ops.StartInvoke):

@@ -53,6 +53,8 @@ class Wait:
     condition: str | None
     trigger_event: dict[str, Any]
     expires_at: float
+    match_path: str | None = None  # an indexable condition: the incoming event's path ...
+    match_key: str | None = None  # ... and the value there that matches (waitkeys.py)
 
 
 # Decides, inside the ingest transaction, whether an incoming event resumes a wait.

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import LeaseLostError
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from ..waitkeys import key_at
 from .base import (
     Claim,
     Lease,
@@ -155,7 +156,11 @@ class SqlStore(Store, abc.ABC):
                 wait.condition,
                 _json(wait.trigger_event),
                 wait.expires_at,
+                wait.match_path,
+                wait.match_key,
             )
+            if wait.match_path is not None:
+                tx("insert_wait_path", wait.event, wait.match_path)
 
         await self._write(script)
 
@@ -368,7 +373,15 @@ def _reason(run: NewRun) -> dict[str, Any]:
 
 
 def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> None:
-    rows = tx("waits_for_event", event.name).fetchall()
+    # only the waits that may match: unkeyed ones, and keyed ones whose key is this event's
+    rows = list(tx("waits_unkeyed", event.name).fetchall())
+    paths = [row[0] for row in tx("wait_paths", event.name).fetchall()]
+    if paths:
+        incoming = event.to_dict()
+        for path in paths:
+            key = key_at(incoming, path)
+            if key is not None:
+                rows.extend(tx("waits_by_key", event.name, path, key).fetchall())
     for run_id, hashed_id, name, condition, trigger_event, expires_at in rows:
         wait = Wait(run_id, hashed_id, name, condition, _load(trigger_event), expires_at)
         if not matcher(wait, event):
