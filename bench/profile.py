@@ -41,8 +41,10 @@ def summarize(raw_path: str, top: int = 25, *, running_only: bool = True) -> str
             frames = stack.split(";")
             thread = re.sub(r"\s*\(?\d+\)?|0x[0-9a-f]+", "", frames[0]).strip()
             calls = [_LINE.sub(")", frame) for frame in frames[1:]]
-            if running_only and "MainThread" in thread and not any(
-                "BaseEventLoop._run_once" in call for call in calls
+            if (
+                running_only
+                and "MainThread" in thread
+                and not any("BaseEventLoop._run_once" in call for call in calls)
             ):
                 continue
             if any("importlib._bootstrap" in call for call in calls):
