@@ -41,14 +41,9 @@ METRICS = [
     ("timers_paced", "lateness.p99_ms", "4 timers, paced sends: lateness p99", "ms", False),
     ("sleepers", "rss_first_mb", "4 worker RSS, 1% of sleepers", "MB", False),
     ("sleepers", "rss_last_mb", "4 worker RSS, all sleepers", "MB", False),
-    ("waits", "nonmatching_events_per_s_no_waits", "5 non-matching events/s, no waits", "/s", True),
-    (
-        "waits",
-        "nonmatching_events_per_s_with_waits",
-        "5 non-matching events/s, N waits",
-        "/s",
-        True,
-    ),
+    ("waits", "nonmatching_events_per_s_empty_db", "5 non-matching events/s, empty db", "/s", True),
+    ("sleepers", "nonmatching_events_per_s_no_waits", "5 non-matching/s, N sleeping", "/s", True),
+    ("waits", "nonmatching_events_per_s_with_waits", "5 non-matching/s, N waiting", "/s", True),
     ("waits", "matching_events_per_s", "5 matching events/s, N waits", "/s", True),
     ("intake", "single.events_per_s", "6 POST /e: events/s, 1 per request", "/s", True),
     ("intake", "batched_100.events_per_s", "6 POST /e: events/s, 100 per request", "/s", True),
@@ -158,13 +153,14 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
             r <= 1.10,
             f"{first:.0f} → {last:.0f} MB (+{r - 1:.0%})",
         )
-    none = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_no_waits")
+    # the baseline: as many runs in the database, sleeping instead of waiting
+    none = get(medians, "stepstone/sqlite", "sleepers", "nonmatching_events_per_s_no_waits")
     full = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_with_waits")
     if none and full:
         n = raw["sizes"]["waiters"]
         r = full / none
         add(
-            f"non-matching event cost, {n:,} waits vs none",
+            f"non-matching event cost, {n:,} runs waiting vs sleeping",
             "within 10%",
             r,
             r >= 0.90,

@@ -286,8 +286,11 @@ def _checkpoints(total: int) -> list[int]:
     return marks
 
 
-async def sleepers(url: str, total: int) -> dict[str, Any]:
-    """The worker's RSS as sleeping runs pile up (each sleeps one hour)."""
+async def sleepers(url: str, total: int, events: int = 0) -> dict[str, Any]:
+    """The worker's RSS as sleeping runs pile up (each sleeps one hour).
+
+    Then, with `events` > 0, the rate of events nobody waits for: the baseline of the
+    waits workload on a database of the same size, with no wait in it."""
     app = stepstone.App("bench", database=url)
 
     @app.function(id="sleeper", trigger="bench/sleeper")
@@ -299,10 +302,18 @@ async def sleepers(url: str, total: int) -> dict[str, Any]:
             start = time.perf_counter()
             memory = await _park(app, "bench/sleeper", total, _checkpoints(total))
             seconds = time.perf_counter() - start
+            rate = None
+            if events:
+                nonmatching = [
+                    {"name": "bench/nobody-waits", "data": {"k": i}} for i in range(events)
+                ]
+                await _send_rate(app, nonmatching[: events // 2], 16)  # warm up
+                rate = await _median_rate(app, nonmatching)
     finally:
         await app.close()
     first, last = memory[0], memory[-1]
     return {
+        "nonmatching_events_per_s_no_waits": rate,
         "rss": memory,
         "growth_mb": last["rss_mb"] - first["rss_mb"],
         "growth_kb_per_1k_runs": (last["rss_mb"] - first["rss_mb"])
@@ -362,9 +373,8 @@ async def waits(url: str, total: int, events: int, matches: int, time_cap: float
     finally:
         await app.close()
     return {
-        "nonmatching_events_per_s_no_waits": empty_rate,
+        "nonmatching_events_per_s_empty_db": empty_rate,
         "nonmatching_events_per_s_with_waits": full_rate,
-        "nonmatching_cost_ratio": empty_rate / full_rate,
         "matching_events_per_s": match_rate,
         "matching_events_sent": sent,
         "waiting_runs": total,
@@ -518,7 +528,7 @@ async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "timers_paced":
         return await timers(url, sizes.timer_runs, rate=sizes.timer_rate)
     if name == "sleepers":
-        return await sleepers(url, sizes.sleepers)
+        return await sleepers(url, sizes.sleepers, sizes.wait_events)
     if name == "waits":
         return await waits(
             url, sizes.waiters, sizes.wait_events, sizes.wait_matches, sizes.wait_time
