@@ -63,7 +63,7 @@ class Worker:
         # how often an idle worker asks the store whether another process committed
         # (SQLite's data_version); 0 turns it off and leaves only poll_interval
         self.change_poll = change_poll
-        self._probe: Callable[[], object] | None = None
+        self._probe: Callable[[], bool] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
         self._crons = crons
@@ -186,18 +186,17 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
 
-    async def _wait_or_change(self, probe: Callable[[], object], timeout: float) -> None:
-        """Until woken, `timeout` passes, or another process commits (probe's value changes).
+    async def _wait_or_change(self, probe: Callable[[], bool], timeout: float) -> None:
+        """Until woken, `timeout` passes, or another process commits (the probe says so).
 
         A timer checks the probe every `change_poll` seconds and sets the wake event: no
         task or future per check, so an idle worker stays cheap."""
         loop = asyncio.get_running_loop()
-        seen = probe()
         handle: asyncio.TimerHandle | None = None
 
         def check() -> None:
             nonlocal handle
-            if probe() != seen:
+            if probe():
                 self._wake.set()
             else:
                 handle = loop.call_later(self.change_poll, check)

@@ -123,8 +123,10 @@ class Store(abc.ABC):
     async def next_due(self) -> float | None:
         """When the earliest job becomes due (None when there is none)."""
 
-    def change_probe(self) -> Callable[[], object] | None:
-        """A cheap, non-blocking call whose value changes when another process commits.
+    def change_probe(self) -> Callable[[], bool] | None:
+        """A cheap, non-blocking call: True when another process has committed since the
+        previous call (it may err towards True; it must never miss a change it reports
+        as False).
 
         An idle worker calls it every few milliseconds to learn of work sent from other
         processes without waiting for its poll. None: the store has no such signal.

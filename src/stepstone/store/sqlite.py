@@ -73,6 +73,7 @@ class SQLiteStore(SqlStore):
         self._lock = threading.Lock()
         self._opened = False
         self._probes: list[sqlite3.Connection] = []
+        self._own_changes = 0  # commits by this process's writer that changed rows
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -184,6 +185,7 @@ class SQLiteStore(SqlStore):
 
     def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
         results: list[tuple[Any, bool, Any]] = []
+        changes_before = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -214,6 +216,8 @@ class SQLiteStore(SqlStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             results = [(future, False, exc) for future, _, _ in results]
+        if conn.total_changes != changes_before:
+            self._own_changes += 1
         # one wake-up per event loop for the whole batch, not one per request
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for result, (_, _, loop) in zip(results, batch, strict=True):
@@ -229,10 +233,14 @@ class SQLiteStore(SqlStore):
 
         return run  # type: ignore[return-value]
 
-    def change_probe(self) -> Callable[[], object] | None:
-        """`PRAGMA data_version` on a connection of the caller's: it changes when any other
-        connection, of this process or another, commits. Reading it touches only the WAL
-        index in shared memory (a few microseconds), so it may run on the event loop."""
+    def change_probe(self) -> Callable[[], bool] | None:
+        """`PRAGMA data_version` on a connection of the caller's changes when any other
+        connection commits changes, this process's writer included; reading it touches only
+        the WAL index in shared memory (a few microseconds), so it may run on the event loop.
+        A change is reported only when this process's writer changed no row meanwhile: the
+        worker's own checkpoints must not wake its claim loop (a foreign commit hidden by
+        one of ours is found at the next run's end or by the regular poll). An empty claim
+        changes no row, so an idle worker sees every foreign commit."""
         if not self.path:
             return None
         conn = sqlite3.connect(
@@ -241,11 +249,20 @@ class SQLiteStore(SqlStore):
         conn.execute("PRAGMA query_only=1")
         self._probes.append(conn)
 
-        def probe() -> object:
+        def version() -> object:
             try:
                 return conn.execute("PRAGMA data_version").fetchone()[0]
             except sqlite3.Error:
                 return None
+
+        last = [self._own_changes, version()]
+
+        def probe() -> bool:
+            commits = self._own_changes  # read before the version: a race errs towards True
+            current = version()
+            changed = current != last[1] and commits == last[0]
+            last[0], last[1] = commits, current
+            return changed
 
         return probe
 
