@@ -510,7 +510,6 @@ class Invocation:
         await self._emit(op)
         return ids
 
-
     def _finished(self, task: asyncio.Future[Any]) -> None:
         # a finished step needs no draining; its exception, if any, was (or will be)
         # seen by the function that awaited it
