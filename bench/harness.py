@@ -193,8 +193,7 @@ def execute(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine = machine_info()
-    with contextlib.suppress(OSError):
-        machine["loadavg_after"] = list(os.getloadavg())
+    machine["loadavg_after"] = machine.pop("loadavg", None)
     return {
         "machine": machine,
         "postgres_version": pg_version,

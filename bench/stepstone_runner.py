@@ -15,6 +15,7 @@ from typing import Any
 
 import stepstone
 
+from . import floor
 from .common import Sizes, latency_summary, rss_bytes
 
 Fresh = Callable[[str], str]  # workload name -> a fresh database URL
@@ -66,8 +67,12 @@ async def _warm_up(app: stepstone.App, name: str) -> None:
     await app.wait_for_run(run.id, timeout=60)
 
 
-async def sequential(url: str, steps: int) -> dict[str, Any]:
-    """One run of `steps` trivial steps: send -> every step durable and the run completed."""
+async def sequential(url: str, steps: int, paired_floor: str | None = None) -> dict[str, Any]:
+    """One run of `steps` trivial steps: send -> every step durable and the run completed.
+
+    paired_floor: a file path; the floor is then measured there just before and after."""
+    if paired_floor is not None:
+        before = floor.sqlite_sequential(paired_floor + "-1", steps)
     app = stepstone.App("bench", database=url)
     tally = _Returned()
 
@@ -88,12 +93,22 @@ async def sequential(url: str, steps: int) -> dict[str, Any]:
             seconds = time.perf_counter() - start
     finally:
         await app.close()
-    return {
+    out: dict[str, Any] = {
         "steps_per_s": steps / seconds,
         "us_per_step": seconds / steps * 1e6,
         "seconds": seconds,
         "steps": steps,
     }
+    if paired_floor is not None:
+        # the floor right before and right after, on the same disk a moment apart: the
+        # disk's speed drifts by 2x over minutes on a shared machine
+        floors = [
+            before["steps_per_s"],
+            floor.sqlite_sequential(paired_floor + "-2", steps)["steps_per_s"],
+        ]
+        out["floor_paired_steps_per_s"] = statistics.mean(floors)
+        out["vs_floor_paired"] = out["steps_per_s"] / out["floor_paired_steps_per_s"]
+    return out
 
 
 async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) -> dict[str, Any]:
@@ -286,34 +301,18 @@ def _checkpoints(total: int) -> list[int]:
     return marks
 
 
-async def sleepers(url: str, total: int, events: int = 0) -> dict[str, Any]:
-    """The worker's RSS as sleeping runs pile up (each sleeps one hour).
-
-    Then, with `events` > 0, the rate of events nobody waits for: the baseline of the
-    waits workload on a database of the same size, with no wait in it."""
-    app = stepstone.App("bench", database=url)
-
-    @app.function(id="sleeper", trigger="bench/sleeper")
-    async def run(ctx: stepstone.Context) -> None:
-        await ctx.step.sleep("nap", "1h")
-
+async def sleepers(url: str, total: int) -> dict[str, Any]:
+    """The worker's RSS as sleeping runs pile up (each sleeps one hour)."""
+    app = _sleepers_app(url)
     try:
         async with app.worker(concurrency=500):
             start = time.perf_counter()
             memory = await _park(app, "bench/sleeper", total, _checkpoints(total))
             seconds = time.perf_counter() - start
-            rate = None
-            if events:
-                nonmatching = [
-                    {"name": "bench/nobody-waits", "data": {"k": i}} for i in range(events)
-                ]
-                await _send_rate(app, nonmatching[: events // 2], 16)  # warm up
-                rate = await _median_rate(app, nonmatching)
     finally:
         await app.close()
     first, last = memory[0], memory[-1]
     return {
-        "nonmatching_events_per_s_no_waits": rate,
         "rss": memory,
         "growth_mb": last["rss_mb"] - first["rss_mb"],
         "growth_kb_per_1k_runs": (last["rss_mb"] - first["rss_mb"])
@@ -322,6 +321,16 @@ async def sleepers(url: str, total: int, events: int = 0) -> dict[str, Any]:
         "sleepers": total,
         "setup_s": seconds,
     }
+
+
+def _sleepers_app(url: str) -> stepstone.App:
+    app = stepstone.App("bench", database=url)
+
+    @app.function(id="sleeper", trigger="bench/sleeper")
+    async def run(ctx: stepstone.Context) -> None:
+        await ctx.step.sleep("nap", "1h")
+
+    return app
 
 
 async def _send_rate(app: stepstone.App, events: list[dict[str, Any]], senders: int) -> float:
@@ -342,7 +351,9 @@ async def _median_rate(app: stepstone.App, events: list[dict[str, Any]]) -> floa
 
 
 async def waits(url: str, total: int, events: int, matches: int, time_cap: float) -> dict[str, Any]:
-    """Events/s that match no wait, with none vs `total` runs waiting; and matching events."""
+    """Events/s that no wait listens for: `total` runs waiting vs as many sleeping (same
+    database size, no wait), measured alternately so drift hits both; then matching
+    events, each resuming one of the waiting runs."""
     app = stepstone.App("bench", database=url)
 
     @app.function(id="waiter", trigger="bench/waiter")
@@ -351,15 +362,25 @@ async def waits(url: str, total: int, events: int, matches: int, time_cap: float
             "w", event="x/y", timeout="1h", if_="event.data.k == async.data.k"
         )
 
+    baseline = _sleepers_app(url + ".sleepers")
     nonmatching = [{"name": "bench/nobody-waits", "data": {"k": i}} for i in range(events)]
     try:
+        empty_rate = 0.0
         async with app.worker(concurrency=500):
             await _send_rate(app, nonmatching[: len(nonmatching) // 2], 16)  # warm up
-            empty_rate = await _median_rate(app, nonmatching)
+            empty_rate = await _send_rate(app, nonmatching, 16)
             start = time.perf_counter()
-            memory = await _park(app, "bench/waiter", total, [total])
+            await _park(app, "bench/waiter", total, [total])
             setup = time.perf_counter() - start
-            full_rate = await _median_rate(app, nonmatching)
+        async with baseline.worker(concurrency=500):
+            await _park(baseline, "bench/sleeper", total, [total])
+        with_waits: list[float] = []
+        without: list[float] = []
+        await _send_rate(baseline, nonmatching[: len(nonmatching) // 2], 16)  # warm up
+        for _ in range(3):
+            without.append(await _send_rate(baseline, nonmatching, 16))
+            with_waits.append(await _send_rate(app, nonmatching, 16))
+        async with app.worker(concurrency=500):
             # matching: each event resumes exactly one waiting run; bounded by time
             keys = random.sample(range(total), min(matches, total))
             sent = 0
@@ -372,13 +393,16 @@ async def waits(url: str, total: int, events: int, matches: int, time_cap: float
             match_rate = sent / (time.perf_counter() - start)
     finally:
         await app.close()
+        await baseline.close()
     return {
         "nonmatching_events_per_s_empty_db": empty_rate,
-        "nonmatching_events_per_s_with_waits": full_rate,
+        "nonmatching_events_per_s_no_waits": statistics.median(without),
+        "nonmatching_events_per_s_with_waits": statistics.median(with_waits),
+        "nonmatching_rates_no_waits": without,
+        "nonmatching_rates_with_waits": with_waits,
         "matching_events_per_s": match_rate,
         "matching_events_sent": sent,
         "waiting_runs": total,
-        "rss_mb_with_waits": memory[-1]["rss_mb"],
         "setup_s": setup,
         "senders": 16,
     }
@@ -516,7 +540,8 @@ async def run_all(fresh: Fresh, sizes: Sizes, workloads: list[str]) -> dict[str,
 
 async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "sequential":
-        return await sequential(url, sizes.sequential_steps)
+        paired = url[len("sqlite:///") :] + ".floor" if url.startswith("sqlite:///") else None
+        return await sequential(url, sizes.sequential_steps, paired)
     if name == "concurrent":
         return await concurrent(url, sizes.concurrent_runs, sizes.concurrent_steps)
     if name in ("latency", "latency_xproc"):
@@ -528,7 +553,7 @@ async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "timers_paced":
         return await timers(url, sizes.timer_runs, rate=sizes.timer_rate)
     if name == "sleepers":
-        return await sleepers(url, sizes.sleepers, sizes.wait_events)
+        return await sleepers(url, sizes.sleepers)
     if name == "waits":
         return await waits(
             url, sizes.waiters, sizes.wait_events, sizes.wait_matches, sizes.wait_time
