@@ -31,6 +31,7 @@ class Sizes:
     intake_events: int = 20_000
     intake_time: float = 8.0
     repetitions: int = 3
+    paired_floor: bool = True  # measure the floor beside stepstone's sequential run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     workdir = tempfile.mkdtemp(prefix="stepstone-profile-")
-    sizes = replace(FULL, sequential_steps=1000, concurrent_runs=3000, latency_samples=300)
+    sizes = replace(
+        FULL,
+        sequential_steps=1000,
+        concurrent_runs=3000,
+        latency_samples=300,
+        paired_floor=False,  # profile stepstone alone
+    )
     spec = {
         "system": "stepstone",
         "backend": "sqlite",

@@ -540,7 +540,9 @@ async def run_all(fresh: Fresh, sizes: Sizes, workloads: list[str]) -> dict[str,
 
 async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "sequential":
-        paired = url[len("sqlite:///") :] + ".floor" if url.startswith("sqlite:///") else None
+        paired = None
+        if sizes.paired_floor and url.startswith("sqlite:///"):
+            paired = url[len("sqlite:///") :] + ".floor"
         return await sequential(url, sizes.sequential_steps, paired)
     if name == "concurrent":
         return await concurrent(url, sizes.concurrent_runs, sizes.concurrent_steps)
