@@ -331,7 +331,8 @@ class Invocation:
             started_at=started,
             ended_at=self._clock.now(),
         )
-        await self._emit(ops.SaveStep(record, output_json=output_json))
+        alone = len(self._tasks) <= 1  # this step's own task, nothing in parallel
+        await self._emit(ops.SaveStep(record, output_json=output_json, alone=alone))
         self._state_bytes += size
         return convert(json.loads(output_json), output_type)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import ops
@@ -17,16 +18,26 @@ if TYPE_CHECKING:
 class RunWriter:
     """Persists one claimed run's checkpoints and outcome."""
 
-    def __init__(self, app: App, store: Store, claim: Claim) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        claim: Claim,
+        alone: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._app = app
         self._store = store
         self._claim = claim
         self._lease = claim.lease
+        self._alone = alone  # whether this is the only run its worker is executing
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._app.clock.now()
         if isinstance(op, ops.SaveStep):
-            await store.save_step(lease, op.step, op.output_json, _step_history(op.step, now))
+            inline = op.alone and self._alone()
+            await store.save_step(
+                lease, op.step, op.output_json, _step_history(op.step, now), inline=inline
+            )
         elif isinstance(op, ops.SendEvents):
             prepared = self._app.prepare_events(op.events)
             await store.save_step_with_events(lease, op.step, _ids_json(op.step), prepared)

@@ -218,7 +218,7 @@ class Worker:
 
     async def _execute(self, claim: Claim, active: _Active) -> None:
         assert self._store is not None
-        writer = RunWriter(self.app, self._store, claim)
+        writer = RunWriter(self.app, self._store, claim, alone=self._alone)
         run = claim.run
         try:
             if active.cancelled:
@@ -268,6 +268,10 @@ class Worker:
         finally:
             self._active.pop(run.id, None)
             self._wake.set()
+
+    def _alone(self) -> bool:
+        """One run in flight and nothing to claim: its checkpoints need no group commit."""
+        return len(self._active) == 1 and len(self._runs) == 1
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         prepared = self.app.prepare_events(events)

@@ -141,7 +141,11 @@ class Store(abc.ABC):
         step: StepRecord,
         output_json: str | None,
         history: HistoryEntry | None = None,
-    ) -> None: ...
+        *,
+        inline: bool = False,
+    ) -> None:
+        """Save a step, durably, before returning. `inline`: the caller runs alone, so a
+        store may commit on the caller's thread rather than queue for a group commit."""
 
     @abc.abstractmethod
     async def save_step_with_events(

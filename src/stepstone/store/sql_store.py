@@ -60,6 +60,10 @@ class SqlStore(Store, abc.ABC):
     @abc.abstractmethod
     async def _read(self, script: Callable[[Tx], T]) -> T: ...
 
+    async def _write_inline(self, script: Callable[[Tx], T]) -> T:
+        """A write for a caller that runs alone; by default the same as `_write`."""
+        return await self._write(script)
+
     # -- intake ------------------------------------------------------------------------
     async def ingest(
         self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
@@ -125,6 +129,8 @@ class SqlStore(Store, abc.ABC):
         step: StepRecord,
         output_json: str | None,
         history: HistoryEntry | None = None,
+        *,
+        inline: bool = False,
     ) -> None:
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
@@ -132,7 +138,7 @@ class SqlStore(Store, abc.ABC):
             if history is not None:
                 _history(tx, lease.run_id, history)
 
-        await self._write(script)
+        await (self._write_inline(script) if inline else self._write(script))
 
     async def save_step_with_events(
         self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]

@@ -73,6 +73,8 @@ class SQLiteStore(SqlStore):
         self._lock = threading.Lock()
         self._opened = False
         self._probes: list[sqlite3.Connection] = []
+        self._batch_lock = threading.Lock()  # one transaction at a time on the writer's
+        self._writer_conn: sqlite3.Connection | None = None
         self._own_changes = 0  # commits by this process's writer that changed rows
 
     # -- lifecycle -------------------------------------------------------------------
@@ -117,7 +119,7 @@ class SQLiteStore(SqlStore):
             self.path or ":memory:",
             isolation_level=None,
             timeout=self.busy_timeout,
-            check_same_thread=True,
+            check_same_thread=False,  # the writer's is shared under _batch_lock
         )
         if self.path:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -159,6 +161,7 @@ class SQLiteStore(SqlStore):
             self._ready.set()
             return
         self._local.conn = conn
+        self._writer_conn = conn
         self._ready.set()
         tx = self._tx(conn)
         try:
@@ -177,11 +180,14 @@ class SQLiteStore(SqlStore):
                         stop = True
                         break
                     batch.append(item)
-                self._run_batch(conn, tx, batch)
+                with self._batch_lock:
+                    self._run_batch(conn, tx, batch)
                 if stop:
                     return
         finally:
-            conn.close()
+            with self._batch_lock:  # no inline commit may be running on it
+                self._writer_conn = None
+                conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
         results: list[tuple[Any, bool, Any]] = []
@@ -274,6 +280,41 @@ class SQLiteStore(SqlStore):
         future: asyncio.Future[T] = loop.create_future()
         self._requests.put((script, future, loop))
         return await future
+
+    async def _write_inline(self, script: Callable[[Tx], T]) -> T:
+        """Commit on the caller's thread when the writer is idle and nothing is queued.
+
+        For a run that executes alone: the two thread wake-ups of the queue (to the writer
+        and back) cost about as much as the SQL, and there is nothing to group-commit
+        with. The event loop waits for the commit (an fsync) meanwhile, which is why only
+        a worker with a single run in flight asks for it. Busy writer: the queue."""
+        conn = self._writer_conn
+        if (
+            conn is None
+            or not self._opened
+            or not self._requests.empty()
+            or not self._batch_lock.acquire(blocking=False)
+        ):
+            return await self._write(script)
+        try:
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = script(self._tx(conn))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.total_changes != before:
+                self._own_changes += 1
+            return value
+        finally:
+            self._batch_lock.release()
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         if self._readers is None:
