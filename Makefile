@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck unit system-deps bench chaos clean
+.PHONY: install dev test lint typecheck unit system-deps bench bench-quick chaos clean
 
 install: $(STAMP)
 
@@ -35,8 +35,19 @@ unit: install
 test: install system-deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: install system-deps
+# The benchmarks' own dependencies (DBOS, matplotlib, psutil, py-spy): the `bench` extra,
+# never a dependency of stepstone itself. `make bench-quick` runs in under two minutes.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: install system-deps $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+bench-quick: install system-deps $(BENCH_STAMP)
+	$(BIN)/python -m bench --quick
 
 chaos: install system-deps
 	STEPSTONE_CHAOS=long $(BIN)/pytest -q tests/test_chaos.py

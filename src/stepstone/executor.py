@@ -227,6 +227,7 @@ class Invocation:
         return ops.RunCompleted(output)
 
     async def _drain(self) -> None:
+        """Wait for the steps still running (finished ones have left `_tasks` already)."""
         while self._tasks:
             pending = list(self._tasks)
             await asyncio.gather(*pending, return_exceptions=True)
@@ -280,7 +281,7 @@ class Invocation:
     def _start(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(self._finished)
         return task
 
     async def _emit(self, op: ops.Checkpoint) -> Any:
@@ -362,7 +363,8 @@ class Invocation:
             started_at=started,
             ended_at=self._clock.now(),
         )
-        await self._emit(ops.SaveStep(record, output_json=output_json))
+        alone = len(self._tasks) <= 1  # this step's own task, nothing in parallel
+        await self._emit(ops.SaveStep(record, output_json=output_json, alone=alone))
         self._state_bytes += size
         return convert(json.loads(output_json), output_type)
 
@@ -541,7 +543,9 @@ class Invocation:
         await self._emit(op)
         return ids
 
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        # a finished step needs no draining; its exception, if any, was (or will be)
+        # seen by the function that awaited it
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()

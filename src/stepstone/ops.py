@@ -20,6 +20,7 @@ class SaveStep:
     step: StepRecord
     output_json: str | None = None  # the step's output, already serialized
     error: dict[str, Any] | None = None
+    alone: bool = False  # no other step of the invocation is running (a hint for the engine)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ops
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..store import Claim, NewEvent, Store, Wait
+from ..waitkeys import index_of
 
 if TYPE_CHECKING:
     from ..app import App
@@ -18,11 +19,18 @@ INVOKED = "stepstone/function.invoked"
 class RunWriter:
     """Persists one claimed run's checkpoints and outcome."""
 
-    def __init__(self, app: App, store: Store, claim: Claim) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        claim: Claim,
+        alone: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._app = app
         self._store = store
         self._claim = claim
         self._lease = claim.lease
+        self._alone = alone  # whether this is the only run its worker is executing
         self.deadline: float | None = None  # timeouts.finish: a suspended run wakes by then
         # the run's log lines not saved yet: they ride along with the next write
         self.take_logs: Callable[[], list[HistoryEntry]] = list
@@ -32,15 +40,24 @@ class RunWriter:
         if isinstance(op, ops.SaveStep):
             entry = _step_history(op.step, now)
             history = self.take_logs() + ([entry] if entry is not None else [])
-            await store.save_step(lease, op.step, op.output_json, history)
+            inline = op.alone and self._alone()
+            await store.save_step(lease, op.step, op.output_json, history, inline=inline)
         elif isinstance(op, ops.SendEvents):
             prepared = self._app.prepare_events(op.events)
             await store.save_step_with_events(lease, op.step, _ids_json(op.step), prepared)
             self._app.wake_workers()
         elif isinstance(op, ops.RegisterWait):
             trigger = self._claim.events[0].to_dict() if self._claim.events else {}
+            index = index_of(op.if_, trigger)
             wait = Wait(
-                lease.run_id, op.step.hashed_id, op.event, op.if_, trigger, op.step.wake_at or now
+                lease.run_id,
+                op.step.hashed_id,
+                op.event,
+                op.if_,
+                trigger,
+                op.step.wake_at or now,
+                match_path=index[0] if index else None,
+                match_key=index[1] if index else None,
             )
             await store.register_wait(lease, op.step, wait)
         elif isinstance(op, ops.StartInvoke):

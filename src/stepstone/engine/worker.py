@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -48,6 +48,7 @@ class Worker:
         concurrency: int = 100,
         lease_seconds: float = 30.0,
         poll_interval: float | None = None,
+        change_poll: float = 0.002,
         worker_id: str | None = None,
         sync_threads: int = 16,
         crons: bool = True,
@@ -63,6 +64,10 @@ class Worker:
         # None: the store's default (often on SQLite; a slow fallback where it pushes wake-ups)
         self._poll_option = poll_interval
         self.poll_interval = 0.25 if poll_interval is None else poll_interval
+        # how often an idle worker asks the store whether another process committed
+        # (SQLite's data_version); 0 turns it off and leaves only poll_interval
+        self.change_poll = change_poll
+        self._probe: Callable[[], bool] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
         self._crons = crons
@@ -95,6 +100,8 @@ class Worker:
         self._store = store = await self.app.store()
         if self._poll_option is None:
             self.poll_interval = store.poll_interval
+        if self.change_poll > 0:
+            self._probe = store.change_probe()
         await self.app.publish_functions()
         self.app.add_waker(self.wake)
         self.app.add_cancel_listener(self._cancel)
@@ -191,9 +198,34 @@ class Worker:
             if due is not None:
                 timeout = max(0.0, min(timeout, due - self.app.clock.now()))
         if timeout > 0:
+            if self._probe is not None and can_claim:
+                await self._wait_or_change(self._probe, timeout)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    async def _wait_or_change(self, probe: Callable[[], bool], timeout: float) -> None:
+        """Until woken, `timeout` passes, or another process commits (the probe says so).
+
+        A timer checks the probe every `change_poll` seconds and sets the wake event: no
+        task or future per check, so an idle worker stays cheap."""
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:
+            nonlocal handle
+            if probe():
+                self._wake.set()
+            else:
+                handle = loop.call_later(self.change_poll, check)
+
+        handle = loop.call_later(self.change_poll, check)
+        try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+        finally:
+            handle.cancel()
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
@@ -205,7 +237,7 @@ class Worker:
 
     async def _execute(self, claim: Claim, active: _Active) -> None:
         assert self._store is not None
-        writer = RunWriter(self.app, self._store, claim)
+        writer = RunWriter(self.app, self._store, claim, alone=self._alone)
         run = claim.run
         try:
             fn = self.app.functions.get(run.function_id)
@@ -279,6 +311,10 @@ class Worker:
         writer.deadline = deadline
         assert self._loop is not None
         active.timer = self._loop.call_later(deadline - now, self._cancel_here, run.id, reason)
+
+    def _alone(self) -> bool:
+        """One run in flight and nothing to claim: its checkpoints need no group commit."""
+        return len(self._active) == 1 and len(self._runs) == 1
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         prepared = self.app.prepare_events(events)

@@ -34,6 +34,8 @@ class Wait:
     condition: str | None
     trigger_event: dict[str, Any]
     expires_at: float
+    match_path: str | None = None  # an indexable condition: the incoming event's path ...
+    match_key: str | None = None  # ... and the value there that matches (waitkeys.py)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,16 @@ class Store(abc.ABC):
     async def next_due(self) -> float | None:
         """When the earliest job becomes due (None when there is none)."""
 
+    def change_probe(self) -> Callable[[], bool] | None:
+        """A cheap, non-blocking call: True when another process has committed since the
+        previous call (it may err towards True; it must never miss a change it reports
+        as False).
+
+        An idle worker calls it every few milliseconds to learn of work sent from other
+        processes without waiting for its poll. None: the store has no such signal.
+        """
+        return None
+
     # -- checkpoints (fenced) ---------------------------------------------------------------
     @abc.abstractmethod
     async def save_step(
@@ -180,7 +192,11 @@ class Store(abc.ABC):
         step: StepRecord,
         output_json: str | None,
         history: Sequence[HistoryEntry] = (),
-    ) -> None: ...
+        *,
+        inline: bool = False,
+    ) -> None:
+        """Save a step, durably, before returning. `inline`: the caller runs alone, so a
+        store may commit on the caller's thread rather than queue for a group commit."""
 
     @abc.abstractmethod
     async def save_step_with_events(

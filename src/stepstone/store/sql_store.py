@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import LeaseLostError
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from ..waitkeys import key_at
 from . import flow_scripts
 from .base import (
     NO_FLOW,
@@ -61,6 +62,10 @@ class SqlStore(Store, abc.ABC):
 
     @abc.abstractmethod
     async def _read(self, script: Callable[[Tx], T]) -> T: ...
+
+    async def _write_inline(self, script: Callable[[Tx], T]) -> T:
+        """A write for a caller that runs alone; by default the same as `_write`."""
+        return await self._write(script)
 
     # -- intake ------------------------------------------------------------------------
     async def ingest(
@@ -152,6 +157,8 @@ class SqlStore(Store, abc.ABC):
         step: StepRecord,
         output_json: str | None,
         history: Sequence[HistoryEntry] = (),
+        *,
+        inline: bool = False,
     ) -> None:
         def script(tx: Tx) -> None:
             _check_fence(tx, lease)
@@ -159,7 +166,7 @@ class SqlStore(Store, abc.ABC):
             for entry in history:
                 _history(tx, lease.run_id, entry)
 
-        await self._write(script)
+        await (self._write_inline(script) if inline else self._write(script))
 
     async def save_step_with_events(
         self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
@@ -394,7 +401,11 @@ def _insert_wait(tx: Tx, wait: Wait) -> None:
         wait.condition,
         _json(wait.trigger_event),
         wait.expires_at,
+        wait.match_path,
+        wait.match_key,
     )
+    if wait.match_path is not None:
+        tx("insert_wait_path", wait.event, wait.match_path)
 
 
 def _reason(run: NewRun) -> dict[str, Any]:
@@ -418,7 +429,15 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
 
 
 def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> None:
-    rows = tx("waits_for_event", event.name).fetchall()
+    # only the waits that may match: unkeyed ones, and keyed ones whose key is this event's
+    rows = list(tx("waits_unkeyed", event.name).fetchall())
+    paths = [row[0] for row in tx("wait_paths", event.name).fetchall()]
+    if paths:
+        incoming = event.to_dict()
+        for path in paths:
+            key = key_at(incoming, path)
+            if key is not None:
+                rows.extend(tx("waits_by_key", event.name, path, key).fetchall())
     for run_id, hashed_id, name, condition, trigger_event, expires_at in rows:
         if expires_at < now:
             continue  # lapsed: the run resolves it as timed out when it resumes

@@ -72,6 +72,10 @@ class SQLiteStore(SqlStore):
         self._open_error: BaseException | None = None
         self._lock = threading.Lock()
         self._opened = False
+        self._probes: list[sqlite3.Connection] = []
+        self._batch_lock = threading.Lock()  # one transaction at a time on the writer's
+        self._writer_conn: sqlite3.Connection | None = None
+        self._own_changes = 0  # commits by this process's writer that changed rows
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -107,6 +111,9 @@ class SQLiteStore(SqlStore):
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
+        probes, self._probes = self._probes, []
+        for conn in probes:
+            conn.close()
         self._ready.clear()
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
@@ -114,7 +121,7 @@ class SQLiteStore(SqlStore):
             self.path or ":memory:",
             isolation_level=None,
             timeout=self.busy_timeout,
-            check_same_thread=True,
+            check_same_thread=False,  # the writer's is shared under _batch_lock
         )
         if self.path:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -163,6 +170,7 @@ class SQLiteStore(SqlStore):
             self._ready.set()
             return
         self._local.conn = conn
+        self._writer_conn = conn
         self._ready.set()
         tx = self._tx(conn)
         try:
@@ -181,15 +189,19 @@ class SQLiteStore(SqlStore):
                         stop = True
                         break
                     batch.append(item)
-                if not self._run_batch(conn, tx, batch):
-                    conn, tx = self._reconnect(conn, tx)
+                with self._batch_lock:
+                    if not self._run_batch(conn, tx, batch):
+                        conn, tx = self._reconnect(conn, tx)
                 if stop:
                     return
         finally:
-            conn.close()
+            with self._batch_lock:  # no inline commit may be running on it
+                self._writer_conn = None
+                conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> bool:
         """Run and commit a batch; settle every caller. False if the connection failed."""
+        changes_before = conn.total_changes
         try:
             results = self._apply(conn, tx, batch)
             healthy = True
@@ -202,8 +214,14 @@ class SQLiteStore(SqlStore):
             error = self._storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
             results = [(False, error)] * len(batch)
             healthy = False
+        if conn.total_changes != changes_before:
+            self._own_changes += 1
+        # one wake-up per event loop for the whole batch, not one per request
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for (ok, value), (_, future, loop) in zip(results, batch, strict=True):
-            _resolve(loop, future, ok, value)
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            _resolve_all(loop, settled)
         return healthy
 
     def _apply(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> list[tuple[bool, Any]]:
@@ -252,6 +270,7 @@ class SQLiteStore(SqlStore):
         with contextlib.suppress(sqlite3.Error):
             conn.close()
         self._local.conn = fresh
+        self._writer_conn = fresh
         return fresh, self._tx(fresh)
 
     def _tx(self, conn: sqlite3.Connection) -> Tx:
@@ -262,6 +281,39 @@ class SQLiteStore(SqlStore):
 
         return run
 
+    def change_probe(self) -> Callable[[], bool] | None:
+        """`PRAGMA data_version` on a connection of the caller's changes when any other
+        connection commits changes, this process's writer included; reading it touches only
+        the WAL index in shared memory (a few microseconds), so it may run on the event loop.
+        A change is reported only when this process's writer changed no row meanwhile: the
+        worker's own checkpoints must not wake its claim loop (a foreign commit hidden by
+        one of ours is found at the next run's end or by the regular poll). An empty claim
+        changes no row, so an idle worker sees every foreign commit."""
+        if not self.path:
+            return None
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self.busy_timeout, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only=1")
+        self._probes.append(conn)
+
+        def version() -> object:
+            try:
+                return conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error:
+                return None
+
+        last = [self._own_changes, version()]
+
+        def probe() -> bool:
+            commits = self._own_changes  # read before the version: a race errs towards True
+            current = version()
+            changed = current != last[1] and commits == last[0]
+            last[0], last[1] = commits, current
+            return changed
+
+        return probe
+
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:
         if not self._opened:
@@ -270,6 +322,56 @@ class SQLiteStore(SqlStore):
         future: asyncio.Future[T] = loop.create_future()
         self._requests.put((script, future, loop))
         return await future
+
+    async def _write_inline(self, script: Callable[[Tx], T]) -> T:
+        """Commit on the caller's thread when the writer is idle and nothing is queued.
+
+        For a run that executes alone: the two thread wake-ups of the queue (to the writer
+        and back) cost about as much as the SQL, and there is nothing to group-commit
+        with. The event loop waits for the commit (an fsync) meanwhile, which is why only
+        a worker with a single run in flight asks for it. Busy writer: the queue."""
+        conn = self._writer_conn
+        if (
+            conn is None
+            or not self._opened
+            or not self._requests.empty()
+            or not self._batch_lock.acquire(blocking=False)
+        ):
+            return await self._write(script)
+        try:
+            before = conn.total_changes
+            conn.execute("PRAGMA busy_timeout=0")  # never wait for another process's lock here
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                inline = False  # locked by another process: wait in the queue instead
+            else:
+                inline = True
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            if inline:
+                try:
+                    value = script(self._tx(conn))
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError:
+                    # the database failed (read-only, full): the writer's path reports it,
+                    # and reconnects; the rolled-back script runs again there
+                    inline = False
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    raise
+            if inline:
+                if conn.total_changes != before:
+                    self._own_changes += 1
+                return value
+        finally:
+            self._batch_lock.release()
+        return await self._write(script)
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         if self._readers is None:
@@ -299,6 +401,23 @@ def _resolve(
             future.set_result(value)
         else:
             future.set_exception(value)
+
+    # RuntimeError: the caller's loop has closed; nobody is waiting
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
+
+
+def _resolve_all(
+    loop: asyncio.AbstractEventLoop, results: list[tuple[asyncio.Future[Any], bool, Any]]
+) -> None:
+    def settle() -> None:
+        for future, ok, value in results:
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     # RuntimeError: the caller's loop has closed; nobody is waiting
     with contextlib.suppress(RuntimeError):

@@ -113,13 +113,24 @@ SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kin
 FROM steps WHERE run_id = ? AND hashed_id = ?;
 
 -- name: insert_wait
-INSERT INTO waits (run_id, hashed_id, event, condition, trigger_event, expires_at)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO waits (run_id, hashed_id, event, condition, trigger_event, expires_at, match_path,
+                   match_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, hashed_id) DO NOTHING;
 
--- name: waits_for_event
+-- name: insert_wait_path
+INSERT INTO wait_paths (event, match_path) VALUES (?, ?) ON CONFLICT DO NOTHING;
+
+-- name: wait_paths
+SELECT match_path FROM wait_paths WHERE event = ?;
+
+-- name: waits_by_key
 SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
-FROM waits WHERE event = ?;
+FROM waits WHERE event = ? AND match_path = ? AND match_key = ?;
+
+-- name: waits_unkeyed
+SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
+FROM waits WHERE event = ? AND match_path IS NULL;
 
 -- name: delete_wait
 DELETE FROM waits WHERE run_id = ? AND hashed_id = ?;

@@ -1,0 +1,51 @@
+"""python -m bench [--quick] [--systems stepstone,dbos,floor] [--no-postgres] [--no-extras]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+
+from rich.console import Console
+
+from . import harness, report
+from .common import FULL, QUICK, TINY
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts, under two minutes")
+    parser.add_argument("--tiny", action="store_true", help="a handful of steps (smoke test)")
+    parser.add_argument("--systems", default="stepstone,dbos,floor")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-extras", action="store_true", help="workloads 1-3 only")
+    parser.add_argument("--repetitions", type=int)
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    )
+    args = parser.parse_args(argv)
+    sizes, tag = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.repetitions:
+        sizes = replace(sizes, repetitions=args.repetitions)
+    console = Console(width=None if os.isatty(1) else 200)
+    raw = harness.execute(
+        sizes,
+        systems=[s.strip() for s in args.systems.split(",") if s.strip()],
+        postgres=not args.no_postgres,
+        extras=not args.no_extras,
+        log=console.print,
+    )
+    medians = report.aggregate(raw)
+    goals = report.targets(medians, raw)
+    console.print(report.render(raw, medians, goals))
+    for note in report.settings_note(raw):
+        console.print(f"  {note}")
+    path, png = report.write(raw, medians, goals, args.out, tag)
+    console.print(f"results: {path}" + (f"\nchart: {png}" if png else ""))
+    console.print(f"took {raw['seconds']:.0f}s")
+    failed = [c for c in raw["cells"] if c["error"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The floor: one INSERT and one COMMIT per step, same driver and durability settings.
+
+Nothing can checkpoint a step durably with fewer round trips than this, so it bounds
+what any durable-step engine on the same database can do, one step after another.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Any
+
+
+def sqlite_sequential(path: str, steps: int) -> dict[str, Any]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS steps "
+            "(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, output TEXT)"
+        )
+        for i in range(5):  # warm up, as every system
+            conn.execute("INSERT INTO steps (run_id, step, output) VALUES ('warm', ?, '0')", (i,))
+        start = time.perf_counter()
+        for i in range(steps):
+            conn.execute("BEGIN")
+            conn.execute(
+                "INSERT INTO steps (run_id, step, output) VALUES (?, ?, ?)",
+                ("run", f"s{i}", str(i)),
+            )
+            conn.execute("COMMIT")
+        seconds = time.perf_counter() - start
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+    finally:
+        conn.close()
+    return _result(steps, seconds, {"journal_mode": mode, "synchronous": sync})
+
+
+def postgres_sequential(url: str, steps: int) -> dict[str, Any]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS floor_steps "
+            "(id BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, output TEXT)"
+        )
+        conn.commit()
+        sync = conn.execute("SHOW synchronous_commit").fetchone()
+        fsync = conn.execute("SHOW fsync").fetchone()
+        conn.commit()
+        for i in range(5):  # warm up, as every system
+            conn.execute("INSERT INTO floor_steps (run_id, step) VALUES ('warm', %s)", (str(i),))
+            conn.commit()
+        start = time.perf_counter()
+        for i in range(steps):
+            conn.execute(
+                "INSERT INTO floor_steps (run_id, step, output) VALUES (%s, %s, %s)",
+                ("run", f"s{i}", str(i)),
+            )
+            conn.commit()
+        seconds = time.perf_counter() - start
+    settings = {
+        "synchronous_commit": sync[0] if sync else None,
+        "fsync": fsync[0] if fsync else None,
+    }
+    return _result(steps, seconds, settings)
+
+
+def _result(steps: int, seconds: float, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "steps_per_s": steps / seconds,
+        "us_per_step": seconds / steps * 1e6,
+        "seconds": seconds,
+        "steps": steps,
+        "settings": settings,
+        "pid": os.getpid(),
+    }

@@ -1,0 +1,214 @@
+"""Runs every system side by side, in one run on one machine: cells in their own processes,
+interleaved repetition by repetition so that drift of the disk hits all systems alike."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cell import MARK
+from .common import Sizes
+
+CORE = ["sequential", "concurrent", "latency", "latency_xproc"]
+REPEATED_EXTRA = ["timers", "timers_paced", "intake"]
+ONCE_EXTRA = ["sleepers", "waits"]  # 100,000 parked runs each: one repetition is enough
+
+
+@dataclass
+class Cell:
+    system: str
+    backend: str
+    workloads: list[str]
+    rep: int
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def stepstone_supports_postgres() -> bool:
+    """Whether this branch's stepstone accepts postgresql:// URLs (its store may be unmerged)."""
+    from stepstone.errors import ConfigError
+    from stepstone.store import store_from_url
+
+    try:
+        store_from_url("postgresql://postgres@127.0.0.1:1/stepstone")
+    except ConfigError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+def plan(sizes: Sizes, systems: list[str], backends: list[str], extras: bool) -> list[Cell]:
+    """The cells of every repetition, each repetition in a rotated order of systems."""
+    lanes: list[tuple[str, str, list[str], list[str]]] = []
+    for backend in backends:
+        for system in systems:
+            if system == "floor":
+                lanes.append((system, backend, ["sequential"], []))
+            elif system == "dbos":
+                lanes.append((system, backend, CORE, []))
+            elif system == "stepstone":
+                repeated = CORE + (REPEATED_EXTRA if extras else [])
+                lanes.append((system, backend, repeated, ONCE_EXTRA if extras else []))
+    cells = []
+    for rep in range(sizes.repetitions):
+        shift = rep % max(1, len(lanes))
+        for system, backend, repeated, once in lanes[shift:] + lanes[:shift]:
+            workloads = repeated + (once if rep == 0 else [])
+            cells.append(Cell(system, backend, list(workloads), rep))
+    return cells
+
+
+def run_cell(cell: Cell, sizes: Sizes, workdir: str, pg_admin: str | None, timeout: float) -> None:
+    spec = {
+        "system": cell.system,
+        "backend": cell.backend,
+        "workloads": cell.workloads,
+        "sizes": sizes.to_dict(),
+        "dir": workdir,
+        "pg": pg_admin,
+        "rep": cell.rep,
+    }
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.cell", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=root,
+        )
+    except subprocess.TimeoutExpired:
+        cell.error = f"timed out after {timeout:.0f}s"
+        return
+    finally:
+        cell.seconds = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    if not lines:
+        cell.error = f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"
+        return
+    out = json.loads(lines[-1][len(MARK) :])
+    if not out.get("ok"):
+        cell.error = out.get("error", "failed")
+        return
+    cell.results = out["results"]
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    with contextlib.suppress(OSError):  # others' work on this machine skews the numbers
+        info["loadavg"] = list(os.getloadavg())
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        info["cpu"] = names[0] if names else ""
+    except OSError:
+        pass
+    try:
+        import importlib.metadata as md
+
+        info["stepstone"] = md.version("stepstone")
+        info["dbos"] = md.version("dbos")
+    except Exception:
+        pass
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        info["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+        ).stdout.strip()
+    except OSError:
+        pass
+    return info
+
+
+def execute(
+    sizes: Sizes,
+    *,
+    systems: list[str],
+    postgres: bool,
+    extras: bool,
+    log: Any = print,
+    timeout: float = 900.0,
+) -> dict[str, Any]:
+    from . import pg
+
+    workdir = tempfile.mkdtemp(prefix="stepstone-bench-", dir=os.environ.get("BENCH_DIR"))
+    notes: list[str] = []
+    started = time.perf_counter()
+    load_before = machine_info().get("loadavg")
+    try:
+        with pg.cluster() if postgres else _no_pg() as cluster:
+            backends = ["sqlite"]
+            pg_admin = None
+            pg_version = None
+            if cluster is not None:
+                backends.append("postgres")
+                pg_admin = cluster.admin_url
+                pg_version = cluster.version
+            elif postgres:
+                notes.append("PostgreSQL rows skipped: no PostgreSQL server binaries here")
+            stepstone_pg = stepstone_supports_postgres()
+            if "postgres" in backends and not stepstone_pg:
+                notes.append(
+                    "stepstone on PostgreSQL: not available on this branch "
+                    "(store_from_url does not accept postgresql:// yet)"
+                )
+            cells = plan(sizes, systems, backends, extras)
+            cells = [
+                c
+                for c in cells
+                if not (c.system == "stepstone" and c.backend == "postgres" and not stepstone_pg)
+            ]
+            for i, cell in enumerate(cells, 1):
+                log(
+                    f"[{i}/{len(cells)}] {cell.system} on {cell.backend}, repetition "
+                    f"{cell.rep + 1}: {', '.join(cell.workloads)}"
+                )
+                run_cell(cell, sizes, workdir, pg_admin, timeout)
+                if cell.error:
+                    log(f"    failed: {cell.error}")
+                for name, result in cell.results.items():
+                    if isinstance(result, dict) and "error" in result:
+                        log(f"    {name} failed: {result['error']}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    machine = machine_info()
+    machine["loadavg_after"] = machine.pop("loadavg", None)
+    return {
+        "machine": machine,
+        "postgres_version": pg_version,
+        "stepstone_postgres": stepstone_pg,
+        "sizes": sizes.to_dict(),
+        "loadavg_before": load_before,
+        "notes": notes,
+        "seconds": time.perf_counter() - started,
+        "cells": [c.__dict__ for c in cells],
+    }
+
+
+class _no_pg:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

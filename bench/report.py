@@ -1,0 +1,363 @@
+"""Medians, ratios and targets from the cells' results; the table, the JSON and the chart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from typing import Any
+
+from .common import median
+
+LANES = [
+    ("stepstone", "sqlite"),
+    ("dbos", "sqlite"),
+    ("floor", "sqlite"),
+    ("stepstone", "postgres"),
+    ("dbos", "postgres"),
+    ("floor", "postgres"),
+]
+LABEL = {"stepstone": "stepstone", "dbos": "DBOS", "floor": "floor"}
+BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+# (workload, metric path, label, unit, higher is better)
+METRICS = [
+    ("sequential", "steps_per_s", "1 sequential: steps/s", "/s", True),
+    ("sequential", "us_per_step", "1 sequential: µs/step", "µs", False),
+    ("sequential", "vs_floor_paired", "1 sequential ÷ floor run beside it", "x", True),
+    ("concurrent", "steps_per_s", "2 concurrent: steps/s", "/s", True),
+    ("concurrent", "runs_per_s", "2 concurrent: runs/s", "/s", True),
+    ("latency", "first_step.p50_ms", "3 event→1st step p50", "ms", False),
+    ("latency", "first_step.p99_ms", "3 event→1st step p99", "ms", False),
+    ("latency", "step_to_step.p50_ms", "3 step→next step p50", "ms", False),
+    ("latency", "step_to_step.p99_ms", "3 step→next step p99", "ms", False),
+    ("latency_xproc", "first_step.p50_ms", "3x other process: event→1st p50", "ms", False),
+    ("latency_xproc", "first_step.p99_ms", "3x other process: event→1st p99", "ms", False),
+    ("timers", "lateness.p50_ms", "4 timers: lateness p50", "ms", False),
+    ("timers", "lateness.p99_ms", "4 timers: lateness p99", "ms", False),
+    ("timers_paced", "lateness.p50_ms", "4 timers, paced sends: lateness p50", "ms", False),
+    ("timers_paced", "lateness.p99_ms", "4 timers, paced sends: lateness p99", "ms", False),
+    ("sleepers", "rss_first_mb", "4 worker RSS, 1% of sleepers", "MB", False),
+    ("sleepers", "rss_last_mb", "4 worker RSS, all sleepers", "MB", False),
+    ("waits", "nonmatching_events_per_s_empty_db", "5 non-matching events/s, empty db", "/s", True),
+    ("waits", "nonmatching_events_per_s_no_waits", "5 non-matching/s, N sleeping", "/s", True),
+    ("waits", "nonmatching_events_per_s_with_waits", "5 non-matching/s, N waiting", "/s", True),
+    ("waits", "matching_events_per_s", "5 matching events/s, N waits", "/s", True),
+    ("intake", "single.events_per_s", "6 POST /e: events/s, 1 per request", "/s", True),
+    ("intake", "batched_100.events_per_s", "6 POST /e: events/s, 100 per request", "/s", True),
+]
+
+
+def _dig(value: Any, path: str) -> float | None:
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _enrich(workload: str, result: dict[str, Any]) -> dict[str, Any]:
+    if workload == "sleepers" and result.get("rss"):
+        result = {
+            **result,
+            "rss_first_mb": result["rss"][0]["rss_mb"],
+            "rss_last_mb": result["rss"][-1]["rss_mb"],
+        }
+    return result
+
+
+def aggregate(raw: dict[str, Any]) -> dict[str, Any]:
+    """{lane: {workload: {metric: {"median", "values"}}}} over the repetitions."""
+    values: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for cell in raw["cells"]:
+        lane = f"{cell['system']}/{cell['backend']}"
+        for workload, result in cell["results"].items():
+            if not isinstance(result, dict) or "error" in result:
+                continue
+            result = _enrich(workload, result)
+            for w, path, *_ in METRICS:
+                if w == workload:
+                    v = _dig(result, path)
+                    if v is not None and not math.isnan(v):
+                        values[lane][workload][path].append(v)
+    out: dict[str, Any] = {}
+    for lane, workloads in values.items():
+        out[lane] = {
+            w: {m: {"median": median(vs), "values": vs} for m, vs in metrics.items()}
+            for w, metrics in workloads.items()
+        }
+    return out
+
+
+def get(medians: dict[str, Any], lane: str, workload: str, metric: str) -> float | None:
+    found = medians.get(lane, {}).get(workload, {}).get(metric)
+    return None if found is None else float(found["median"])
+
+
+def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, goal: str, value: float | None, ok: bool | None, shown: str) -> None:
+        rows.append({"target": name, "goal": goal, "value": value, "met": ok, "shown": shown})
+
+    for backend in ("sqlite", "postgres"):
+        b = BACKEND[backend]
+        ss = get(medians, f"stepstone/{backend}", "sequential", "steps_per_s")
+        fl = get(medians, f"floor/{backend}", "sequential", "steps_per_s")
+        if ss and fl:
+            r = ss / fl
+            add(f"sequential vs floor ({b})", "≥ 75% of the floor", r, r >= 0.75, f"{r:.0%}")
+        paired = get(medians, f"stepstone/{backend}", "sequential", "vs_floor_paired")
+        if paired:
+            add(
+                f"sequential vs the floor run beside it ({b})",
+                "≥ 75% of the floor",
+                paired,
+                paired >= 0.75,
+                f"{paired:.0%}",
+            )
+        elif fl and backend == "postgres":
+            add(
+                f"sequential vs floor ({b})", "≥ 75% of the floor", None, None, "n/a on this branch"
+            )
+        sc = get(medians, f"stepstone/{backend}", "concurrent", "steps_per_s")
+        dc = get(medians, f"dbos/{backend}", "concurrent", "steps_per_s")
+        if sc and dc:
+            r = sc / dc
+            add(f"concurrent vs DBOS ({b})", "≥ 20x DBOS steps/s", r, r >= 20, f"{r:.1f}x")
+        elif dc and backend == "postgres":
+            add(f"concurrent vs DBOS ({b})", "≥ 20x DBOS steps/s", None, None, "n/a on this branch")
+    for workload, where in (("latency", "in process"), ("latency_xproc", "other process")):
+        p50 = get(medians, "stepstone/sqlite", workload, "first_step.p50_ms")
+        p99 = get(medians, "stepstone/sqlite", workload, "first_step.p99_ms")
+        if p50 is not None and p99 is not None:
+            add(f"event→first step p50 ({where}, SQLite)", "< 5 ms", p50, p50 < 5, f"{p50:.2f} ms")
+            add(
+                f"event→first step p99 ({where}, SQLite)", "< 25 ms", p99, p99 < 25, f"{p99:.2f} ms"
+            )
+    n = raw["sizes"]["timer_runs"]
+    for workload, how in (("timers", "sent at once"), ("timers_paced", "sent paced")):
+        late = get(medians, "stepstone/sqlite", workload, "lateness.p99_ms")
+        if late is not None:
+            add(
+                f"timer lateness p99, {n:,} runs {how}",
+                "< 50 ms",
+                late,
+                late < 50,
+                f"{late:,.1f} ms",
+            )
+    first = get(medians, "stepstone/sqlite", "sleepers", "rss_first_mb")
+    last = get(medians, "stepstone/sqlite", "sleepers", "rss_last_mb")
+    if first and last:
+        n = raw["sizes"]["sleepers"]
+        r = last / first
+        add(
+            f"worker memory flat with {n:,} sleepers",
+            "RSS grows ≤ 10% from 1% to 100% of them",
+            r,
+            r <= 1.10,
+            f"{first:.0f} → {last:.0f} MB (+{r - 1:.0%})",
+        )
+    # the baseline: as many runs in the database, sleeping instead of waiting
+    none = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_no_waits")
+    full = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_with_waits")
+    if none and full:
+        n = raw["sizes"]["waiters"]
+        r = full / none
+        add(
+            f"non-matching event cost, {n:,} runs waiting vs sleeping",
+            "within 10%",
+            r,
+            r >= 0.90,
+            f"{full:,.0f} vs {none:,.0f} events/s ({r:.0%})",
+        )
+    return rows
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("/s", "µs"):
+        return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+    if unit == "x":
+        return f"{value:.2f}"
+    if unit == "MB":
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, Any]]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    lanes = [(s, b) for s, b in LANES if any(f"{s}/{b}" == lane for lane in medians)]
+    if raw.get("postgres_version") and not raw.get("stepstone_postgres"):
+        lanes = (
+            [*lanes, ("stepstone", "postgres")] if ("stepstone", "postgres") not in lanes else lanes
+        )
+        lanes.sort(key=LANES.index)
+    table = Table(
+        title=f"stepstone benchmarks: medians of {raw['sizes']['repetitions']} "
+        "repetitions (one run of the heavy workloads 4-5)"
+    )
+    table.add_column("workload", no_wrap=True)
+    table.add_column("unit")
+    for system, backend in lanes:
+        table.add_column(f"{LABEL[system]}\n{BACKEND[backend]}", justify="right")
+    table.add_column("stepstone ÷\nDBOS (SQLite)", justify="right")
+    table.add_column("stepstone ÷\nfloor (SQLite)", justify="right")
+    for workload, path, label, unit, higher in METRICS:
+        cells = []
+        present = False
+        for system, backend in lanes:
+            lane = f"{system}/{backend}"
+            v = get(medians, lane, workload, path)
+            if (
+                v is None
+                and system == "stepstone"
+                and backend == "postgres"
+                and not raw.get("stepstone_postgres")
+            ):
+                cells.append("n/a*")
+                continue
+            present = present or v is not None
+            cells.append(_fmt(v, unit))
+        if not present:
+            continue
+        ratios = []
+        for other in ("dbos/sqlite", "floor/sqlite"):
+            a = get(medians, "stepstone/sqlite", workload, path)
+            b = get(medians, other, workload, path)
+            if a and b:
+                r = a / b if higher else b / a
+                ratios.append(f"{r:.2f}x")
+            else:
+                ratios.append("")
+        table.add_row(label, unit, *cells, *ratios)
+    goals_table = Table(title="targets")
+    for column in ("target", "goal", "measured", "met"):
+        goals_table.add_column(column)
+    for row in goals:
+        met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
+        goals_table.add_row(row["target"], row["goal"], row["shown"], met)
+    return Group(table, goals_table)
+
+
+def settings_note(raw: dict[str, Any]) -> list[str]:
+    notes = [
+        "SQLite: every system on one filesystem, journal_mode=WAL, synchronous=FULL "
+        "(stepstone's default; the floor sets it; DBOS's file is switched to WAL before launch "
+        "and keeps SQLite's default synchronous=FULL).",
+        "ratios: stepstone ÷ other for rates, other ÷ stepstone for times: > 1 means stepstone "
+        "is ahead.",
+    ]
+    if raw.get("postgres_version"):
+        notes.append(
+            f"PostgreSQL {raw['postgres_version']}: a throwaway cluster for this run, defaults "
+            "(fsync=on, synchronous_commit=on), on the same disk."
+        )
+    if raw.get("postgres_version") and not raw.get("stepstone_postgres"):
+        notes.append("* stepstone on PostgreSQL: not available on this branch.")
+    notes.extend(raw.get("notes", []))
+    return notes
+
+
+def write(
+    raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, Any]], outdir: str, tag: str
+) -> tuple[str, str | None]:
+    os.makedirs(outdir, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    doc = {
+        "mode": tag,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "durability": settings_note(raw),
+        **raw,
+        "medians": medians,
+        "targets": goals,
+    }
+    path = os.path.join(outdir, f"{tag}-{stamp}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, default=str)
+    with open(os.path.join(outdir, f"{tag}-latest.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, default=str)
+    png = None
+    with contextlib.suppress(ImportError):  # matplotlib comes with the `bench` extra
+        png = chart(raw, medians, os.path.join(outdir, f"{tag}-latest.png"))
+    return path, png
+
+
+def chart(raw: dict[str, Any], medians: dict[str, Any], path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"stepstone": "#2a9d8f", "dbos": "#e76f51", "floor": "#8d99ae"}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    panels = [
+        (axes[0][0], "sequential", "steps_per_s", "1. sequential (1 run): steps/s", False),
+        (axes[0][1], "concurrent", "steps_per_s", "2. concurrent runs: steps/s", True),
+    ]
+    for ax, workload, metric, title, log in panels:
+        names, vals, cols = [], [], []
+        for system, backend in LANES:
+            v = get(medians, f"{system}/{backend}", workload, metric)
+            if v is None:
+                continue
+            names.append(f"{LABEL[system]}\n{BACKEND[backend]}")
+            vals.append(v)
+            cols.append(colors[system])
+        bars = ax.bar(names, vals, color=cols)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals], fontsize=9)
+        ax.set_title(title)
+        if log:
+            ax.set_yscale("log")
+    ax = axes[1][0]
+    groups = [("latency", "in process"), ("latency_xproc", "other process")]
+    labels, p50s, p99s, cols = [], [], [], []
+    for workload, where in groups:
+        for system, backend in LANES:
+            lane = f"{system}/{backend}"
+            a = get(medians, lane, workload, "first_step.p50_ms")
+            b = get(medians, lane, workload, "first_step.p99_ms")
+            if a is None or b is None:
+                continue
+            labels.append(f"{LABEL[system]} {BACKEND[backend]}\n{where}")
+            p50s.append(a)
+            p99s.append(b)
+            cols.append(colors[system])
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], p50s, width=0.4, color=cols, label="p50")
+    ax.bar([x + 0.2 for x in xs], p99s, width=0.4, color=cols, alpha=0.5, label="p99")
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms")
+    ax.axhline(5, color="black", lw=0.6, ls="--")
+    ax.axhline(25, color="black", lw=0.6, ls=":")
+    ax.set_title("3. event → first step (p50 solid, p99 light; targets 5 / 25 ms)")
+    ax = axes[1][1]
+    lines = []
+    for workload, path_, label, unit, _ in METRICS:
+        if workload in ("timers", "timers_paced", "sleepers", "waits", "intake"):
+            v = get(medians, "stepstone/sqlite", workload, path_)
+            if v is not None:
+                lines.append(f"{label[2:]}: {_fmt(v, unit)} {unit}")
+    ax.axis("off")
+    ax.set_title("4-6. stepstone on SQLite")
+    ax.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
+    machine = raw.get("machine", {})
+    fig.suptitle(
+        f"stepstone {machine.get('stepstone', '')} vs DBOS {machine.get('dbos', '')} — "
+        f"{machine.get('cpus', '?')} CPUs, Python {machine.get('python', '')}, SQLite "
+        f"{machine.get('sqlite', '')} (WAL, synchronous=FULL), PostgreSQL "
+        f"{raw.get('postgres_version') or 'n/a'}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

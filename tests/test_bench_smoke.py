@@ -1,0 +1,37 @@
+"""The benchmark harness must not rot: run its stepstone workloads on a handful of steps.
+
+No timing is asserted; benchmarks themselves run with `make bench`, never in `make test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+bench = pytest.importorskip("bench.stepstone_runner")
+report = pytest.importorskip("bench.report")
+common = pytest.importorskip("bench.common")
+
+
+def test_quick_harness_runs_stepstone_workloads(tmp_path: Path) -> None:
+    workloads = ["sequential", "concurrent", "latency", "timers", "sleepers", "waits"]
+
+    def fresh(name: str) -> str:
+        return f"sqlite:///{tmp_path / name}.db"
+
+    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    for name in workloads:
+        assert "error" not in results[name], (name, results[name])
+    assert results["sequential"]["steps"] == common.TINY.sequential_steps
+    assert results["latency"]["first_step"]["n"] == common.TINY.latency_samples
+    assert results["timers"]["lateness"]["n"] == common.TINY.timer_runs
+
+    raw = {
+        "sizes": common.TINY.to_dict(),
+        "cells": [{"system": "stepstone", "backend": "sqlite", "results": results, "rep": 0}],
+    }
+    medians = report.aggregate(raw)
+    assert report.get(medians, "stepstone/sqlite", "sequential", "steps_per_s")
+    assert report.targets(medians, raw)

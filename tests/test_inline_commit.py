@@ -1,0 +1,125 @@
+"""A run that executes alone commits its steps on the event loop's thread (no writer-thread
+round trip); with company, checkpoints go through the group commit. Both are durable and
+fenced alike."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stepstone
+from stepstone.errors import LeaseLostError
+from stepstone.records import StepRecord, StepStatus
+from stepstone.store import Lease
+from stepstone.store.sqlite import SQLiteStore
+
+from .helpers import make_app
+
+
+def _count_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    counts = {"inline": 0, "queued": 0}
+    inline, queued = SQLiteStore._write_inline, SQLiteStore._write
+
+    async def count_inline(self: SQLiteStore, script):  # type: ignore[no-untyped-def]
+        counts["inline"] += 1
+        return await inline(self, script)
+
+    async def count_queued(self: SQLiteStore, script):  # type: ignore[no-untyped-def]
+        counts["queued"] += 1
+        return await queued(self, script)
+
+    monkeypatch.setattr(SQLiteStore, "_write_inline", count_inline)
+    monkeypatch.setattr(SQLiteStore, "_write", count_queued)
+    return counts
+
+
+async def test_a_lone_run_commits_inline_and_durably(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = _count_paths(monkeypatch)
+    app = make_app(sqlite_url)
+
+    @app.function(id="steps", trigger="t/steps")
+    async def steps(ctx: stepstone.Context) -> int:
+        total = 0
+        for i in range(20):
+            total += await ctx.step.run(f"s{i}", lambda i=i: i)
+        return total
+
+    try:
+        async with app.worker(poll_interval=0.02):
+            [event_id] = await app.send({"name": "t/steps"})
+            [run] = await app.runs_for_event(event_id)
+            done = await app.wait_for_run(run.id, timeout=10)
+    finally:
+        await app.close()
+    assert done.output == sum(range(20))
+    assert counts["inline"] >= 20
+    path = sqlite_url[len("sqlite:///") :]
+    with sqlite3.connect(path) as conn:  # another connection sees every step
+        saved = conn.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (run.id,)).fetchone()
+    assert saved[0] == 20
+
+
+async def test_parallel_steps_use_the_group_commit(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flags: list[bool] = []
+    save_step = SQLiteStore.save_step
+
+    async def record(self: SQLiteStore, *args: Any, inline: bool = False) -> None:
+        flags.append(inline)
+        await save_step(self, *args, inline=inline)
+
+    monkeypatch.setattr(SQLiteStore, "save_step", record)
+    app = make_app(sqlite_url)
+    both = asyncio.Event()
+
+    async def step(value: int) -> int:
+        if value == 2:
+            both.set()
+        await both.wait()  # both handlers end together: the first save has company
+        return value
+
+    @app.function(id="pair", trigger="t/pair")
+    async def pair(ctx: stepstone.Context) -> list[int]:
+        return list(await asyncio.gather(ctx.step.run("a", step, 1), ctx.step.run("b", step, 2)))
+
+    try:
+        async with app.worker(poll_interval=0.02):
+            [event_id] = await app.send({"name": "t/pair"})
+            [run] = await app.runs_for_event(event_id)
+            assert (await app.wait_for_run(run.id, timeout=10)).output == [1, 2]
+    finally:
+        await app.close()
+    assert len(flags) == 2 and flags[0] is False
+
+
+async def test_an_inline_commit_is_fenced(tmp_path: Path) -> None:
+    app = make_app(f"sqlite:///{tmp_path / 'fence.db'}")
+
+    @app.function(id="f", trigger="t/f")
+    async def f(ctx: stepstone.Context) -> None:
+        return None
+
+    try:
+        await app.send({"name": "t/f"})
+        store = await app.store()
+        assert isinstance(store, SQLiteStore)
+        [claim] = await store.claim("me", 1, time.time(), 30.0)
+        step = StepRecord(
+            id="s", hashed_id="h", status=StepStatus.COMPLETED, attempts=1, started_at=1.0
+        )
+        stale = Lease(claim.lease.run_id, claim.lease.fence - 1, "me")
+        with pytest.raises(LeaseLostError):
+            await store.save_step(stale, step, "1", inline=True)
+        await store.save_step(claim.lease, step, "2", inline=True)
+        run = await store.get_run(claim.lease.run_id)
+        assert run is not None and [s.output for s in run.steps] == [2]
+    finally:
+        await app.close()
