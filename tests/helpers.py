@@ -21,3 +21,14 @@ async def send_and_wait(
     runs = await app.runs_for_event(event_id)
     assert len(runs) == 1, f"expected one run for {name}, got {runs}"
     return await app.wait_for_run(runs[0].id, timeout=timeout)
+
+
+async def read_run(database_url: str, run_id: str) -> stepstone.Run:
+    """A run as another process sees it: a fresh client App, closed afterwards."""
+    app = stepstone.App("client", database=database_url)
+    try:
+        run = await app.get_run(run_id)
+        assert run is not None, f"no run {run_id}"
+        return run
+    finally:
+        await app.close()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import stepstone
+from tests.helpers import read_run
 from tests.process import ledger_lines, start_worker, stop, wait_until
 
 APP = "tests.apps.ledger:app"
@@ -37,16 +38,6 @@ async def _wait(url: str, run_id: str, timeout: float) -> stepstone.Run:
     app = stepstone.App("client", database=url)
     try:
         return await app.wait_for_run(run_id, timeout=timeout)
-    finally:
-        await app.close()
-
-
-async def _get(url: str, run_id: str) -> stepstone.Run:
-    app = stepstone.App("client", database=url)
-    try:
-        run = await app.get_run(run_id)
-        assert run is not None
-        return run
     finally:
         await app.close()
 
@@ -101,7 +92,7 @@ def test_worker_paused_past_its_lease_cannot_save(tmp_path: Path, sqlite_url: st
         # A wakes up, finishes its slow step and tries to save it: the write is refused
         wait_until(lambda: "slow-end A" in ledger_lines(ledger), 20, "worker A to finish its step")
         time.sleep(0.5)
-        after = asyncio.run(_get(sqlite_url, run_id))
+        after = asyncio.run(read_run(sqlite_url, run_id))
     finally:
         stop(a)
         if b is not None:

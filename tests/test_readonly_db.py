@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import stepstone
+from tests.helpers import read_run
 from tests.process import start_worker, stop, wait_until
 
 
@@ -38,16 +39,6 @@ async def _send(url: str) -> str:
         await app.close()
 
 
-async def _status(url: str, run_id: str) -> stepstone.Run:
-    app = stepstone.App("client", database=url)
-    try:
-        run = await app.get_run(run_id)
-        assert run is not None
-        return run
-    finally:
-        await app.close()
-
-
 async def _send_refused(url: str) -> str:
     app = stepstone.App("client", database=url)
     try:
@@ -66,11 +57,11 @@ def test_read_only_database_file(tmp_path: Path, sqlite_url: str) -> None:
     try:
         first = asyncio.run(_send(sqlite_url))
         wait_until(
-            lambda: asyncio.run(_status(sqlite_url, first)).status == "completed", 30, "run 1"
+            lambda: asyncio.run(read_run(sqlite_url, first)).status == "completed", 30, "run 1"
         )
         second = asyncio.run(_send(sqlite_url))
         wait_until(
-            lambda: asyncio.run(_status(sqlite_url, second)).status == "sleeping", 30, "sleep"
+            lambda: asyncio.run(read_run(sqlite_url, second)).status == "sleeping", 30, "sleep"
         )
         _chattr("+i", files)
         locked = True
@@ -79,11 +70,11 @@ def test_read_only_database_file(tmp_path: Path, sqlite_url: str) -> None:
         log = tmp_path / "worker-w.log"
         wait_until(lambda: "readonly" in log.read_text(), 30, "the worker to report it")
         assert worker.poll() is None
-        assert asyncio.run(_status(sqlite_url, second)).status != "completed"
+        assert asyncio.run(read_run(sqlite_url, second)).status != "completed"
         _chattr("-i", files)
         locked = False
         wait_until(
-            lambda: asyncio.run(_status(sqlite_url, second)).status == "completed",
+            lambda: asyncio.run(read_run(sqlite_url, second)).status == "completed",
             30,
             "the run to finish once the file is writable",
         )
@@ -91,8 +82,8 @@ def test_read_only_database_file(tmp_path: Path, sqlite_url: str) -> None:
         if locked:
             _chattr("-i", files)
         stop(worker)
-    done = asyncio.run(_status(sqlite_url, second))
+    done = asyncio.run(read_run(sqlite_url, second))
     assert done.output == "awake"
-    assert asyncio.run(_status(sqlite_url, first)).output == "awake"
+    assert asyncio.run(read_run(sqlite_url, first)).output == "awake"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
