@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -136,8 +137,6 @@ class RunWriter:
             )
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
-        import json
-
         now = self._app.clock.now()
         output = None if output_json is None else json.loads(output_json)
         first = self._claim.events[0] if self._claim.events else None
@@ -196,6 +195,4 @@ def _short(error: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _ids_json(step: StepRecord) -> str:
-    import json
-
     return json.dumps(step.output)

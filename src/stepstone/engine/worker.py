@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ops
 from ..errors import ConfigError, LeaseLostError
+from ..events import validate_all
 from ..executor import Invocation, InvocationInput
 from ..ids import new_id
 from ..options import TimeoutLimits
@@ -317,8 +318,8 @@ class Worker:
         return len(self._active) == 1 and len(self._runs) == 1
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
-        prepared = self.app.prepare_events(events)
-        return [item.event.to_dict() for item in prepared]
+        # validate and give ids only: the runs they start are planned once, when saved
+        return [event.to_dict() for event, _ in validate_all(events, self.app.limits)]
 
     # -- leases ------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
