@@ -1,6 +1,7 @@
 """Profile stepstone on one workload with py-spy and summarize where the time goes.
 
 python -m bench.profile sequential|concurrent|latency [--rate 1000] [--gil]
+    [--backend sqlite|postgres]
 
 Runs one bench cell under `py-spy record --format raw` (all threads) and prints, per
 thread, the share of samples in each function: self time and inclusive time.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import replace
 
+from . import pg
 from .common import FULL
 
 _LINE = re.compile(r":\d+\)")
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     workdir = tempfile.mkdtemp(prefix="stepstone-profile-")
@@ -83,13 +87,23 @@ def main(argv: list[str] | None = None) -> None:
         latency_samples=300,
         paired_floor=False,  # profile stepstone alone
     )
-    spec = {
-        "system": "stepstone",
-        "backend": "sqlite",
-        "workloads": [args.workload],
-        "sizes": sizes.to_dict(),
-        "dir": workdir,
-    }
+    with contextlib.ExitStack() as stack:
+        spec = {
+            "system": "stepstone",
+            "backend": args.backend,
+            "workloads": [args.workload],
+            "sizes": sizes.to_dict(),
+            "dir": workdir,
+        }
+        if args.backend == "postgres":
+            handle = stack.enter_context(pg.cluster())
+            if handle is None:
+                raise SystemExit("PostgreSQL is not installed")
+            spec["pg"] = handle.admin_url
+        _record(pyspy, spec, workdir, args)
+
+
+def _record(pyspy: str, spec: dict[str, object], workdir: str, args: argparse.Namespace) -> None:
     raw = os.path.join(workdir, "profile.raw")
     cmd = [pyspy, "record", "-r", str(args.rate), "-f", "raw", "-o", raw, "--threads"]
     if args.gil:

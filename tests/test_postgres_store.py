@@ -11,13 +11,14 @@ import psycopg.errors
 import pytest
 
 from stepstone.errors import ConfigError, LeaseLostError
-from stepstone.store import store_from_url
+from stepstone.records import RunStatus
+from stepstone.store import Claim, store_from_url
 from stepstone.store.postgres import PostgresStore, postgres_from_url
 from stepstone.store.postgres_listen import Listener
 from stepstone.store.queries import migrations
 from stepstone.store.sql_store import Tx
 from tests.pg_cluster import PostgresCluster
-from tests.test_store_contract import LEASE, T0, claim_one, new_event, queue_runs
+from tests.test_store_contract import LEASE, T0, claim_one, new_event, queue_runs, step
 
 
 @pytest.fixture
@@ -164,6 +165,87 @@ async def test_a_pooled_connection_killed_by_the_server_is_replaced(
     for _ in range(store.max_size + 1):
         assert await store.ingest([new_event()]) == [True]
     assert len((await store.list_runs(limit=100)).runs) == store.max_size + 2
+
+
+def test_writers_must_leave_connections_for_reads() -> None:
+    assert postgres_from_url("postgresql://db/x?writers=3").writers == 3
+    with pytest.raises(ConfigError, match=r"writers=10 is invalid with pool_max_size=10"):
+        postgres_from_url("postgresql://db/x?writers=10")
+    with pytest.raises(ConfigError, match=r"writers=0 is invalid"):
+        postgres_from_url("postgresql://db/x?writers=0")
+
+
+async def _queued_behind_a_lock(
+    url: str, store: PostgresStore, claims: list[Claim]
+) -> list[object]:
+    """Saves a step for every claim: the first write holds up the store's only writer (a
+    row lock), so all the others are queued by the time it goes on, and form one batch."""
+    with psycopg.connect(url, autocommit=True) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT 1 FROM jobs WHERE run_id = %s FOR UPDATE", (claims[0].run.id,))
+        first = asyncio.ensure_future(store.save_step(claims[0].lease, step("a", output=0), "0"))
+        await asyncio.sleep(0.3)  # the writer now waits for the lock
+        rest = asyncio.gather(
+            *(
+                store.save_step(c.lease, step("a", output=i), str(i))
+                for i, c in enumerate(claims)
+                if i
+            ),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.3)
+        blocker.execute("COMMIT")
+    await first
+    return list(await rest)
+
+
+def _transactions(url: str, run_ids: list[str]) -> int:
+    """How many transactions wrote these runs' steps (xmin: the writing transaction)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM steps WHERE run_id = ANY(%s)", (run_ids,)
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture
+async def one_writer(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    store = postgres_from_url(postgres_url + "&writers=1")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_writes_queued_together_commit_in_one_transaction(
+    postgres_url: str, one_writer: PostgresStore
+) -> None:
+    await queue_runs(one_writer, 6)
+    claims = await one_writer.claim("w1", 6, T0, LEASE)
+    assert await _queued_behind_a_lock(postgres_url, one_writer, claims) == [None] * 5
+    assert _transactions(postgres_url, [c.run.id for c in claims[1:]]) == 1
+    for index, claim in enumerate(claims):
+        run = await one_writer.get_run(claim.run.id)
+        assert run is not None and [s.output for s in run.steps] == [index]
+
+
+async def test_a_refused_write_in_a_batch_is_refused_alone(
+    postgres_url: str, one_writer: PostgresStore
+) -> None:
+    await queue_runs(one_writer, 6)
+    claims = await one_writer.claim("w1", 6, T0, LEASE)
+    stale = claims[3].lease
+    await one_writer.finish(stale, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+    results = await _queued_behind_a_lock(postgres_url, one_writer, claims)
+    refused = [i for i, r in enumerate(results, start=1) if isinstance(r, LeaseLostError)]
+    assert refused == [3] and results.count(None) == 4
+    for index in (0, 1, 2, 4, 5):
+        run = await one_writer.get_run(claims[index].run.id)
+        assert run is not None and [s.output for s in run.steps] == [index]
+    ended = await one_writer.get_run(stale.run_id)
+    assert ended is not None and ended.steps == []
 
 
 async def test_a_transaction_that_deadlocked_is_run_again(store: PostgresStore) -> None:

@@ -6,6 +6,7 @@ no worker), so each rule is checked on its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from stepstone.errors import LeaseLostError
 from stepstone.ids import hash_step_id, new_id
-from stepstone.records import Event, RunStatus, StepRecord, StepStatus
+from stepstone.records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
 from stepstone.store import Claim, NewEvent, NewRun, Store, Wait, store_from_url
 
 T0 = 1_700_000_000.0  # a fixed "now" for every test
@@ -152,6 +153,42 @@ async def test_a_stale_fence_cannot_write(store: Store) -> None:
     assert run is not None
     assert run.status is RunStatus.RUNNING
     assert [s.output for s in run.steps] == ["from w2"]
+
+
+async def test_a_refused_write_among_concurrent_ones_undoes_nothing_else(store: Store) -> None:
+    """Writes sent at once may share a transaction (group commit); one refused among them
+    is refused alone, and the others are all saved."""
+    await queue_runs(store, 5)
+    claims = await store.claim("w1", 5, T0, LEASE)
+    stale = claims[2].lease
+    await store.finish(stale, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+    entry = HistoryEntry(T0, "log", {"message": "hi"})
+    writes = [
+        store.save_step(claims[0].lease, step("a", output=0), "0"),
+        store.save_step(claims[1].lease, step("a", output=1), "1", [entry]),
+        store.save_step(stale, step("a", output=2), "2"),
+        store.finish(
+            claims[3].lease, status=RunStatus.COMPLETED, output_json="3", error=None, at=T0
+        ),
+        store.save_step(claims[4].lease, step("a", output=4), "4"),
+    ]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "NoneType",
+        "LeaseLostError",
+        "NoneType",
+        "NoneType",
+    ]
+    for index in (0, 1, 4):
+        run = await store.get_run(claims[index].lease.run_id, with_history=True)
+        assert run is not None and [s.output for s in run.steps] == [index]
+    logged = await store.get_run(claims[1].lease.run_id, with_history=True)
+    assert logged is not None and "log" in [h.kind for h in logged.history]
+    finished = await store.get_run(claims[3].lease.run_id)
+    assert finished is not None and finished.status is RunStatus.COMPLETED
+    ended = await store.get_run(stale.run_id)
+    assert ended is not None and ended.steps == []
 
 
 async def test_renew_extends_live_leases_and_reports_lost_ones(store: Store) -> None:

@@ -36,6 +36,7 @@ class _Active:
     invocation: Invocation | None = None
     cancel_reason: str | None = None  # set once the run must stop: cancelled or timed out
     lost: bool = False
+    ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
 
 
@@ -281,6 +282,7 @@ class Worker:
             outcome = await invocation.execute()
             if active.lost:
                 return
+            active.ending = True
             await writer.outcome(outcome, cancel=active.cancel_reason)
         except LeaseLostError:
             log.info("run %s: lease lost; another worker has it", run.id)
@@ -343,12 +345,15 @@ class Worker:
                 log.exception("worker %s could not renew its leases", self.id)
                 continue
             for run_id in lost:
-                log.warning("run %s: lease lost; another worker took it over", run_id)
                 active = self._active.get(run_id)
-                if active is not None:
-                    active.lost = True
-                    if active.invocation is not None:
-                        active.invocation.stop("lease lost")
+                if active is None or active.ending:
+                    # it ended while the renewal was on its way (or its outcome finds out,
+                    # and says so, if it was taken over)
+                    continue
+                log.warning("run %s: lease lost; another worker took it over", run_id)
+                active.lost = True
+                if active.invocation is not None:
+                    active.invocation.stop("lease lost")
             for run_id in cancel:
                 self._cancel(run_id)
 

@@ -7,15 +7,25 @@ the thread. Async psycopg would need the scripts written a second time as corout
 one thread hop per transaction costs far less than the round trips inside it, and the
 pool's threads never outnumber its connections, so no thread waits for a connection.
 
-Connections are in autocommit mode: a write script runs in an explicit transaction, a
-read script runs without one (under READ COMMITTED a transaction would give its
-statements no common snapshot anyway, and it saves the BEGIN and COMMIT round trips).
+Writes go through a queue drained by `writers` threads (2 by default), each on a pooled
+connection: a thread takes every write waiting and runs them in one transaction, one
+COMMIT for all (group commit, as the SQLite store does). Under load that turns a run's
+checkpoint from BEGIN + statements + COMMIT into its statements alone, and wakes the
+event loop once per batch. A script that fails in a batch rolls the batch back; each of
+its writes is then run again in a transaction of its own, so one refused write never
+undoes another (every script may run twice: none has effects outside the database).
+
+Connections are in autocommit mode: a write runs in an explicit transaction, a read and
+a lone single-statement write (a step's checkpoint) run without one (under READ
+COMMITTED a transaction would give a read's statements no common snapshot anyway, and
+it saves the BEGIN and COMMIT round trips).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,17 +38,28 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError
 from . import queries, redact_url
+from .batching import STOP, settle_by_loop, take_batch
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import SqlStore, Tx
+from .sql_store import SqlStore, Tx, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
 
 # Options read from the database URL's query string (the rest goes to libpq).
-POOL_OPTIONS = {"pool_min_size": int, "pool_max_size": int, "pool_timeout": float}
+POOL_OPTIONS = {
+    "pool_min_size": int,
+    "pool_max_size": int,
+    "pool_timeout": float,
+    "writers": int,
+}
 # A deadlock or a dead pooled connection is retried on a fresh connection, this many times.
 ATTEMPTS = 3
+MAX_BATCH = 256  # writes committed together at most
+
+
+class _BatchFailed(Exception):
+    """A script of a batch failed: the batch is rolled back, its writes run one by one."""
 
 
 class PostgresStore(SqlStore):
@@ -53,12 +74,21 @@ class PostgresStore(SqlStore):
         min_size: int = 2,
         max_size: int = 10,
         timeout: float = 10.0,
+        writers: int = 2,
     ) -> None:
         if not 1 <= min_size <= max_size:
             raise ConfigError(
                 f"PostgreSQL pool sizes are invalid (min {min_size}, max {max_size}): "
                 "use 1 <= pool_min_size <= pool_max_size"
             )
+        if not 1 <= writers < max_size:
+            raise ConfigError(
+                f"PostgreSQL writers={writers} is invalid with pool_max_size={max_size}: "
+                "use 1 <= writers < pool_max_size (reads need connections too)"
+            )
+        self.writers = writers
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer_threads: list[threading.Thread] = []
         self.conninfo = conninfo
         self.url = url or conninfo
         self.min_size = min_size
@@ -100,17 +130,32 @@ class PostgresStore(SqlStore):
                 raise ConfigError(
                     f"cannot open the PostgreSQL database {redact_url(self.url)}: {exc}"
                 ) from exc
-            self._threads = ThreadPoolExecutor(self.max_size, thread_name_prefix="stepstone-pg")
+            self._threads = ThreadPoolExecutor(
+                self.max_size - self.writers, thread_name_prefix="stepstone-pg"
+            )
             self._pool = pool
+            self._writer_threads = [
+                threading.Thread(
+                    target=self._writer_main, name=f"stepstone-pg-writer-{n}", daemon=True
+                )
+                for n in range(self.writers)
+            ]
+            for thread in self._writer_threads:
+                thread.start()
 
     async def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
             threads, self._threads = self._threads, None
             listener, self._listener = self._listener, None
+            writers, self._writer_threads = self._writer_threads, []
         if listener is not None:
             await listener.close()
         loop = asyncio.get_running_loop()
+        for _ in writers:  # each ends after the writes queued before its stop
+            self._requests.put(STOP)
+        for thread in writers:
+            await loop.run_in_executor(None, thread.join)
         if threads is not None:  # let transactions in flight end, without blocking the loop
             await loop.run_in_executor(None, threads.shutdown)
         if pool is not None:
@@ -128,10 +173,54 @@ class PostgresStore(SqlStore):
 
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:
-        return await self._dispatch(script, transaction=True)
+        return await self._enqueue(script, single=False)
+
+    async def _write_statement(self, script: Callable[[Tx], T], *, inline: bool = False) -> T:
+        return await self._enqueue(script, single=True)
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         return await self._dispatch(script, transaction=False)
+
+    async def _enqueue(self, script: Callable[[Tx], T], *, single: bool) -> T:
+        if self._pool is None:
+            raise RuntimeError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._requests.put((script, future, loop, single))
+        return await future
+
+    def _writer_main(self) -> None:
+        while True:
+            batch, stop = take_batch(self._requests, MAX_BATCH)
+            if batch:
+                settle_by_loop(batch, self._run_batch(batch))
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[Any]) -> list[tuple[bool, Any]]:
+        """(ok, value or exception) for each (script, future, loop, single) request."""
+        if len(batch) > 1:
+            try:
+                return [(True, value) for value in self._run(_all_of(batch), transaction=True)]
+            except (
+                _BatchFailed,
+                psycopg.errors.DeadlockDetected,
+                psycopg.errors.SerializationFailure,
+            ):
+                pass  # one script failed or it kept deadlocking: each runs alone below
+            except Exception as exc:
+                # the database failed (down for longer than the pool's timeout, or the
+                # connection was lost during COMMIT, which may have committed): every
+                # caller decides, as for a write of its own
+                return [(False, exc)] * len(batch)
+        results: list[tuple[bool, Any]] = []
+        for script, _future, _loop, single in batch:
+            try:
+                # a lone statement is atomic by itself: no BEGIN and COMMIT round trips
+                results.append((True, self._run(script, transaction=not single)))
+            except Exception as exc:
+                results.append((False, exc))
+        return results
 
     async def _dispatch(self, script: Callable[[Tx], T], *, transaction: bool) -> T:
         threads = self._threads
@@ -149,9 +238,9 @@ class PostgresStore(SqlStore):
             try:
                 with pool.connection() as conn:
                     if not transaction:
-                        return script(self._tx(conn))
-                    with conn.transaction():
-                        result = script(self._tx(conn))
+                        return resolved(script(self._tx(conn)))
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        result = resolved(script(self._pipelined_tx(conn, pipeline)))
                         committing = True  # the block's end sends COMMIT
                     return result
             except PoolTimeout:
@@ -183,12 +272,54 @@ class PostgresStore(SqlStore):
 
         return run
 
+    def _pipelined_tx(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> Tx:
+        """Statements are sent without waiting for their results; reading a result waits
+        for everything sent before it. A script's writes whose results it never reads (an
+        insert into the history, a delete) then cost no round trip of their own: BEGIN,
+        the writes up to the next read, and COMMIT travel together."""
+        named = self._queries
+        sent = [0, 0]  # statements sent, statements whose results have arrived
+
+        def sync(seq: int) -> None:
+            if seq > sent[1]:
+                pipeline.sync()
+                sent[1] = sent[0]
+
+        def run(name: str, *params: Any) -> _PipelinedCursor:
+            sent[0] += 1
+            return _PipelinedCursor(conn.execute(named[name], params), sync, sent[0])
+
+        return run
+
+
+class _PipelinedCursor:
+    """A statement's cursor in pipeline mode: its result is awaited when first read."""
+
+    __slots__ = ("_cursor", "_seq", "_sync")
+
+    def __init__(self, cursor: psycopg.Cursor[Any], sync: Callable[[int], None], seq: int) -> None:
+        self._cursor, self._sync, self._seq = cursor, sync, seq
+
+    @property
+    def rowcount(self) -> int:
+        self._sync(self._seq)
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        self._sync(self._seq)
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        self._sync(self._seq)
+        return self._cursor.fetchall()
+
 
 def postgres_from_url(url: str) -> PostgresStore:
     """`postgresql://user:password@host:5432/db?pool_max_size=20&pool_timeout=10&sslmode=...`.
 
     `pool_min_size`, `pool_max_size` and `pool_timeout` (seconds to wait for a connection)
-    configure the pool; every other parameter is libpq's.
+    configure the pool, `writers` how many of its connections commit batches of writes;
+    every other parameter is libpq's.
     """
     parts = urlsplit(url)
     ours: dict[str, Any] = {}
@@ -210,4 +341,23 @@ def postgres_from_url(url: str) -> PostgresStore:
         min_size=ours.get("pool_min_size", min(2, ours.get("pool_max_size", 10))),
         max_size=ours.get("pool_max_size", 10),
         timeout=ours.get("pool_timeout", 10.0),
+        writers=ours.get("writers", 2),
     )
+
+
+def _all_of(batch: list[Any]) -> Callable[[Tx], list[Any]]:
+    """One script running every request's script, in order, in the same transaction."""
+
+    def script(tx: Tx) -> list[Any]:
+        try:
+            # every script sends its statements; then the results are read, once for all
+            values = [each(tx) for each, _future, _loop, _single in batch]
+            return [resolved(value) for value in values]
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            raise  # the batch is retried whole
+        except psycopg.OperationalError:
+            raise  # the connection failed: retried on another one
+        except Exception as exc:
+            raise _BatchFailed from exc
+
+    return script

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from ..errors import LeaseLostError
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
@@ -46,6 +46,25 @@ class Tx(Protocol):
     def __call__(self, name: str, *params: Any) -> Cursor: ...
 
 
+class Deferred(Generic[T]):
+    """What a script returns when its outcome depends on results it has not read yet.
+
+    The dispatcher calls `resolve()` before COMMIT. On PostgreSQL, whose statements are
+    pipelined, a batch's scripts first send all their statements back to back, and the
+    results are awaited once for the whole batch when the first `resolve()` reads one;
+    a check that fails there fails its script as if it had failed at once."""
+
+    __slots__ = ("resolve",)
+
+    def __init__(self, resolve: Callable[[], T]) -> None:
+        self.resolve = resolve
+
+
+def resolved(value: Deferred[T] | T) -> T:
+    """A script's result, with a `Deferred` one resolved."""
+    return value.resolve() if isinstance(value, Deferred) else value
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -67,11 +86,20 @@ class SqlStore(Store, abc.ABC):
         """A write for a caller that runs alone; by default the same as `_write`."""
         return await self._write(script)
 
+    async def _write_statement(self, script: Callable[[Tx], T], *, inline: bool = False) -> T:
+        """A write of a single statement, atomic by itself: a dialect may run it without a
+        transaction around it (and so without the BEGIN and COMMIT round trips). It may
+        run twice if the connection is lost before its answer; it must be idempotent."""
+        return await (self._write_inline(script) if inline else self._write(script))
+
     # -- intake ------------------------------------------------------------------------
     async def ingest(
         self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
     ) -> list[bool]:
-        return await self._write(lambda tx: _ingest(tx, events, matcher))
+        def script(tx: Tx) -> list[bool]:
+            return [insert.rowcount > 0 for insert in _ingest(tx, events, matcher)]
+
+        return await self._write(script)
 
     async def create_runs(
         self, runs: Sequence[NewRun], steps: Sequence[tuple[str, StepRecord]] = ()
@@ -106,26 +134,45 @@ class SqlStore(Store, abc.ABC):
     # -- the queue -----------------------------------------------------------------------
     async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
         def script(tx: Tx) -> list[Claim]:
+            # in phases, each sending its statements before reading any result: a
+            # pipelined dialect waits for the database a few times per claim, not per run
             rows = tx("claim_candidates", now, limit).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
-            claims = []
+            admitted = []
             for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:
                 keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
                 if (keys or throttle) and not gate.admit(run_id, keys, throttle):
                     continue
-                fence, cancel = tx("lease", owner, now + lease_for, run_id).fetchone()
+                leasing = tx("lease", owner, now + lease_for, run_id)
+                admitted.append((run_id, keys, holds, leasing))
+            leased = []
+            for run_id, keys, holds, leasing in admitted:
+                fence, cancel = leasing.fetchone()
                 if holds & flow_scripts.HOLDS_START_KEY:
                     tx("flow_release", run_id, "--")  # debounce and batch keys end at start
                 if not cancel:
                     tx("mark_started", now, run_id)
                     _history(tx, run_id, HistoryEntry(now, "started", {"worker": owner}))
-                run = _get_run(tx, run_id, with_steps=True)
-                if run is None:  # a job without its run cannot happen; drop it defensively
-                    tx("delete_job", run_id)
+                reads = (tx("get_run", run_id), tx("run_steps", run_id))
+                leased.append(
+                    (
+                        Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds),
+                        bool(cancel),
+                        reads,
+                    )
+                )
+            found = []
+            for lease, cancel, (run_row, step_rows) in leased:
+                row = run_row.fetchone()
+                if row is None:  # a job without its run cannot happen; drop it defensively
+                    tx("delete_job", lease.run_id)
                     continue
-                events = [e for e in (_get_event(tx, i) for i in run.event_ids) if e]
-                lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
-                claims.append(Claim(lease, run, [e.event for e in events], bool(cancel)))
+                run = _run(row, [_step(r) for r in step_rows.fetchall()])
+                found.append((lease, cancel, run, [tx("get_event", i) for i in run.event_ids]))
+            claims = []
+            for lease, cancel, run, event_rows in found:
+                events = [_event(r).event for r in (c.fetchone() for c in event_rows) if r]
+                claims.append(Claim(lease, run, events, cancel))
             return claims
 
         return await self._write(script)
@@ -160,37 +207,40 @@ class SqlStore(Store, abc.ABC):
         *,
         inline: bool = False,
     ) -> None:
-        def script(tx: Tx) -> None:
-            _check_fence(tx, lease)
-            _upsert_step(tx, lease.run_id, step, output_json)
+        def script(tx: Tx) -> Deferred[None]:
+            written = _save_step_fenced(tx, lease, step, output_json)
             for entry in history:
                 _history(tx, lease.run_id, entry)
+            return written
 
-        await (self._write_inline(script) if inline else self._write(script))
+        if not history:  # one statement: atomic without a transaction of its own
+            await self._write_statement(script, inline=inline)
+        else:
+            await (self._write_inline(script) if inline else self._write(script))
 
     async def save_step_with_events(
         self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
     ) -> None:
-        def script(tx: Tx) -> None:
-            _check_fence(tx, lease)
-            _upsert_step(tx, lease.run_id, step, output_json)
+        def script(tx: Tx) -> Deferred[None]:
+            written = _save_step_fenced(tx, lease, step, output_json)
             _ingest(tx, events, None)
+            return written
 
         await self._write(script)
 
     async def register_wait(self, lease: Lease, step: StepRecord, wait: Wait) -> None:
-        def script(tx: Tx) -> None:
-            _check_fence(tx, lease)
-            _upsert_step(tx, lease.run_id, step, None)
+        def script(tx: Tx) -> Deferred[None]:
+            written = _save_step_fenced(tx, lease, step, None)
             _insert_wait(tx, wait)
+            return written
 
         await self._write(script)
 
     async def start_invoke(self, lease: Lease, step: StepRecord, child_event: NewEvent) -> None:
-        def script(tx: Tx) -> None:
-            _check_fence(tx, lease)
-            _upsert_step(tx, lease.run_id, step, None)
+        def script(tx: Tx) -> Deferred[None]:
+            written = _save_step_fenced(tx, lease, step, None)
             _ingest(tx, [child_event], None)
+            return written
 
         await self._write(script)
 
@@ -243,15 +293,25 @@ class SqlStore(Store, abc.ABC):
         follow_up: Sequence[NewEvent] = (),
         history: Sequence[HistoryEntry] = (),
     ) -> None:
-        def script(tx: Tx) -> None:
-            _check_fence(tx, lease)
+        def script(tx: Tx) -> Deferred[None]:
+            # the fence is read first (and locked, on PostgreSQL) but its value is looked
+            # at last: a stale one rolls the whole script back
+            fence = tx("check_fence", lease.run_id)
             for entry in history:
                 _history(tx, lease.run_id, entry)
-            _finish(tx, lease.run_id, status, output_json, error, at)
+            parent = _finish(tx, lease.run_id, status, output_json, error, at)
             flow_scripts.free_slots(tx, lease.keys, at)
             if lease.holds:
                 tx("flow_release", lease.run_id, "s:")
             _ingest(tx, follow_up, None)
+
+            def check() -> None:
+                row = fence.fetchone()
+                if row is None or row[0] != lease.fence:
+                    _lease_lost(lease)
+                _resume_parent(tx, lease.run_id, parent.fetchone(), status, output_json, error, at)
+
+            return Deferred(check)
 
         await self._write(script)
 
@@ -332,34 +392,58 @@ class SqlStore(Store, abc.ABC):
 def _check_fence(tx: Tx, lease: Lease) -> None:
     row = tx("check_fence", lease.run_id).fetchone()
     if row is None or row[0] != lease.fence:
-        raise LeaseLostError(
-            f"run {lease.run_id} is no longer leased to {lease.owner} (fencing token "
-            f"{lease.fence} is stale); another worker took it over or it ended"
-        )
+        _lease_lost(lease)
 
 
-def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> list[bool]:
-    fresh = []
-    for item in events:
-        e = item.event
-        inserted = tx(
+def _lease_lost(lease: Lease) -> NoReturn:
+    raise LeaseLostError(
+        f"run {lease.run_id} is no longer leased to {lease.owner} (fencing token "
+        f"{lease.fence} is stale); another worker took it over or it ended"
+    )
+
+
+def _save_step_fenced(
+    tx: Tx, lease: Lease, step: StepRecord, output_json: str | None
+) -> Deferred[None]:
+    """Writes the step if the lease is still ours; the returned check raises if it was not."""
+    cursor = tx("save_step_fenced", *_step_columns(step, output_json), lease.run_id, lease.fence)
+
+    def check() -> None:
+        if cursor.rowcount == 0:
+            _lease_lost(lease)
+
+    return Deferred(check)
+
+
+def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> list[Cursor]:
+    """Stores the events, and for each one not stored before, its runs and the waits it
+    resumes. Returns each event's insert: `rowcount` 0 for an id already stored.
+
+    Every insert is sent before any result is read (a pipelined dialect then waits once),
+    and an event's result is read only when something depends on it."""
+    inserts = [
+        tx(
             "insert_event",
-            e.id,
-            e.name,
+            item.event.id,
+            item.event.name,
             item.data_json,
-            e.ts,
-            _json(e.user),
-            e.v,
+            item.event.ts,
+            _json(item.event.user),
+            item.event.v,
             item.received_at,
-        ).rowcount
-        fresh.append(inserted > 0)
-        if not inserted:
+        )
+        for item in events
+    ]
+    for item, insert in zip(events, inserts, strict=True):
+        if not item.runs and matcher is None:
+            continue
+        if not insert.rowcount:
             continue  # an id already stored: accepted and ignored
         for run in item.runs:
             _insert_run(tx, run)
         if matcher is not None:
-            _resume_waits(tx, e, matcher, item.received_at)
-    return fresh
+            _resume_waits(tx, item.event, matcher, item.received_at)
+    return inserts
 
 
 def _insert_run(tx: Tx, run: NewRun) -> None:
@@ -424,7 +508,8 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
     tx("delete_run_waits", run_id)
     tx("flow_release", run_id, "s:")
     _history(tx, run_id, HistoryEntry(now, "cancelled"))
-    _resume_parent(tx, run_id, RunStatus.CANCELLED, None, None, now)
+    parent = tx("run_parent", run_id).fetchone()
+    _resume_parent(tx, run_id, parent, RunStatus.CANCELLED, None, None, now)
     return True
 
 
@@ -469,24 +554,27 @@ def _finish(
     output_json: str | None,
     error: dict[str, Any] | None,
     at: float,
-) -> None:
+) -> Cursor:
+    """Ends the run; returns the cursor of its parent's (run id, step), read by the caller
+    with _resume_parent."""
     tx("finish_run", status.value, output_json, _json(error), at, run_id)
     tx("delete_job", run_id)
     tx("delete_run_waits", run_id)
     data = {"error": error} if error else {}
     _history(tx, run_id, HistoryEntry(at, status.value, data))
-    _resume_parent(tx, run_id, status, output_json, error, at)
+    return tx("run_parent", run_id)
 
 
 def _resume_parent(
     tx: Tx,
     run_id: str,
+    row: Any,
     status: RunStatus,
     output_json: str | None,
     error: dict[str, Any] | None,
     at: float,
 ) -> None:
-    row = tx("run_parent", run_id).fetchone()
+    """The invoking step of an ended run's parent (`row`: run_parent's) gets its outcome."""
     if row is None or row[0] is None:
         return
     parent_id, parent_step = row
@@ -514,11 +602,14 @@ def _resume_parent(
 
 
 def _upsert_step(tx: Tx, run_id: str, step: StepRecord, output_json: str | None) -> None:
+    tx("upsert_step", run_id, *_step_columns(step, output_json))
+
+
+def _step_columns(step: StepRecord, output_json: str | None) -> tuple[Any, ...]:
+    """A step's columns after its run id, as upsert_step and save_step_fenced take them."""
     if output_json is None and step.output is not None:
         output_json = _json(step.output)
-    tx(
-        "upsert_step",
-        run_id,
+    return (
         step.hashed_id,
         step.id,
         step.kind,

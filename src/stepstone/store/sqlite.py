@@ -23,13 +23,13 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StorageError
 from . import queries
-from .sql_store import SqlStore, Tx
+from .batching import STOP, settle_by_loop, take_batch
+from .sql_store import SqlStore, Tx, resolved
 
 T = TypeVar("T")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
 UNSURE_EVERY = 0.05  # seconds: see change_probe
-_STOP = object()
 
 
 def _split_statements(script: str) -> list[str]:
@@ -106,7 +106,7 @@ class SQLiteStore(SqlStore):
                 return
             self._opened = False
             writer, self._writer = self._writer, None
-        self._requests.put(_STOP)
+        self._requests.put(STOP)
         if writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, writer.join)
         if self._readers is not None:
@@ -176,23 +176,11 @@ class SQLiteStore(SqlStore):
         tx = self._tx(conn)
         try:
             while True:
-                first = self._requests.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._requests.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)
-                with self._batch_lock:
-                    if not self._run_batch(conn, tx, batch):
-                        conn, tx = self._reconnect(conn, tx)
+                batch, stop = take_batch(self._requests, MAX_BATCH)
+                if batch:
+                    with self._batch_lock:
+                        if not self._run_batch(conn, tx, batch):
+                            conn, tx = self._reconnect(conn, tx)
                 if stop:
                     return
         finally:
@@ -217,12 +205,7 @@ class SQLiteStore(SqlStore):
             healthy = False
         if conn.total_changes != changes_before:
             self._own_changes += 1
-        # one wake-up per event loop for the whole batch, not one per request
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
-        for (ok, value), (_, future, loop) in zip(results, batch, strict=True):
-            by_loop.setdefault(loop, []).append((future, ok, value))
-        for loop, settled in by_loop.items():
-            _resolve_all(loop, settled)
+        settle_by_loop(batch, results)  # one wake-up per event loop, not one per request
         return healthy
 
     def _apply(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> list[tuple[bool, Any]]:
@@ -233,7 +216,7 @@ class SQLiteStore(SqlStore):
             if not single:
                 conn.execute("SAVEPOINT request")
             try:
-                value = script(tx)
+                value = resolved(script(tx))
             except sqlite3.OperationalError:
                 raise  # the database itself failed (read-only, full, I/O): the whole batch fails
             except Exception as error:
@@ -365,7 +348,7 @@ class SQLiteStore(SqlStore):
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             if inline:
                 try:
-                    value = script(self._tx(conn))
+                    value = resolved(script(self._tx(conn)))
                     conn.execute("COMMIT")
                 except sqlite3.OperationalError:
                     # the database failed (read-only, full): the writer's path reports it,
@@ -403,39 +386,6 @@ class SQLiteStore(SqlStore):
             return script(self._tx(conn))
         finally:
             conn.execute("COMMIT")
-
-
-def _resolve(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
-) -> None:
-    def settle() -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    # RuntimeError: the caller's loop has closed; nobody is waiting
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(settle)
-
-
-def _resolve_all(
-    loop: asyncio.AbstractEventLoop, results: list[tuple[asyncio.Future[Any], bool, Any]]
-) -> None:
-    def settle() -> None:
-        for future, ok, value in results:
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    # RuntimeError: the caller's loop has closed; nobody is waiting
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(settle)
 
 
 def sqlite_from_url(url: str) -> SQLiteStore:

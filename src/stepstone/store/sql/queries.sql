@@ -100,6 +100,17 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
     wake_at = excluded.wake_at, detail = excluded.detail;
 
+-- name: save_step_fenced
+-- A step written only while the run's lease still carries this fencing token: the fence
+-- check and the upsert in one statement. No row written: the lease is lost.
+INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
+                   ended_at, wake_at, detail)
+SELECT run_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE run_id = ? AND fence = ?
+ON CONFLICT (run_id, hashed_id) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    wake_at = excluded.wake_at, detail = excluded.detail;
+
 -- name: expire_step
 UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ?
 WHERE run_id = ? AND hashed_id = ? AND status IN ('waiting', 'invoking');

@@ -15,6 +15,19 @@ SELECT pg_advisory_xact_lock(hashtextextended(?, 0));
 -- write it guards commits.
 SELECT fence FROM jobs WHERE run_id = ? FOR SHARE;
 
+-- name: save_step_fenced
+-- FOR SHARE as in check_fence; casts because a parameter in a SELECT list has no type
+-- of its own (a NULL would be taken for text).
+INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
+                   ended_at, wake_at, detail)
+SELECT run_id, ?::text, ?::text, ?::text, ?::text, ?::integer, ?::text, ?::text,
+       ?::double precision, ?::double precision, ?::double precision, ?::text
+FROM jobs WHERE run_id = ? AND fence = ? FOR SHARE
+ON CONFLICT (run_id, hashed_id) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    wake_at = excluded.wake_at, detail = excluded.detail;
+
 -- name: run_steps
 -- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
 SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
