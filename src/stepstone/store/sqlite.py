@@ -76,6 +76,7 @@ class SQLiteStore(SqlStore):
         self._probes: list[sqlite3.Connection] = []
         self._batch_lock = threading.Lock()  # one transaction at a time on the writer's
         self._writer_conn: sqlite3.Connection | None = None
+        self._inline_conn: sqlite3.Connection | None = None  # see _commit_inline
         self._own_changes = 0  # commits by this process's writer that changed rows
 
     # -- lifecycle -------------------------------------------------------------------
@@ -112,6 +113,8 @@ class SQLiteStore(SqlStore):
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
+        with self._batch_lock:
+            self._drop_inline_connection()
         probes, self._probes = self._probes, []
         for conn in probes:
             conn.close()
@@ -321,54 +324,84 @@ class SQLiteStore(SqlStore):
         return await future
 
     async def _write_inline(self, script: Callable[[Tx], T]) -> T:
-        """Commit on the caller's thread when the writer is idle and nothing is queued.
+        done, value = self._commit_inline(script, statement=False)
+        return value if done else await self._write(script)
+
+    async def _write_statement(self, script: Callable[[Tx], T], *, inline: bool = False) -> T:
+        if inline:
+            done, value = self._commit_inline(script, statement=True)
+            if done:
+                return value
+        return await self._write(script)
+
+    def _commit_inline(self, script: Callable[[Tx], T], *, statement: bool) -> tuple[bool, T]:
+        """Commit on the caller's thread when the writer is idle and nothing is queued:
+        (True, the script's result), or (False, None) for the caller to use the queue.
 
         For a run that executes alone: the two thread wake-ups of the queue (to the writer
         and back) cost about as much as the SQL, and there is nothing to group-commit
         with. The event loop waits for the commit (an fsync) meanwhile, which is why only
-        a worker with a single run in flight asks for it. Busy writer: the queue."""
-        conn = self._writer_conn
-        if (
-            conn is None
-            or not self._opened
-            or not self._requests.empty()
-            or not self._batch_lock.acquire(blocking=False)
-        ):
-            return await self._write(script)
+        a worker with a single run in flight asks for it. A single statement runs in
+        autocommit mode: it is its own transaction, as the floor's INSERT + COMMIT is.
+        Busy writer, or another process holding the lock: the queue."""
+        nothing: tuple[bool, Any] = (False, None)
+        if not self._opened or not self._requests.empty():
+            return nothing
+        if not self._batch_lock.acquire(blocking=False):
+            return nothing
         try:
+            conn = self._inline_connection()
+            if conn is None:
+                return nothing
             before = conn.total_changes
-            conn.execute("PRAGMA busy_timeout=0")  # never wait for another process's lock here
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
-                inline = False  # locked by another process: wait in the queue instead
-            else:
-                inline = True
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            if inline:
-                try:
+                if statement:
+                    value = resolved(script(self._tx(conn)))
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
                     value = resolved(script(self._tx(conn)))
                     conn.execute("COMMIT")
-                except sqlite3.OperationalError:
-                    # the database failed (read-only, full): the writer's path reports it,
-                    # and reconnects; the rolled-back script runs again there
-                    inline = False
-                    with contextlib.suppress(sqlite3.Error):
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                    raise
-            if inline:
-                if conn.total_changes != before:
-                    self._own_changes += 1
-                return value
+            except sqlite3.OperationalError as exc:
+                # locked by another process (this connection never waits), or the
+                # database failed (read-only, full): the writer's path waits, or reports
+                # and reconnects; the rolled-back script runs again there
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    self._drop_inline_connection()
+                return nothing
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                raise
+            if conn.total_changes != before:
+                self._own_changes += 1
+            return True, value
         finally:
             self._batch_lock.release()
-        return await self._write(script)
+
+    def _inline_connection(self) -> sqlite3.Connection | None:
+        """A connection of the event loop's for inline commits, with busy_timeout=0 (it
+        never waits for another process's lock). In memory: the writer's (a new one would
+        be another, empty database), which no other process can lock."""
+        if self.path is None:
+            return self._writer_conn
+        if self._inline_conn is None:
+            try:
+                conn = self._connect()
+                conn.execute("PRAGMA busy_timeout=0")
+            except sqlite3.Error:
+                return None
+            self._inline_conn = conn
+        return self._inline_conn
+
+    def _drop_inline_connection(self) -> None:
+        conn, self._inline_conn = self._inline_conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         if self._readers is None:
