@@ -209,6 +209,18 @@ async def test_renew_reports_an_ended_run_as_lost(store: Store) -> None:
     assert await store.renew([lease], T0 + LEASE) == ([lease.run_id], [])
 
 
+async def test_a_renewal_after_the_release_leaves_the_due_time_alone(store: Store) -> None:
+    """A worker's renewal may run just after one of its runs went to sleep: the sleeping
+    run must still wake at its time, not a lease later."""
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING)
+    assert await store.renew([lease], T0 + LEASE) == ([run_id], [])
+    assert await store.next_due() == T0 + 10
+    woken = await claim_one(store, now=T0 + 10)
+    assert woken.run.id == run_id
+
+
 async def test_reschedule_releases_the_run_until_its_time(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease

@@ -83,7 +83,11 @@ UPDATE jobs SET available_at = ? WHERE run_id = ? AND owner IS NULL;
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?;
 
 -- name: renew
-UPDATE jobs SET available_at = ? WHERE run_id = ? AND fence = ? RETURNING cancel;
+-- owner: a job its worker released (the run sleeps or waits) keeps its fence until the
+-- next claim, and a renewal racing the release must not push its due time back.
+UPDATE jobs SET available_at = ?
+WHERE run_id = ? AND fence = ? AND owner IS NOT NULL
+RETURNING cancel;
 
 -- name: next_due
 SELECT MIN(available_at) FROM jobs;
