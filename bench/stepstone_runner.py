@@ -67,12 +67,13 @@ async def _warm_up(app: stepstone.App, name: str) -> None:
     await app.wait_for_run(run.id, timeout=60)
 
 
-async def sequential(url: str, steps: int, paired_floor: str | None = None) -> dict[str, Any]:
+async def sequential(url: str, steps: int, paired_floor: bool = False) -> dict[str, Any]:
     """One run of `steps` trivial steps: send -> every step durable and the run completed.
 
-    paired_floor: a file path; the floor is then measured there just before and after."""
-    if paired_floor is not None:
-        before = floor.sqlite_sequential(paired_floor + "-1", steps)
+    paired_floor: measure the floor just before and after, on the same database (SQLite:
+    a file beside it; PostgreSQL: a table in it)."""
+    if paired_floor:
+        before = _floor_beside(url, steps, 1)
     app = stepstone.App("bench", database=url)
     tally = _Returned()
 
@@ -99,16 +100,20 @@ async def sequential(url: str, steps: int, paired_floor: str | None = None) -> d
         "seconds": seconds,
         "steps": steps,
     }
-    if paired_floor is not None:
+    if paired_floor:
         # the floor right before and right after, on the same disk a moment apart: the
         # disk's speed drifts by 2x over minutes on a shared machine
-        floors = [
-            before["steps_per_s"],
-            floor.sqlite_sequential(paired_floor + "-2", steps)["steps_per_s"],
-        ]
+        floors = [before, _floor_beside(url, steps, 2)]
         out["floor_paired_steps_per_s"] = statistics.mean(floors)
         out["vs_floor_paired"] = out["steps_per_s"] / out["floor_paired_steps_per_s"]
     return out
+
+
+def _floor_beside(url: str, steps: int, n: int) -> float:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        return float(floor.sqlite_sequential(f"{path}.floor-{n}", steps)["steps_per_s"])
+    return float(floor.postgres_sequential(url, steps)["steps_per_s"])
 
 
 async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) -> dict[str, Any]:
@@ -143,6 +148,74 @@ async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) ->
         "steps_per_run": steps,
         "worker_concurrency": concurrency,
     }
+
+
+async def concurrent_processes(
+    url: str, runs: int, steps: int, processes: int, concurrency: int = 100
+) -> dict[str, Any]:
+    """The concurrent workload served by `processes` worker processes (bench/workers.py):
+    PostgreSQL scales out by processes. Sent from this process, which runs no worker."""
+    app = stepstone.App("bench", database=url)
+
+    @app.function(id="concurrent", trigger="bench/concurrent")
+    async def run(ctx: stepstone.Context) -> int:  # planned here, executed by the workers
+        raise AssertionError("runs only in the worker processes")
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.workers", url, str(concurrency)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in workers:
+            assert proc.stdout is not None
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if line.strip() != "READY":
+                raise RuntimeError(f"a worker process did not start: {line!r}")
+        await app.send([{"name": "bench/concurrent", "data": {"steps": 5}}] * processes)
+        await _wait_all_ended(app)  # warm: every process has run something
+        start = time.perf_counter()
+        for first in range(0, runs, 5000):
+            batch = min(5000, runs - first)
+            await app.send([{"name": "bench/concurrent"} for _ in range(batch)])
+        await _wait_all_ended(app)
+        seconds = time.perf_counter() - start
+        failed = await app.list_runs(status="failed", limit=1)
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            await asyncio.to_thread(proc.wait)
+        await app.close()
+    if failed.runs:
+        raise RuntimeError(f"run {failed.runs[0].id} failed: {failed.runs[0].error}")
+    return {
+        "steps_per_s": runs * steps / seconds,
+        "runs_per_s": runs / seconds,
+        "seconds": seconds,
+        "runs": runs,
+        "steps_per_run": steps,
+        "worker_processes": processes,
+        "worker_concurrency": concurrency,
+    }
+
+
+async def _wait_all_ended(app: stepstone.App) -> None:
+    """Until no run is queued or running; polled every 10 ms (the workers are elsewhere)."""
+    while True:
+        unfinished = 0
+        for status in ("queued", "running"):
+            unfinished += len((await app.list_runs(status=status, limit=1)).runs)
+        if not unfinished:
+            return
+        await asyncio.sleep(0.01)
 
 
 LATENCY_STEPS = 5
@@ -540,12 +613,13 @@ async def run_all(fresh: Fresh, sizes: Sizes, workloads: list[str]) -> dict[str,
 
 async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "sequential":
-        paired = None
-        if sizes.paired_floor and url.startswith("sqlite:///"):
-            paired = url[len("sqlite:///") :] + ".floor"
-        return await sequential(url, sizes.sequential_steps, paired)
+        return await sequential(url, sizes.sequential_steps, sizes.paired_floor)
     if name == "concurrent":
         return await concurrent(url, sizes.concurrent_runs, sizes.concurrent_steps)
+    if name == "concurrent_procs":
+        return await concurrent_processes(
+            url, sizes.concurrent_runs, sizes.concurrent_steps, sizes.worker_processes
+        )
     if name in ("latency", "latency_xproc"):
         return await latency(
             url, sizes.latency_samples, sizes.latency_gap, cross_process=name == "latency_xproc"
@@ -553,7 +627,9 @@ async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "timers":
         return await timers(url, sizes.timer_runs)
     if name == "timers_paced":
-        return await timers(url, sizes.timer_runs, rate=sizes.timer_rate)
+        postgres = url.startswith("postgres")
+        rate = sizes.timer_rate_postgres if postgres else sizes.timer_rate
+        return await timers(url, sizes.timer_runs, rate=rate)
     if name == "sleepers":
         return await sleepers(url, sizes.sleepers)
     if name == "waits":

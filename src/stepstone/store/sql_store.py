@@ -294,9 +294,10 @@ class SqlStore(Store, abc.ABC):
         history: Sequence[HistoryEntry] = (),
     ) -> None:
         def script(tx: Tx) -> Deferred[None]:
-            # the fence is read first (and locked, on PostgreSQL) but its value is looked
-            # at last: a stale one rolls the whole script back
-            fence = tx("check_fence", lease.run_id)
+            # the job goes first, and only with our fencing token (its row lock taken
+            # before the run's, in the order a claim takes them); whether it went is looked
+            # at last: if not, the lease was lost, and the whole script is rolled back
+            ended = tx("end_job", lease.run_id, lease.fence)
             for entry in history:
                 _history(tx, lease.run_id, entry)
             parent = _finish(tx, lease.run_id, status, output_json, error, at)
@@ -306,8 +307,7 @@ class SqlStore(Store, abc.ABC):
             _ingest(tx, follow_up, None)
 
             def check() -> None:
-                row = fence.fetchone()
-                if row is None or row[0] != lease.fence:
+                if ended.rowcount == 0:
                     _lease_lost(lease)
                 _resume_parent(tx, lease.run_id, parent.fetchone(), status, output_json, error, at)
 
@@ -555,14 +555,13 @@ def _finish(
     error: dict[str, Any] | None,
     at: float,
 ) -> Cursor:
-    """Ends the run; returns the cursor of its parent's (run id, step), read by the caller
-    with _resume_parent."""
-    tx("finish_run", status.value, output_json, _json(error), at, run_id)
-    tx("delete_job", run_id)
+    """Ends a run whose job is gone; returns the cursor of its parent's (run id, step),
+    read by the caller with _resume_parent."""
+    parent = tx("finish_run", status.value, output_json, _json(error), at, run_id)
     tx("delete_run_waits", run_id)
     data = {"error": error} if error else {}
     _history(tx, run_id, HistoryEntry(at, status.value, data))
-    return tx("run_parent", run_id)
+    return parent
 
 
 def _resume_parent(

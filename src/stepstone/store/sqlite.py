@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -65,6 +66,9 @@ class SQLiteStore(SqlStore):
         self.synchronous = synchronous.lower()
         self.busy_timeout = busy_timeout
         self._queries = queries.load("sqlite")
+        self._returning = {
+            name for name, sql in self._queries.items() if re.search(r"\bRETURNING\b", sql, re.I)
+        }
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -262,9 +266,15 @@ class SQLiteStore(SqlStore):
 
     def _tx(self, conn: sqlite3.Connection) -> Tx:
         named = self._queries
+        returning = self._returning
 
-        def run(name: str, *params: Any) -> sqlite3.Cursor:
-            return conn.execute(named[name], params)
+        def run(name: str, *params: Any) -> sqlite3.Cursor | _Rows:
+            cursor = conn.execute(named[name], params)
+            if name in returning:
+                # a DML statement with rows unread stays in progress, and SQLite then
+                # refuses to COMMIT (this or any later transaction): read them now
+                return _Rows(cursor.fetchall(), cursor.rowcount)
+            return cursor
 
         return run
 
@@ -419,6 +429,22 @@ class SQLiteStore(SqlStore):
             return script(self._tx(conn))
         finally:
             conn.execute("COMMIT")
+
+
+class _Rows:
+    """The rows a statement returned, read at once."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
 
 
 def sqlite_from_url(url: str) -> SQLiteStore:

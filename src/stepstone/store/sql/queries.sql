@@ -166,10 +166,15 @@ WHERE run_id = ?;
 UPDATE runs SET status = ?, attempt = COALESCE(?, attempt) WHERE id = ?;
 
 -- name: finish_run
-UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?;
+UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?
+RETURNING parent_run_id, parent_step;
 
 -- name: delete_job
 DELETE FROM jobs WHERE run_id = ?;
+
+-- name: end_job
+-- A run's end, by the worker whose lease carries this fencing token (no row: not ours).
+DELETE FROM jobs WHERE run_id = ? AND fence = ?;
 
 -- name: run_parent
 SELECT parent_run_id, parent_step FROM runs WHERE id = ?;
