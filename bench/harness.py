@@ -35,20 +35,6 @@ class Cell:
     seconds: float = 0.0
 
 
-def stepstone_supports_postgres() -> bool:
-    """Whether this branch's stepstone accepts postgresql:// URLs (its store may be unmerged)."""
-    from stepstone.errors import ConfigError
-    from stepstone.store import store_from_url
-
-    try:
-        store_from_url("postgresql://postgres@127.0.0.1:1/stepstone")
-    except ConfigError:
-        return False
-    except Exception:
-        return True
-    return True
-
-
 def plan(sizes: Sizes, systems: list[str], backends: list[str], extras: bool) -> list[Cell]:
     """The cells of every repetition, each repetition in a rotated order of systems."""
     lanes: list[tuple[str, str, list[str], list[str]]] = []
@@ -59,7 +45,9 @@ def plan(sizes: Sizes, systems: list[str], backends: list[str], extras: bool) ->
             elif system == "dbos":
                 lanes.append((system, backend, CORE, []))
             elif system == "stepstone":
-                repeated = CORE + (REPEATED_EXTRA if extras else [])
+                # PostgreSQL scales out by processes: the concurrent workload again, on more
+                scale_out = ["concurrent_procs"] if backend == "postgres" else []
+                repeated = CORE + scale_out + (REPEATED_EXTRA if extras else [])
                 lanes.append((system, backend, repeated, ONCE_EXTRA if extras else []))
     cells = []
     for rep in range(sizes.repetitions):
@@ -167,18 +155,7 @@ def execute(
                 pg_version = cluster.version
             elif postgres:
                 notes.append("PostgreSQL rows skipped: no PostgreSQL server binaries here")
-            stepstone_pg = stepstone_supports_postgres()
-            if "postgres" in backends and not stepstone_pg:
-                notes.append(
-                    "stepstone on PostgreSQL: not available on this branch "
-                    "(store_from_url does not accept postgresql:// yet)"
-                )
             cells = plan(sizes, systems, backends, extras)
-            cells = [
-                c
-                for c in cells
-                if not (c.system == "stepstone" and c.backend == "postgres" and not stepstone_pg)
-            ]
             for i, cell in enumerate(cells, 1):
                 log(
                     f"[{i}/{len(cells)}] {cell.system} on {cell.backend}, repetition "
@@ -197,7 +174,6 @@ def execute(
     return {
         "machine": machine,
         "postgres_version": pg_version,
-        "stepstone_postgres": stepstone_pg,
         "sizes": sizes.to_dict(),
         "loadavg_before": load_before,
         "notes": notes,

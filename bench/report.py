@@ -30,6 +30,8 @@ METRICS = [
     ("sequential", "vs_floor_paired", "1 sequential ÷ floor run beside it", "x", True),
     ("concurrent", "steps_per_s", "2 concurrent: steps/s", "/s", True),
     ("concurrent", "runs_per_s", "2 concurrent: runs/s", "/s", True),
+    ("concurrent_procs", "steps_per_s", "2 concurrent, 2 worker processes: steps/s", "/s", True),
+    ("concurrent_procs", "runs_per_s", "2 concurrent, 2 worker processes: runs/s", "/s", True),
     ("latency", "first_step.p50_ms", "3 event→1st step p50", "ms", False),
     ("latency", "first_step.p99_ms", "3 event→1st step p99", "ms", False),
     ("latency", "step_to_step.p50_ms", "3 step→next step p50", "ms", False),
@@ -105,14 +107,15 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
     def add(name: str, goal: str, value: float | None, ok: bool | None, shown: str) -> None:
         rows.append({"target": name, "goal": goal, "value": value, "met": ok, "shown": shown})
 
+    sizes = raw["sizes"]
     for backend in ("sqlite", "postgres"):
-        b = BACKEND[backend]
-        ss = get(medians, f"stepstone/{backend}", "sequential", "steps_per_s")
+        b, lane = BACKEND[backend], f"stepstone/{backend}"
+        ss = get(medians, lane, "sequential", "steps_per_s")
         fl = get(medians, f"floor/{backend}", "sequential", "steps_per_s")
         if ss and fl:
             r = ss / fl
             add(f"sequential vs floor ({b})", "≥ 75% of the floor", r, r >= 0.75, f"{r:.0%}")
-        paired = get(medians, f"stepstone/{backend}", "sequential", "vs_floor_paired")
+        paired = get(medians, lane, "sequential", "vs_floor_paired")
         if paired:
             add(
                 f"sequential vs the floor run beside it ({b})",
@@ -121,61 +124,66 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
                 paired >= 0.75,
                 f"{paired:.0%}",
             )
-        elif fl and backend == "postgres":
-            add(
-                f"sequential vs floor ({b})", "≥ 75% of the floor", None, None, "n/a on this branch"
-            )
-        sc = get(medians, f"stepstone/{backend}", "concurrent", "steps_per_s")
         dc = get(medians, f"dbos/{backend}", "concurrent", "steps_per_s")
-        if sc and dc:
-            r = sc / dc
-            add(f"concurrent vs DBOS ({b})", "≥ 20x DBOS steps/s", r, r >= 20, f"{r:.1f}x")
-        elif dc and backend == "postgres":
-            add(f"concurrent vs DBOS ({b})", "≥ 20x DBOS steps/s", None, None, "n/a on this branch")
-    for workload, where in (("latency", "in process"), ("latency_xproc", "other process")):
-        p50 = get(medians, "stepstone/sqlite", workload, "first_step.p50_ms")
-        p99 = get(medians, "stepstone/sqlite", workload, "first_step.p99_ms")
-        if p50 is not None and p99 is not None:
-            add(f"event→first step p50 ({where}, SQLite)", "< 5 ms", p50, p50 < 5, f"{p50:.2f} ms")
+        for workload, how in (("concurrent", "1 worker process"), ("concurrent_procs", "2")):
+            sc = get(medians, lane, workload, "steps_per_s")
+            if sc and dc:
+                r = sc / dc
+                where = how if workload == "concurrent" else f"{how} worker processes"
+                add(
+                    f"concurrent vs DBOS ({b}, {where})",
+                    "≥ 20x DBOS steps/s",
+                    r,
+                    r >= 20,
+                    f"{r:.1f}x",
+                )
+        for workload, where in (("latency", "in process"), ("latency_xproc", "other process")):
+            p50 = get(medians, lane, workload, "first_step.p50_ms")
+            p99 = get(medians, lane, workload, "first_step.p99_ms")
+            if p50 is not None and p99 is not None:
+                add(f"event→first step p50 ({where}, {b})", "< 5 ms", p50, p50 < 5, f"{p50:.2f} ms")
+                add(
+                    f"event→first step p99 ({where}, {b})",
+                    "< 25 ms",
+                    p99,
+                    p99 < 25,
+                    f"{p99:.2f} ms",
+                )
+        n = sizes["timer_runs"]
+        rate = sizes.get("timer_rate_postgres" if backend == "postgres" else "timer_rate")
+        for workload, how in (("timers", "sent at once"), ("timers_paced", f"sent {rate:g}/s")):
+            late = get(medians, lane, workload, "lateness.p99_ms")
+            if late is not None:
+                add(
+                    f"timer lateness p99, {n:,} runs {how} ({b})",
+                    "< 50 ms",
+                    late,
+                    late < 50,
+                    f"{late:,.1f} ms",
+                )
+        first = get(medians, lane, "sleepers", "rss_first_mb")
+        last = get(medians, lane, "sleepers", "rss_last_mb")
+        if first and last:
+            r = last / first
             add(
-                f"event→first step p99 ({where}, SQLite)", "< 25 ms", p99, p99 < 25, f"{p99:.2f} ms"
+                f"worker memory flat with {sizes['sleepers']:,} sleepers ({b})",
+                "RSS grows ≤ 10% from 1% to 100% of them",
+                r,
+                r <= 1.10,
+                f"{first:.0f} → {last:.0f} MB (+{r - 1:.0%})",
             )
-    n = raw["sizes"]["timer_runs"]
-    for workload, how in (("timers", "sent at once"), ("timers_paced", "sent paced")):
-        late = get(medians, "stepstone/sqlite", workload, "lateness.p99_ms")
-        if late is not None:
+        # the baseline: as many runs in the database, sleeping instead of waiting
+        none = get(medians, lane, "waits", "nonmatching_events_per_s_no_waits")
+        full = get(medians, lane, "waits", "nonmatching_events_per_s_with_waits")
+        if none and full:
+            r = full / none
             add(
-                f"timer lateness p99, {n:,} runs {how}",
-                "< 50 ms",
-                late,
-                late < 50,
-                f"{late:,.1f} ms",
+                f"non-matching event cost, {sizes['waiters']:,} runs waiting vs sleeping ({b})",
+                "within 10%",
+                r,
+                r >= 0.90,
+                f"{full:,.0f} vs {none:,.0f} events/s ({r:.0%})",
             )
-    first = get(medians, "stepstone/sqlite", "sleepers", "rss_first_mb")
-    last = get(medians, "stepstone/sqlite", "sleepers", "rss_last_mb")
-    if first and last:
-        n = raw["sizes"]["sleepers"]
-        r = last / first
-        add(
-            f"worker memory flat with {n:,} sleepers",
-            "RSS grows ≤ 10% from 1% to 100% of them",
-            r,
-            r <= 1.10,
-            f"{first:.0f} → {last:.0f} MB (+{r - 1:.0%})",
-        )
-    # the baseline: as many runs in the database, sleeping instead of waiting
-    none = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_no_waits")
-    full = get(medians, "stepstone/sqlite", "waits", "nonmatching_events_per_s_with_waits")
-    if none and full:
-        n = raw["sizes"]["waiters"]
-        r = full / none
-        add(
-            f"non-matching event cost, {n:,} runs waiting vs sleeping",
-            "within 10%",
-            r,
-            r >= 0.90,
-            f"{full:,.0f} vs {none:,.0f} events/s ({r:.0%})",
-        )
     return rows
 
 
@@ -196,11 +204,7 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
     from rich.table import Table
 
     lanes = [(s, b) for s, b in LANES if any(f"{s}/{b}" == lane for lane in medians)]
-    if raw.get("postgres_version") and not raw.get("stepstone_postgres"):
-        lanes = (
-            [*lanes, ("stepstone", "postgres")] if ("stepstone", "postgres") not in lanes else lanes
-        )
-        lanes.sort(key=LANES.index)
+    backends = [b for b in BACKEND if f"stepstone/{b}" in medians]
     table = Table(
         title=f"stepstone benchmarks: medians of {raw['sizes']['repetitions']} "
         "repetitions (one run of the heavy workloads 4-5)"
@@ -209,35 +213,29 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
     table.add_column("unit")
     for system, backend in lanes:
         table.add_column(f"{LABEL[system]}\n{BACKEND[backend]}", justify="right")
-    table.add_column("stepstone ÷\nDBOS (SQLite)", justify="right")
-    table.add_column("stepstone ÷\nfloor (SQLite)", justify="right")
+    for backend in backends:
+        for other in ("DBOS", "floor"):
+            table.add_column(f"stepstone ÷\n{other} ({BACKEND[backend]})", justify="right")
     for workload, path, label, unit, higher in METRICS:
         cells = []
         present = False
         for system, backend in lanes:
             lane = f"{system}/{backend}"
             v = get(medians, lane, workload, path)
-            if (
-                v is None
-                and system == "stepstone"
-                and backend == "postgres"
-                and not raw.get("stepstone_postgres")
-            ):
-                cells.append("n/a*")
-                continue
             present = present or v is not None
             cells.append(_fmt(v, unit))
         if not present:
             continue
         ratios = []
-        for other in ("dbos/sqlite", "floor/sqlite"):
-            a = get(medians, "stepstone/sqlite", workload, path)
-            b = get(medians, other, workload, path)
-            if a and b:
-                r = a / b if higher else b / a
-                ratios.append(f"{r:.2f}x")
-            else:
-                ratios.append("")
+        for backend in backends:
+            for other in ("dbos", "floor"):
+                a = get(medians, f"stepstone/{backend}", workload, path)
+                b = get(medians, f"{other}/{backend}", workload, path)
+                if a and b:
+                    r = a / b if higher else b / a
+                    ratios.append(f"{r:.2f}x")
+                else:
+                    ratios.append("")
         table.add_row(label, unit, *cells, *ratios)
     goals_table = Table(title="targets")
     for column in ("target", "goal", "measured", "met"):
@@ -261,8 +259,6 @@ def settings_note(raw: dict[str, Any]) -> list[str]:
             f"PostgreSQL {raw['postgres_version']}: a throwaway cluster for this run, defaults "
             "(fsync=on, synchronous_commit=on), on the same disk."
         )
-    if raw.get("postgres_version") and not raw.get("stepstone_postgres"):
-        notes.append("* stepstone on PostgreSQL: not available on this branch.")
     notes.extend(raw.get("notes", []))
     return notes
 
@@ -342,13 +338,17 @@ def chart(raw: dict[str, Any], medians: dict[str, Any], path: str) -> str:
     ax.set_title("3. event → first step (p50 solid, p99 light; targets 5 / 25 ms)")
     ax = axes[1][1]
     lines = []
-    for workload, path_, label, unit, _ in METRICS:
-        if workload in ("timers", "timers_paced", "sleepers", "waits", "intake"):
-            v = get(medians, "stepstone/sqlite", workload, path_)
-            if v is not None:
-                lines.append(f"{label[2:]}: {_fmt(v, unit)} {unit}")
+    for backend in BACKEND:
+        found = []
+        for workload, path_, label, unit, _ in METRICS:
+            if workload in ("concurrent_procs", "timers", "timers_paced", "sleepers", "waits"):
+                v = get(medians, f"stepstone/{backend}", workload, path_)
+                if v is not None:
+                    found.append(f" {label[2:]}: {_fmt(v, unit)} {unit}")
+        if found:
+            lines += [f"{BACKEND[backend]}:", *found]
     ax.axis("off")
-    ax.set_title("4-6. stepstone on SQLite")
+    ax.set_title("2, 4-5. stepstone: more workloads")
     ax.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=9)
     machine = raw.get("machine", {})
     fig.suptitle(

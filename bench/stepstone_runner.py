@@ -21,6 +21,9 @@ from .common import Sizes, latency_summary, rss_bytes
 Fresh = Callable[[str], str]  # workload name -> a fresh database URL
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 async def _noop(i: int) -> int:
     return i
 
@@ -51,13 +54,7 @@ async def _wait_completed(app: stepstone.App, returned: asyncio.Future[None]) ->
     harness takes no CPU from the worker), then polls until no run is left unfinished.
     """
     await asyncio.wait_for(returned, timeout=600)
-    while True:
-        unfinished = 0
-        for status in ("queued", "running"):
-            unfinished += len((await app.list_runs(status=status, limit=1)).runs)
-        if not unfinished:
-            return
-        await asyncio.sleep(0.001)
+    await _wait_all_ended(app, every=0.001)
 
 
 async def _warm_up(app: stepstone.App, name: str) -> None:
@@ -133,9 +130,7 @@ async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) ->
             await _warm_up(app, "bench/concurrent")
             returned = tally.arm(runs)
             start = time.perf_counter()
-            for first in range(0, runs, 5000):
-                batch = min(5000, runs - first)
-                await app.send([{"name": "bench/concurrent"} for _ in range(batch)])
+            await _send_many(app, "bench/concurrent", runs)
             await _wait_completed(app, returned)
             seconds = time.perf_counter() - start
     finally:
@@ -161,30 +156,30 @@ async def concurrent_processes(
     async def run(ctx: stepstone.Context) -> int:  # planned here, executed by the workers
         raise AssertionError("runs only in the worker processes")
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.workers", url, str(concurrency)],
-            stdout=subprocess.PIPE,
-            text=True,
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.workers",
+            url,
+            str(concurrency),
+            stdout=asyncio.subprocess.PIPE,
             env=env,
-            cwd=root,
+            cwd=ROOT,
         )
         for _ in range(processes)
     ]
     try:
         for proc in workers:
             assert proc.stdout is not None
-            line = await asyncio.to_thread(proc.stdout.readline)
-            if line.strip() != "READY":
+            line = await proc.stdout.readline()
+            if line.strip() != b"READY":
                 raise RuntimeError(f"a worker process did not start: {line!r}")
         await app.send([{"name": "bench/concurrent", "data": {"steps": 5}}] * processes)
         await _wait_all_ended(app)  # warm: every process has run something
         start = time.perf_counter()
-        for first in range(0, runs, 5000):
-            batch = min(5000, runs - first)
-            await app.send([{"name": "bench/concurrent"} for _ in range(batch)])
+        await _send_many(app, "bench/concurrent", runs)
         await _wait_all_ended(app)
         seconds = time.perf_counter() - start
         failed = await app.list_runs(status="failed", limit=1)
@@ -192,7 +187,7 @@ async def concurrent_processes(
         for proc in workers:
             proc.terminate()
         for proc in workers:
-            await asyncio.to_thread(proc.wait)
+            await proc.wait()
         await app.close()
     if failed.runs:
         raise RuntimeError(f"run {failed.runs[0].id} failed: {failed.runs[0].error}")
@@ -207,15 +202,20 @@ async def concurrent_processes(
     }
 
 
-async def _wait_all_ended(app: stepstone.App) -> None:
-    """Until no run is queued or running; polled every 10 ms (the workers are elsewhere)."""
+async def _send_many(app: stepstone.App, name: str, count: int) -> None:
+    for first in range(0, count, 5000):
+        await app.send([{"name": name} for _ in range(min(5000, count - first))])
+
+
+async def _wait_all_ended(app: stepstone.App, every: float = 0.01) -> None:
+    """Until no run is queued or running, polled `every` seconds."""
     while True:
         unfinished = 0
         for status in ("queued", "running"):
             unfinished += len((await app.list_runs(status=status, limit=1)).runs)
         if not unfinished:
             return
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(every)
 
 
 LATENCY_STEPS = 5
@@ -423,10 +423,12 @@ async def _median_rate(app: stepstone.App, events: list[dict[str, Any]]) -> floa
     return statistics.median([await _send_rate(app, events, 16) for _ in range(3)])
 
 
-async def waits(url: str, total: int, events: int, matches: int, time_cap: float) -> dict[str, Any]:
-    """Events/s that no wait listens for: `total` runs waiting vs as many sleeping (same
-    database size, no wait), measured alternately so drift hits both; then matching
-    events, each resuming one of the waiting runs."""
+async def waits(
+    url: str, baseline_url: str, total: int, events: int, matches: int, time_cap: float
+) -> dict[str, Any]:
+    """Events/s that no wait listens for: `total` runs waiting vs as many sleeping in
+    another database (`baseline_url`: same size, no wait), measured alternately so drift
+    hits both; then matching events, each resuming one of the waiting runs."""
     app = stepstone.App("bench", database=url)
 
     @app.function(id="waiter", trigger="bench/waiter")
@@ -435,7 +437,7 @@ async def waits(url: str, total: int, events: int, matches: int, time_cap: float
             "w", event="x/y", timeout="1h", if_="event.data.k == async.data.k"
         )
 
-    baseline = _sleepers_app(url + ".sleepers")
+    baseline = _sleepers_app(baseline_url)
     nonmatching = [{"name": "bench/nobody-waits", "data": {"k": i}} for i in range(events)]
     try:
         empty_rate = 0.0
@@ -603,7 +605,7 @@ async def run_all(fresh: Fresh, sizes: Sizes, workloads: list[str]) -> dict[str,
     results: dict[str, Any] = {}
     for name in workloads:
         try:
-            results[name] = await _run_one(fresh(name), sizes, name)
+            results[name] = await _run_one(fresh, sizes, name)
         except Exception as exc:  # one failed workload must not hide the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         if os.environ.get("BENCH_VERBOSE"):
@@ -611,7 +613,8 @@ async def run_all(fresh: Fresh, sizes: Sizes, workloads: list[str]) -> dict[str,
     return results
 
 
-async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
+async def _run_one(fresh: Fresh, sizes: Sizes, name: str) -> dict[str, Any]:
+    url = fresh(name)
     if name == "sequential":
         return await sequential(url, sizes.sequential_steps, sizes.paired_floor)
     if name == "concurrent":
@@ -634,7 +637,12 @@ async def _run_one(url: str, sizes: Sizes, name: str) -> dict[str, Any]:
         return await sleepers(url, sizes.sleepers)
     if name == "waits":
         return await waits(
-            url, sizes.waiters, sizes.wait_events, sizes.wait_matches, sizes.wait_time
+            url,
+            fresh("waits_baseline"),
+            sizes.waiters,
+            sizes.wait_events,
+            sizes.wait_matches,
+            sizes.wait_time,
         )
     if name == "intake":
         return await intake(url, sizes.intake_events, sizes.intake_time)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg_cluster import PostgresCluster
+
 bench = pytest.importorskip("bench.stepstone_runner")
 report = pytest.importorskip("bench.report")
 common = pytest.importorskip("bench.common")
@@ -35,3 +37,26 @@ def test_quick_harness_runs_stepstone_workloads(tmp_path: Path) -> None:
     medians = report.aggregate(raw)
     assert report.get(medians, "stepstone/sqlite", "sequential", "steps_per_s")
     assert report.targets(medians, raw)
+
+
+def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
+    postgres_cluster: PostgresCluster, postgres_template: str
+) -> None:
+    sizes = common.TINY
+    workloads = ["sequential", "concurrent_procs", "timers_paced", "waits"]
+
+    def fresh(name: str) -> str:
+        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
+
+    results = asyncio.run(bench.run_all(fresh, sizes, workloads))
+    for name in workloads:
+        assert "error" not in results[name], (name, results[name])
+    assert results["sequential"]["vs_floor_paired"] > 0
+    assert results["concurrent_procs"]["worker_processes"] == sizes.worker_processes
+    assert results["timers_paced"]["sent_per_s"] == sizes.timer_rate_postgres
+    raw = {
+        "sizes": sizes.to_dict(),
+        "cells": [{"system": "stepstone", "backend": "postgres", "results": results, "rep": 0}],
+    }
+    goals = report.targets(report.aggregate(raw), raw)
+    assert any("PostgreSQL" in goal["target"] for goal in goals)
