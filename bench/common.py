@@ -29,7 +29,7 @@ class Sizes:
     worker_processes: int = 2  # the concurrent workload again, over this many workers
     sleepers: int = 100_000
     waiters: int = 100_000
-    wait_events: int = 2000  # non-matching events per measurement
+    wait_events: int = 4000  # non-matching events per measurement
     wait_matches: int = 200  # matching events (bounded by wait_time)
     wait_time: float = 20.0
     intake_events: int = 20_000
