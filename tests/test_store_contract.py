@@ -191,6 +191,28 @@ async def test_a_refused_write_among_concurrent_ones_undoes_nothing_else(store: 
     assert ended is not None and ended.steps == []
 
 
+async def test_writes_queued_before_close_are_saved_and_later_ones_refused(
+    store: Store,
+) -> None:
+    await queue_runs(store, 5)
+    claims = await store.claim("w1", 5, T0, LEASE)
+    pending = [
+        asyncio.ensure_future(store.save_step(c.lease, step("a", output=i), str(i)))
+        for i, c in enumerate(claims)
+    ]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    await asyncio.wait_for(asyncio.gather(*pending), 10)  # none failed, none hangs
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.save_step(claims[0].lease, step("b"), "1")
+    if getattr(store, "url", "") == "memory://":
+        return  # a closed in-memory database is gone
+    await store.open()
+    for index, claim in enumerate(claims):
+        run = await store.get_run(claim.run.id)
+        assert run is not None and [s.output for s in run.steps] == [index]
+
+
 async def test_renew_extends_live_leases_and_reports_lost_ones(store: Store) -> None:
     kept_id, lost_id = await queue_runs(store, 2)
     claims = {c.run.id: c.lease for c in await store.claim("w1", 2, T0, LEASE)}

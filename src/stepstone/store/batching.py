@@ -55,3 +55,17 @@ def settle_by_loop(batch: list[Any], results: list[tuple[bool, Any]]) -> None:
         by_loop.setdefault(request[2], []).append((request[1], ok, value))
     for loop, settled in by_loop.items():
         settle_all(loop, settled)
+
+
+def fail_pending(requests: queue.SimpleQueue[Any], error: BaseException) -> None:
+    """Fails every request still queued once its thread has ended (one that slipped in
+    while the store was closing): its caller is told, rather than waiting forever."""
+    left = []
+    while True:
+        try:
+            item = requests.get_nowait()
+        except queue.Empty:
+            break
+        if item is not STOP:
+            left.append(item)
+    settle_by_loop(left, [(False, error)] * len(left))

@@ -38,7 +38,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError
 from . import queries, redact_url
-from .batching import STOP, settle_by_loop, take_batch
+from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .sql_store import SqlStore, Tx, resolved
@@ -87,6 +87,7 @@ class PostgresStore(SqlStore):
                 "use 1 <= writers < pool_max_size (reads need connections too)"
             )
         self.writers = writers
+        self._closing = False
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer_threads: list[threading.Thread] = []
         self.conninfo = conninfo
@@ -134,6 +135,7 @@ class PostgresStore(SqlStore):
                 self.max_size - self.writers, thread_name_prefix="stepstone-pg"
             )
             self._pool = pool
+            self._closing = False
             self._writer_threads = [
                 threading.Thread(
                     target=self._writer_main, name=f"stepstone-pg-writer-{n}", daemon=True
@@ -145,10 +147,9 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
-            threads, self._threads = self._threads, None
-            listener, self._listener = self._listener, None
+            self._closing = True  # no new write is queued from now on
             writers, self._writer_threads = self._writer_threads, []
+            listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
         loop = asyncio.get_running_loop()
@@ -156,6 +157,10 @@ class PostgresStore(SqlStore):
             self._requests.put(STOP)
         for thread in writers:
             await loop.run_in_executor(None, thread.join)
+        fail_pending(self._requests, RuntimeError("the store was closed before this write"))
+        with self._lock:
+            pool, self._pool = self._pool, None
+            threads, self._threads = self._threads, None
         if threads is not None:  # let transactions in flight end, without blocking the loop
             await loop.run_in_executor(None, threads.shutdown)
         if pool is not None:
@@ -182,7 +187,7 @@ class PostgresStore(SqlStore):
         return await self._dispatch(script, transaction=False)
 
     async def _enqueue(self, script: Callable[[Tx], T], *, single: bool) -> T:
-        if self._pool is None:
+        if self._pool is None or self._closing:
             raise RuntimeError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()

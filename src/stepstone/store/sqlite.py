@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StorageError
 from . import queries
-from .batching import STOP, settle_by_loop, take_batch
+from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .sql_store import SqlStore, Tx, resolved
 
 T = TypeVar("T")
@@ -114,6 +114,7 @@ class SQLiteStore(SqlStore):
         self._requests.put(STOP)
         if writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, writer.join)
+        fail_pending(self._requests, RuntimeError("the store was closed before this write"))
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
