@@ -101,6 +101,17 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def throughput(runs: int, steps: int, seconds: float) -> dict[str, Any]:
+    """The concurrent workload's figures, as every system reports them."""
+    return {
+        "steps_per_s": runs * steps / seconds,
+        "runs_per_s": runs / seconds,
+        "seconds": seconds,
+        "runs": runs,
+        "steps_per_run": steps,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .common import Sizes, latency_summary
+from .common import Sizes, latency_summary, throughput
 
 LATENCY_STEPS = 5
 QUEUE = "bench_latency"
@@ -105,14 +105,7 @@ class DbosBench:
         handles = [DBOS.start_workflow(self.steps_workflow, steps) for _ in range(runs)]
         for handle in handles:
             handle.get_result()
-        seconds = time.perf_counter() - start
-        return {
-            "steps_per_s": runs * steps / seconds,
-            "runs_per_s": runs / seconds,
-            "seconds": seconds,
-            "runs": runs,
-            "steps_per_run": steps,
-        }
+        return throughput(runs, steps, time.perf_counter() - start)
 
     def latency(self, samples: int, gap: float, *, cross_process: bool) -> dict[str, Any]:
         from dbos import DBOS

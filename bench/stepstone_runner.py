@@ -16,7 +16,7 @@ from typing import Any
 import stepstone
 
 from . import floor
-from .common import Sizes, latency_summary, rss_bytes
+from .common import Sizes, latency_summary, rss_bytes, throughput
 
 Fresh = Callable[[str], str]  # workload name -> a fresh database URL
 
@@ -64,6 +64,38 @@ async def _warm_up(app: stepstone.App, name: str) -> None:
     await app.wait_for_run(run.id, timeout=60)
 
 
+def define_step_loop(
+    app: stepstone.App, function_id: str, steps: int, returned: Callable[[], None] = lambda: None
+) -> None:
+    """The function every throughput workload runs: `steps` trivial steps in sequence
+    (`data.steps` overrides), then `returned()`."""
+
+    @app.function(id=function_id, trigger=f"bench/{function_id}")
+    async def run(ctx: stepstone.Context) -> int:
+        count = int(ctx.event.data.get("steps", steps))
+        for i in range(count):
+            await ctx.step.run(f"s{i}", _noop, i)
+        returned()
+        return count
+
+
+async def _timed_runs(url: str, function_id: str, runs: int, steps: int, concurrency: int) -> float:
+    """Seconds from sending `runs` runs of the step loop to all of them completed."""
+    app = stepstone.App("bench", database=url)
+    tally = _Returned()
+    define_step_loop(app, function_id, steps, tally.returned)
+    try:
+        async with app.worker(concurrency=concurrency):
+            await _warm_up(app, f"bench/{function_id}")
+            returned = tally.arm(runs)
+            start = time.perf_counter()
+            await _send_many(app, f"bench/{function_id}", runs)
+            await _wait_completed(app, returned)
+            return time.perf_counter() - start
+    finally:
+        await app.close()
+
+
 async def sequential(url: str, steps: int, paired_floor: bool = False) -> dict[str, Any]:
     """One run of `steps` trivial steps: send -> every step durable and the run completed.
 
@@ -71,26 +103,7 @@ async def sequential(url: str, steps: int, paired_floor: bool = False) -> dict[s
     a file beside it; PostgreSQL: a table in it)."""
     if paired_floor:
         before = _floor_beside(url, steps, 1)
-    app = stepstone.App("bench", database=url)
-    tally = _Returned()
-
-    @app.function(id="sequential", trigger="bench/sequential")
-    async def run(ctx: stepstone.Context) -> int:
-        for i in range(ctx.event.data.get("steps", steps)):
-            await ctx.step.run(f"s{i}", _noop, i)
-        tally.returned()
-        return steps
-
-    try:
-        async with app.worker():
-            await _warm_up(app, "bench/sequential")
-            returned = tally.arm(1)
-            start = time.perf_counter()
-            await app.send({"name": "bench/sequential"})
-            await _wait_completed(app, returned)
-            seconds = time.perf_counter() - start
-    finally:
-        await app.close()
+    seconds = await _timed_runs(url, "sequential", 1, steps, concurrency=100)
     out: dict[str, Any] = {
         "steps_per_s": steps / seconds,
         "us_per_step": seconds / steps * 1e6,
@@ -115,34 +128,8 @@ def _floor_beside(url: str, steps: int, n: int) -> float:
 
 async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) -> dict[str, Any]:
     """`runs` runs of `steps` steps, sent in one call; until all are completed."""
-    app = stepstone.App("bench", database=url)
-    tally = _Returned()
-
-    @app.function(id="concurrent", trigger="bench/concurrent")
-    async def run(ctx: stepstone.Context) -> int:
-        for i in range(ctx.event.data.get("steps", steps)):
-            await ctx.step.run(f"s{i}", _noop, i)
-        tally.returned()
-        return steps
-
-    try:
-        async with app.worker(concurrency=concurrency):
-            await _warm_up(app, "bench/concurrent")
-            returned = tally.arm(runs)
-            start = time.perf_counter()
-            await _send_many(app, "bench/concurrent", runs)
-            await _wait_completed(app, returned)
-            seconds = time.perf_counter() - start
-    finally:
-        await app.close()
-    return {
-        "steps_per_s": runs * steps / seconds,
-        "runs_per_s": runs / seconds,
-        "seconds": seconds,
-        "runs": runs,
-        "steps_per_run": steps,
-        "worker_concurrency": concurrency,
-    }
+    seconds = await _timed_runs(url, "concurrent", runs, steps, concurrency)
+    return {**throughput(runs, steps, seconds), "worker_concurrency": concurrency}
 
 
 async def concurrent_processes(
@@ -151,10 +138,7 @@ async def concurrent_processes(
     """The concurrent workload served by `processes` worker processes (bench/workers.py):
     PostgreSQL scales out by processes. Sent from this process, which runs no worker."""
     app = stepstone.App("bench", database=url)
-
-    @app.function(id="concurrent", trigger="bench/concurrent")
-    async def run(ctx: stepstone.Context) -> int:  # planned here, executed by the workers
-        raise AssertionError("runs only in the worker processes")
+    define_step_loop(app, "concurrent", steps)  # planned here, run by the worker processes
 
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     workers = [
@@ -164,6 +148,7 @@ async def concurrent_processes(
             "bench.workers",
             url,
             str(concurrency),
+            str(steps),
             stdout=asyncio.subprocess.PIPE,
             env=env,
             cwd=ROOT,
@@ -183,6 +168,7 @@ async def concurrent_processes(
         await _wait_all_ended(app)
         seconds = time.perf_counter() - start
         failed = await app.list_runs(status="failed", limit=1)
+        last = await app.list_runs(status="completed", limit=1)
     finally:
         for proc in workers:
             proc.terminate()
@@ -191,12 +177,10 @@ async def concurrent_processes(
         await app.close()
     if failed.runs:
         raise RuntimeError(f"run {failed.runs[0].id} failed: {failed.runs[0].error}")
+    if not last.runs or last.runs[0].output != steps:  # the workers ran the steps asked for
+        raise RuntimeError(f"a run returned {last.runs[0].output if last.runs else None}")
     return {
-        "steps_per_s": runs * steps / seconds,
-        "runs_per_s": runs / seconds,
-        "seconds": seconds,
-        "runs": runs,
-        "steps_per_run": steps,
+        **throughput(runs, steps, seconds),
         "worker_processes": processes,
         "worker_concurrency": concurrency,
     }

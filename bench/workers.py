@@ -1,4 +1,4 @@
-"""A worker process for the multi-process workload: python -m bench.workers URL CONCURRENCY.
+"""A worker process for the multi-process workload: python -m bench.workers URL CONCURRENCY STEPS.
 
 Prints READY once its worker runs, and stops cleanly on SIGTERM."""
 
@@ -10,18 +10,12 @@ import sys
 
 import stepstone
 
-from .stepstone_runner import _noop
+from .stepstone_runner import define_step_loop
 
 
-async def serve(url: str, concurrency: int) -> None:
+async def serve(url: str, concurrency: int, steps: int) -> None:
     app = stepstone.App("bench", database=url)
-
-    @app.function(id="concurrent", trigger="bench/concurrent")
-    async def run(ctx: stepstone.Context) -> int:
-        steps = int(ctx.event.data.get("steps", 10))
-        for i in range(steps):
-            await ctx.step.run(f"s{i}", _noop, i)
-        return steps
+    define_step_loop(app, "concurrent", steps)
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -34,4 +28,4 @@ async def serve(url: str, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
