@@ -122,6 +122,18 @@ async def test_claim_leases_due_runs_oldest_first(store: Store) -> None:
     assert future not in {c.run.id for c in rest}
 
 
+async def test_claim_takes_started_runs_before_runs_not_started(store: Store) -> None:
+    [sleeper] = await queue_runs(store, 1, at=T0 - 10)
+    lease = (await claim_one(store, now=T0 - 10)).lease
+    await store.reschedule(lease, at=T0 - 1, now=T0 - 10, status=RunStatus.SLEEPING)
+    # queued before the sleeper's wake-up was due: first in plain due order
+    waiting = await queue_runs(store, 3, at=T0 - 5)
+    first = await store.claim("w1", 2, T0, LEASE)
+    assert [c.run.id for c in first] == [sleeper, waiting[0]]
+    rest = await store.claim("w1", 10, T0, LEASE)
+    assert [c.run.id for c in rest] == waiting[1:]
+
+
 async def test_claim_respects_its_limit(store: Store) -> None:
     await queue_runs(store, 5)
     first = await store.claim("w1", 3, T0, LEASE)

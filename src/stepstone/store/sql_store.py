@@ -136,7 +136,9 @@ class SqlStore(Store, abc.ABC):
         def script(tx: Tx) -> list[Claim]:
             # in phases, each sending its statements before reading any result: a
             # pipelined dialect waits for the database a few times per claim, not per run
-            rows = tx("claim_candidates", now, limit).fetchall()
+            rows = tx("claim_resumes", now, limit).fetchall()
+            if len(rows) < limit:
+                rows += tx("claim_starts", now, limit - len(rows)).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
             admitted = []
             for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:

@@ -19,9 +19,15 @@ INSERT INTO jobs (run_id, function_id, available_at, queued_at, ckey1, climit1, 
                   throttle, holds)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: claim_candidates
+-- name: claim_resumes
+-- Runs already started (a claim raised their fence) go first: a run waking from a sleep,
+-- retrying or resuming after a wait is not held up behind a burst of runs not yet started.
 SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE available_at <= ? ORDER BY available_at LIMIT ?;
+FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
+
+-- name: claim_starts
+SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
 
 -- name: lease
 UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0

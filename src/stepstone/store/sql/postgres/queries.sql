@@ -1,9 +1,14 @@
 -- PostgreSQL overrides of ../queries.sql: row locks where several workers race, and
 -- casts where PostgreSQL cannot infer a parameter's type (`? IS NULL` with a NULL).
 
--- name: claim_candidates
+-- name: claim_resumes
 SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE available_at <= ? ORDER BY available_at LIMIT ?
+FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_starts
+SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
 FOR UPDATE SKIP LOCKED;
 
 -- name: lock_key
