@@ -51,8 +51,11 @@ def test_limits_hold_across_three_worker_processes(tmp_path: Path, postgres_url:
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     env = {"FLOW_LEDGER": str(ledger)}
+    # a long lease: a worker stalled past its lease on a loaded machine has its runs taken
+    # over, and a step run again while the first attempt goes on would count as overlap
     workers = [
-        start_worker(postgres_url, APP, name=f"w{i}", env=env, log_dir=tmp_path) for i in range(3)
+        start_worker(postgres_url, APP, name=f"w{i}", env=env, log_dir=tmp_path, lease=10.0)
+        for i in range(3)
     ]
     try:
         runs = asyncio.run(_drive(postgres_url))

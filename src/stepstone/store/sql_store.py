@@ -42,6 +42,11 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
+class Many(list[Any]):
+    """A list parameter, for `IN`/`ANY` over many values in one statement: an array on
+    PostgreSQL, JSON text (read with `json_each`) on SQLite."""
+
+
 class Tx(Protocol):
     def __call__(self, name: str, *params: Any) -> Cursor: ...
 
@@ -97,7 +102,7 @@ class SqlStore(Store, abc.ABC):
         self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
     ) -> list[bool]:
         def script(tx: Tx) -> list[bool]:
-            return [insert.rowcount > 0 for insert in _ingest(tx, events, matcher)]
+            return _ingest(tx, events, matcher, report=True)
 
         return await self._write(script)
 
@@ -134,48 +139,57 @@ class SqlStore(Store, abc.ABC):
     # -- the queue -----------------------------------------------------------------------
     async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
         def script(tx: Tx) -> list[Claim]:
-            # in phases, each sending its statements before reading any result: a
-            # pipelined dialect waits for the database a few times per claim, not per run
+            # set-based, in phases that each send their statements before reading a
+            # result: a claim costs the same few statements (and, pipelined, the same few
+            # round trips) for one run as for fifty
             rows = tx("claim_resumes", now, limit).fetchall()
             if len(rows) < limit:
                 rows += tx("claim_starts", now, limit - len(rows)).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
-            admitted = []
+            admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
             for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:
                 keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
                 if (keys or throttle) and not gate.admit(run_id, keys, throttle):
-                    continue
-                leasing = tx("lease", owner, now + lease_for, run_id)
-                admitted.append((run_id, keys, holds, leasing))
-            leased = []
-            for run_id, keys, holds, leasing in admitted:
-                fence, cancel = leasing.fetchone()
+                    continue  # the gate keeps count of what it let through
+                admitted[run_id] = (keys, holds)
+            if not admitted:
+                return []
+            ids = Many(admitted)
+            leased = {
+                r[0]: (r[1], bool(r[2]))
+                for r in tx("lease_many", owner, now + lease_for, ids).fetchall()
+            }
+            starting = Many(i for i in admitted if not leased[i][1])
+            for run_id, (_, holds) in admitted.items():
                 if holds & flow_scripts.HOLDS_START_KEY:
                     tx("flow_release", run_id, "--")  # debounce and batch keys end at start
-                if not cancel:
-                    tx("mark_started", now, run_id)
-                    _history(tx, run_id, HistoryEntry(now, "started", {"worker": owner}))
-                reads = (tx("get_run", run_id), tx("run_steps", run_id))
-                leased.append(
-                    (
-                        Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds),
-                        bool(cancel),
-                        reads,
-                    )
-                )
+            if starting:
+                tx("mark_started_many", now, starting)
+                tx("insert_history_many", now, "started", _json({"worker": owner}), starting)
+            run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
+            runs = {row[0]: row for row in run_rows.fetchall()}
+            steps: dict[str, list[StepRecord]] = {}
+            for row in step_rows.fetchall():
+                steps.setdefault(row[0], []).append(_step(row[1:]))
             found = []
-            for lease, cancel, (run_row, step_rows) in leased:
-                row = run_row.fetchone()
+            for run_id, (keys, holds) in admitted.items():
+                fence, cancel = leased[run_id]
+                row = runs.get(run_id)
                 if row is None:  # a job without its run cannot happen; drop it defensively
-                    tx("delete_job", lease.run_id)
+                    tx("delete_job", run_id)
                     continue
-                run = _run(row, [_step(r) for r in step_rows.fetchall()])
-                found.append((lease, cancel, run, [tx("get_event", i) for i in run.event_ids]))
-            claims = []
-            for lease, cancel, run, event_rows in found:
-                events = [_event(r).event for r in (c.fetchone() for c in event_rows) if r]
-                claims.append(Claim(lease, run, events, cancel))
-            return claims
+                lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
+                found.append((lease, cancel, _run(row, steps.get(run_id, []))))
+            wanted = Many({i: None for _, _, run in found for i in run.event_ids})
+            events = (
+                {r[0]: _event(r).event for r in tx("get_events", wanted).fetchall()}
+                if wanted
+                else {}
+            )
+            return [
+                Claim(lease, run, [events[i] for i in run.event_ids if i in events], cancel)
+                for lease, cancel, run in found
+            ]
 
         return await self._write(script)
 
@@ -417,15 +431,19 @@ def _save_step_fenced(
     return Deferred(check)
 
 
-def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> list[Cursor]:
+def _ingest(
+    tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None, *, report: bool = False
+) -> list[bool]:
     """Stores the events, and for each one not stored before, its runs and the waits it
-    resumes. Returns each event's insert: `rowcount` 0 for an id already stored.
+    resumes. With `report`, returns whether each event was new (False: an id already
+    stored, accepted and ignored).
 
-    Every insert is sent before any result is read (a pipelined dialect then waits once),
-    and an event's result is read only when something depends on it."""
-    inserts = [
-        tx(
-            "insert_event",
+    Set-based: one statement stores every event, and one per table every run without
+    flow control, so a batch of a thousand costs a handful of statements. Which events
+    were new is read only when something depends on it (a pipelined dialect then sends
+    the whole script without waiting)."""
+    rows = [
+        [
             item.event.id,
             item.event.name,
             item.data_json,
@@ -433,19 +451,45 @@ def _ingest(tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None) -> 
             _json(item.event.user),
             item.event.v,
             item.received_at,
-        )
+        ]
         for item in events
     ]
-    for item, insert in zip(events, inserts, strict=True):
-        if not item.runs and matcher is None:
+    if not (report or matcher is not None or any(item.runs for item in events)):
+        tx("insert_events", _json(rows))
+        return []
+    stored = {row[0] for row in tx("insert_events_new", _json(rows)).fetchall()}
+    new: list[bool] = []
+    plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
+    for item in events:
+        is_new = item.event.id in stored
+        stored.discard(item.event.id)  # a repeat later in this batch is not new
+        new.append(is_new)
+        if not is_new:
             continue
-        if not insert.rowcount:
-            continue  # an id already stored: accepted and ignored
         for run in item.runs:
-            _insert_run(tx, run)
+            if run.flow is NO_FLOW and not run.waits and not run.status.is_final:
+                plain.append(run)
+            else:
+                _insert_run(tx, run)
         if matcher is not None:
             _resume_waits(tx, item.event, matcher, item.received_at)
-    return inserts
+    if plain:
+        _insert_plain_runs(tx, plain)
+    return new
+
+
+def _insert_plain_runs(tx: Tx, runs: list[NewRun]) -> None:
+    """`_insert_run` for many runs without flow control, one statement per table."""
+    columns = [
+        [r.id, r.function_id, r.status.value, _json(r.event_ids), r.created_at] for r in runs
+    ]
+    for row, r in zip(columns, runs, strict=True):
+        row += (r.parent_run_id, r.parent_step, r.reason)
+    tx("insert_runs", _json(columns))
+    tx("link_run_events", _json([[e, r.id] for r in runs for e in r.event_ids]))
+    tx("insert_jobs", _json([[r.id, r.function_id, r.available_at, r.holds] for r in runs]))
+    queued = [[r.id, r.created_at, "queued", _json(_reason(r) or None)] for r in runs]
+    tx("insert_history_rows", _json(queued))
 
 
 def _insert_run(tx: Tx, run: NewRun) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import re
@@ -25,7 +26,10 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, StorageError
 from . import queries
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
-from .sql_store import SqlStore, Tx, resolved
+from .sql_store import Many, SqlStore, Tx, resolved
+
+# a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
+sqlite3.register_adapter(Many, json.dumps)
 
 T = TypeVar("T")
 SYNCHRONOUS = ("off", "normal", "full", "extra")

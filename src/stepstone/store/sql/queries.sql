@@ -1,10 +1,54 @@
 -- Named queries shared by SQLite and PostgreSQL; `?` placeholders.
 -- A dialect folder may hold a queries.sql whose names override these.
 
--- name: insert_event
+-- name: insert_events
+-- Many events in one statement, as a JSON array of rows (id, name, data, ts, user_data, v,
+-- received_at). `WHERE true`: SQLite would read `ON CONFLICT` as a join's ON without it.
 INSERT INTO events (id, name, data, ts, user_data, v, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]')
+FROM json_each(?) WHERE true
 ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_events_new
+-- insert_events, returning the ids it stored (a repeated id is not stored).
+INSERT INTO events (id, name, data, ts, user_data, v, received_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]')
+FROM json_each(?) WHERE true
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: insert_runs
+-- Runs without flow control: JSON rows (id, function_id, status, event_ids, created_at,
+-- parent_run_id, parent_step, reason).
+INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
+                  reason)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]'), json_extract(value, '$[7]')
+FROM json_each(?);
+
+-- name: link_run_events
+INSERT INTO run_events (event_id, run_id)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true
+ON CONFLICT DO NOTHING;
+
+-- name: insert_jobs
+-- Jobs of runs without flow control: JSON rows (run_id, function_id, available_at, holds).
+INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]')
+FROM json_each(?);
+
+-- name: insert_history_rows
+-- JSON rows (run_id, at, kind, data).
+INSERT INTO history (run_id, at, kind, data)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]')
+FROM json_each(?);
 
 -- name: insert_run
 INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
@@ -29,10 +73,11 @@ FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
 SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
 FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
 
--- name: lease
+-- name: lease_many
+-- A `Many` parameter is JSON text here, an array on PostgreSQL (see its overrides).
 UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0
-WHERE run_id = ?
-RETURNING fence, cancel;
+WHERE run_id IN (SELECT value FROM json_each(?))
+RETURNING run_id, fence, cancel;
 
 -- name: lock_key
 -- SQLite runs one write transaction at a time: nothing to lock.
@@ -85,8 +130,13 @@ UPDATE runs SET event_ids = ? WHERE id = ?;
 -- name: move_queued_job
 UPDATE jobs SET available_at = ? WHERE run_id = ? AND owner IS NULL;
 
--- name: mark_started
-UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?;
+-- name: mark_started_many
+UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
+WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: insert_history_many
+-- One entry, alike but for the run, for each of many runs.
+INSERT INTO history (run_id, at, kind, data) SELECT value, ?, ?, ? FROM json_each(?);
 
 -- name: renew
 -- owner: a job its worker released (the run sleeps or waits) keeps its fence until the
@@ -205,6 +255,17 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
        ended_at
 FROM runs WHERE id = ?;
 
+-- name: get_runs
+SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
+       ended_at
+FROM runs WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: run_steps_many
+SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended_at, kind,
+       wake_at, detail
+FROM steps WHERE run_id IN (SELECT value FROM json_each(?))
+ORDER BY run_id, started_at, ended_at;
+
 -- name: run_steps
 SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
 FROM steps WHERE run_id = ? ORDER BY started_at, ended_at;
@@ -228,6 +289,10 @@ WHERE e.event_id = ? ORDER BY r.id;
 
 -- name: get_event
 SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ?;
+
+-- name: get_events
+SELECT id, name, data, ts, user_data, v, received_at FROM events
+WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: event_runs
 SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;

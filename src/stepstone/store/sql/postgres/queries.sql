@@ -11,6 +11,68 @@ SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
 FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
 FOR UPDATE SKIP LOCKED;
 
+-- name: lease_many
+UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0
+WHERE run_id = ANY(?::text[])
+RETURNING run_id, fence, cancel;
+
+-- name: mark_started_many
+UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
+WHERE id = ANY(?::text[]);
+
+-- name: insert_history_many
+INSERT INTO history (run_id, at, kind, data)
+SELECT id, ?::double precision, ?::text, ?::text FROM unnest(?::text[]) AS id;
+
+-- name: get_runs
+SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
+       ended_at
+FROM runs WHERE id = ANY(?::text[]);
+
+-- name: run_steps_many
+SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended_at, kind,
+       wake_at, detail
+FROM steps WHERE run_id = ANY(?::text[])
+ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
+
+-- name: get_events
+SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ANY(?::text[]);
+
+-- name: insert_events
+-- JSON rows as in ../queries.sql, read with json_array_elements.
+INSERT INTO events (id, name, data, ts, user_data, v, received_at)
+SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
+FROM json_array_elements(?::json) AS r
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_events_new
+INSERT INTO events (id, name, data, ts, user_data, v, received_at)
+SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
+FROM json_array_elements(?::json) AS r
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: insert_runs
+INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
+                  reason)
+SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::double precision, r->>5, r->>6, r->>7
+FROM json_array_elements(?::json) AS r;
+
+-- name: link_run_events
+INSERT INTO run_events (event_id, run_id)
+SELECT r->>0, r->>1 FROM json_array_elements(?::json) AS r
+ON CONFLICT DO NOTHING;
+
+-- name: insert_jobs
+INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds)
+SELECT r->>0, r->>1, (r->>2)::double precision, (r->>2)::double precision, (r->>3)::integer
+FROM json_array_elements(?::json) AS r;
+
+-- name: insert_history_rows
+INSERT INTO history (run_id, at, kind, data)
+SELECT r->>0, (r->>1)::double precision, r->>2, r->>3
+FROM json_array_elements(?::json) AS r;
+
 -- name: lock_key
 -- Serializes the decisions about one flow key across workers, until the transaction ends.
 SELECT pg_advisory_xact_lock(hashtextextended(?, 0));
