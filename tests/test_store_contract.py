@@ -255,6 +255,26 @@ async def test_a_renewal_after_the_release_leaves_the_due_time_alone(store: Stor
     assert woken.run.id == run_id
 
 
+async def test_the_claim_that_wakes_a_run_ends_its_sleeps_that_are_over(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    nap = step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10)
+    rest = step("rest", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99)
+    for record in (nap, rest):
+        await store.save_step(lease, record, None)
+    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING)
+    woken = await claim_one(store, now=T0 + 10.5)
+    steps = {s.id: s for s in woken.run.steps}
+    assert steps["nap"].status is StepStatus.COMPLETED and steps["nap"].ended_at == T0 + 10.5
+    assert steps["rest"].status is StepStatus.SLEEPING  # not due yet: left alone
+    saved = await store.get_run(run_id)
+    assert saved is not None
+    assert {s.id: s.status for s in saved.steps} == {
+        "nap": StepStatus.COMPLETED,
+        "rest": StepStatus.SLEEPING,
+    }
+
+
 async def test_reschedule_releases_the_run_until_its_time(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease

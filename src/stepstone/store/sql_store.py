@@ -166,6 +166,9 @@ class SqlStore(Store, abc.ABC):
             if starting:
                 tx("mark_started_many", now, starting)
                 tx("insert_history_many", now, "started", _json({"worker": owner}), starting)
+            # a sleep that is over ends here, for the whole claim at once, rather than by a
+            # checkpoint of its own from each run as it replays
+            tx("end_due_sleeps", now, ids, now)
             run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
             runs = {row[0]: row for row in run_rows.fetchall()}
             steps: dict[str, list[StepRecord]] = {}

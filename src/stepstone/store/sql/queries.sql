@@ -255,6 +255,10 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
        ended_at
 FROM runs WHERE id = ?;
 
+-- name: end_due_sleeps
+UPDATE steps SET status = 'completed', output = 'null', ended_at = ?
+WHERE run_id IN (SELECT value FROM json_each(?)) AND status = 'sleeping' AND wake_at <= ?;
+
 -- name: get_runs
 SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
        ended_at

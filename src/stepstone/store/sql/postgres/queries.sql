@@ -24,6 +24,10 @@ WHERE id = ANY(?::text[]);
 INSERT INTO history (run_id, at, kind, data)
 SELECT id, ?::double precision, ?::text, ?::text FROM unnest(?::text[]) AS id;
 
+-- name: end_due_sleeps
+UPDATE steps SET status = 'completed', output = 'null', ended_at = ?
+WHERE run_id = ANY(?::text[]) AND status = 'sleeping' AND wake_at <= ?;
+
 -- name: get_runs
 SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
        ended_at
