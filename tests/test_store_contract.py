@@ -389,6 +389,27 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
     assert run is not None and run.steps[0].output["data"] == {"order": 7}
 
 
+async def test_events_of_one_batch_resume_a_wait_once_in_their_order(store: Store) -> None:
+    first_id, _ = await _waiting_run(store)
+    second_id, _ = await _waiting_run(store, condition="async.data.order == 9")
+    matched: list[tuple[str, int]] = []
+
+    def matcher(wait: Wait, event: Event) -> bool:
+        if wait.condition is not None and event.data["order"] != 9:
+            return False
+        matched.append((wait.run_id, event.data["order"]))
+        return True
+
+    batch = [new_event("shop/paid", data={"order": n}, functions=(), at=T0 + n) for n in (7, 8, 9)]
+    await store.ingest(batch, matcher)
+    # the first event uses up the unconditional wait: the later ones no longer see it
+    assert matched == [(first_id, 7), (second_id, 9)]
+    for run_id, order in ((first_id, 7), (second_id, 9)):
+        run = await store.get_run(run_id)
+        assert run is not None and run.steps[0].status is StepStatus.COMPLETED
+        assert run.steps[0].output["data"] == {"order": order}
+
+
 async def test_an_event_that_does_not_match_leaves_the_wait(store: Store) -> None:
     run_id, _ = await _waiting_run(store, condition="async.data.order == 8")
     seen: list[tuple[Wait, Event]] = []

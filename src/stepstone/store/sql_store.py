@@ -142,9 +142,7 @@ class SqlStore(Store, abc.ABC):
             # set-based, in phases that each send their statements before reading a
             # result: a claim costs the same few statements (and, pipelined, the same few
             # round trips) for one run as for fifty
-            rows = tx("claim_resumes", now, limit).fetchall()
-            if len(rows) < limit:
-                rows += tx("claim_starts", now, limit - len(rows)).fetchall()
+            rows = tx("claim_due", now, limit, now, limit, limit).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
             admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
             for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:
@@ -233,7 +231,7 @@ class SqlStore(Store, abc.ABC):
             return written
 
         if not history:  # one statement: atomic without a transaction of its own
-            await self._write_statement(script, inline=inline)
+            await self._write_statement(StepSave(lease, step, output_json), inline=inline)
         else:
             await (self._write_inline(script) if inline else self._write(script))
 
@@ -421,6 +419,32 @@ def _lease_lost(lease: Lease) -> NoReturn:
     )
 
 
+class StepSave:
+    """The script of a step's checkpoint with nothing else in its transaction: a dialect
+    may write several of them in one statement (`step_row` gives each one's columns)."""
+
+    __slots__ = ("lease", "output_json", "step")
+
+    def __init__(self, lease: Lease, step: StepRecord, output_json: str | None) -> None:
+        self.lease, self.step, self.output_json = lease, step, output_json
+
+    def __call__(self, tx: Tx) -> Deferred[None]:
+        return _save_step_fenced(tx, self.lease, self.step, self.output_json)
+
+    def step_row(self) -> list[Any]:
+        """run_id, fence, then the columns save_step_fenced takes after the run id."""
+        return [self.lease.run_id, self.lease.fence, *_step_columns(self.step, self.output_json)]
+
+    def check(self, written: Callable[[], set[tuple[str, str]]]) -> Deferred[None]:
+        """This save's outcome, given the (run_id, hashed_id) pairs a merged write wrote."""
+
+        def check() -> None:
+            if (self.lease.run_id, self.step.hashed_id) not in written():
+                _lease_lost(self.lease)
+
+        return Deferred(check)
+
+
 def _save_step_fenced(
     tx: Tx, lease: Lease, step: StepRecord, output_json: str | None
 ) -> Deferred[None]:
@@ -463,6 +487,7 @@ def _ingest(
     stored = {row[0] for row in tx("insert_events_new", _json(rows)).fetchall()}
     new: list[bool] = []
     plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
+    known = _WaitsByName()
     for item in events:
         is_new = item.event.id in stored
         stored.discard(item.event.id)  # a repeat later in this batch is not new
@@ -475,7 +500,7 @@ def _ingest(
             else:
                 _insert_run(tx, run)
         if matcher is not None:
-            _resume_waits(tx, item.event, matcher, item.received_at)
+            _resume_waits(tx, item.event, matcher, item.received_at, known)
     if plain:
         _insert_plain_runs(tx, plain)
     return new
@@ -562,10 +587,32 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
     return True
 
 
-def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> None:
+class _WaitsByName:
+    """An intake batch's unkeyed waits and key paths, read once per event name."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[list[Any], list[str]]] = {}
+        self.gone: set[tuple[str, str]] = set()  # (run_id, hashed_id) resolved since
+
+    def get(self, tx: Tx, name: str) -> tuple[list[Any], list[str]]:
+        found = self._read.get(name)
+        if found is None:
+            unkeyed = list(tx("waits_unkeyed", name).fetchall())
+            found = unkeyed, [row[0] for row in tx("wait_paths", name).fetchall()]
+            self._read[name] = found
+        return found
+
+    def forget(self) -> None:
+        self._read.clear()
+        self.gone.clear()
+
+
+def _resume_waits(
+    tx: Tx, event: Event, matcher: WaitMatcher, now: float, known: _WaitsByName
+) -> None:
     # only the waits that may match: unkeyed ones, and keyed ones whose key is this event's
-    rows = list(tx("waits_unkeyed", event.name).fetchall())
-    paths = [row[0] for row in tx("wait_paths", event.name).fetchall()]
+    unkeyed, paths = known.get(tx, event.name)
+    rows = [row for row in unkeyed if (row[0], row[1]) not in known.gone]
     if paths:
         incoming = event.to_dict()
         for path in paths:
@@ -580,6 +627,7 @@ def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> Non
             continue
         if hashed_id.startswith("cancel:"):
             cancel_run(tx, run_id, now)
+            known.forget()  # the cancelled run's waits may be gone: read them again
             continue
         resolved = tx(
             "resolve_step",
@@ -592,6 +640,7 @@ def _resume_waits(tx: Tx, event: Event, matcher: WaitMatcher, now: float) -> Non
             StepStatus.WAITING.value,
         ).rowcount
         tx("delete_wait", run_id, hashed_id)
+        known.gone.add((run_id, hashed_id))
         if resolved:
             tx("nudge", now, now, run_id)
 

@@ -63,15 +63,20 @@ INSERT INTO jobs (run_id, function_id, available_at, queued_at, ckey1, climit1, 
                   throttle, holds)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: claim_resumes
+-- name: claim_due
 -- Runs already started (a claim raised their fence) go first: a run waking from a sleep,
 -- retrying or resuming after a wait is not held up behind a burst of runs not yet started.
-SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
-
--- name: claim_starts
-SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?;
+-- The second branch is read only if the first leaves room under the outer LIMIT.
+SELECT * FROM (
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+)
+UNION ALL
+SELECT * FROM (
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+)
+LIMIT ?;
 
 -- name: lease_many
 -- A `Many` parameter is JSON text here, an array on PostgreSQL (see its overrides).

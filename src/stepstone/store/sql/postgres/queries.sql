@@ -1,15 +1,21 @@
 -- PostgreSQL overrides of ../queries.sql: row locks where several workers race, and
 -- casts where PostgreSQL cannot infer a parameter's type (`? IS NULL` with a NULL).
 
--- name: claim_resumes
-SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
-FOR UPDATE SKIP LOCKED;
-
--- name: claim_starts
-SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
-FOR UPDATE SKIP LOCKED;
+-- name: claim_due
+-- As in ../queries.sql, each branch locking what it hands out; the executor pulls rows
+-- from the second branch only while the outer LIMIT has room.
+SELECT * FROM (
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+    FOR UPDATE SKIP LOCKED
+) AS resumes
+UNION ALL
+SELECT * FROM (
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+    FOR UPDATE SKIP LOCKED
+) AS starts
+LIMIT ?;
 
 -- name: lease_many
 UPDATE jobs SET owner = ?, fence = fence + 1, available_at = ?, wake = 0
@@ -98,6 +104,23 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
     wake_at = excluded.wake_at, detail = excluded.detail;
+
+-- name: save_steps_fenced
+-- Many lone step checkpoints in one statement: JSON rows (run_id, fence, then the columns
+-- of save_step_fenced after the run id), each written only under its own lease.
+INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
+                   ended_at, wake_at, detail)
+SELECT j.run_id, r->>2, r->>3, r->>4, r->>5, (r->>6)::integer, r->>7, r->>8,
+       (r->>9)::double precision, (r->>10)::double precision, (r->>11)::double precision,
+       r->>12
+FROM json_array_elements(?::json) AS r
+JOIN jobs AS j ON j.run_id = r->>0 AND j.fence = (r->>1)::integer
+FOR SHARE OF j
+ON CONFLICT (run_id, hashed_id) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    wake_at = excluded.wake_at, detail = excluded.detail
+RETURNING run_id, hashed_id;
 
 -- name: run_steps
 -- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
