@@ -249,6 +249,26 @@ async def test_a_refused_write_in_a_batch_is_refused_alone(
     assert ended is not None and ended.steps == []
 
 
+async def test_a_renewal_passes_over_a_job_another_transaction_holds(
+    postgres_url: str, store: PostgresStore
+) -> None:
+    """Waiting for the row could deadlock with a batch of run ends (PostgreSQL breaks a
+    deadlock only after a second): the held job is renewed next time, not reported lost."""
+    await queue_runs(store, 2)
+    held, free = await store.claim("w1", 2, T0, LEASE)
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM jobs WHERE run_id = %s FOR UPDATE", (held.run.id,))
+        result = await asyncio.wait_for(store.renew([held.lease, free.lease], T0 + 99), 5)
+        due = dict(other.execute("SELECT run_id, available_at FROM jobs").fetchall())
+        other.execute("ROLLBACK")
+    assert result == ([], [])  # neither is lost
+    assert due == {held.run.id: T0 + LEASE, free.run.id: T0 + 99}
+    assert await store.renew([held.lease], T0 + 120) == ([], [])  # once free, renewed
+    next_due = await store.next_due()
+    assert next_due == T0 + 99
+
+
 async def test_a_transaction_that_deadlocked_is_run_again(store: PostgresStore) -> None:
     calls = []
 

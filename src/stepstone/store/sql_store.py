@@ -196,14 +196,15 @@ class SqlStore(Store, abc.ABC):
 
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         def script(tx: Tx) -> tuple[list[str], list[str]]:
-            lost, cancel = [], []
-            for lease in leases:
-                row = tx("renew", until, lease.run_id, lease.fence).fetchone()
-                if row is None:
-                    lost.append(lease.run_id)
-                elif row[0]:
-                    cancel.append(lease.run_id)
-            return lost, cancel
+            rows = _json([[lease.run_id, lease.fence] for lease in leases])
+            renewed = {row[0]: row[1] for row in tx("renew_many", until, rows).fetchall()}
+            missed = [lease for lease in leases if lease.run_id not in renewed]
+            held: set[str] = set()
+            if missed:  # lost, or held by another transaction (renewed next time)
+                rows = _json([[lease.run_id, lease.fence] for lease in missed])
+                held = {row[0] for row in tx("leases_held", rows).fetchall()}
+            lost = [lease.run_id for lease in missed if lease.run_id not in held]
+            return lost, [run_id for run_id, cancel in renewed.items() if cancel]
 
         return await self._write(script)
 

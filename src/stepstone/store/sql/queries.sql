@@ -143,12 +143,22 @@ WHERE id IN (SELECT value FROM json_each(?));
 -- One entry, alike but for the run, for each of many runs.
 INSERT INTO history (run_id, at, kind, data) SELECT value, ?, ?, ? FROM json_each(?);
 
--- name: renew
--- owner: a job its worker released (the run sleeps or waits) keeps its fence until the
--- next claim, and a renewal racing the release must not push its due time back.
+-- name: renew_many
+-- Leases as JSON rows (run_id, fence). owner: a job its worker released (the run sleeps
+-- or waits) keeps its fence until the next claim, and a renewal racing the release must
+-- not push its due time back.
 UPDATE jobs SET available_at = ?
-WHERE run_id = ? AND fence = ? AND owner IS NOT NULL
-RETURNING cancel;
+WHERE owner IS NOT NULL AND (run_id, fence) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
+)
+RETURNING run_id, cancel;
+
+-- name: leases_held
+-- Which of these leases (JSON rows as in renew_many) still hold, without locking.
+SELECT run_id FROM jobs
+WHERE owner IS NOT NULL AND (run_id, fence) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
+);
 
 -- name: next_due
 SELECT MIN(available_at) FROM jobs;

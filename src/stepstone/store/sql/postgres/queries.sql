@@ -83,6 +83,27 @@ INSERT INTO history (run_id, at, kind, data)
 SELECT r->>0, (r->>1)::double precision, r->>2, r->>3
 FROM json_array_elements(?::json) AS r;
 
+-- name: renew_many
+-- SKIP LOCKED: a job another transaction holds (the run's end, a checkpoint) is left for
+-- the next renewal rather than waited for. Waiting could deadlock with a batch of run
+-- ends taking the same rows in another order, and PostgreSQL breaks a deadlock only
+-- after deadlock_timeout (1 s), stalling both writers.
+UPDATE jobs SET available_at = ?
+WHERE run_id IN (
+    SELECT run_id FROM jobs
+    WHERE owner IS NOT NULL AND (run_id, fence) IN (
+        SELECT r->>0, (r->>1)::integer FROM json_array_elements(?::json) AS r
+    )
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING run_id, cancel;
+
+-- name: leases_held
+SELECT run_id FROM jobs
+WHERE owner IS NOT NULL AND (run_id, fence) IN (
+    SELECT r->>0, (r->>1)::integer FROM json_array_elements(?::json) AS r
+);
+
 -- name: lock_key
 -- Serializes the decisions about one flow key across workers, until the transaction ends.
 SELECT pg_advisory_xact_lock(hashtextextended(?, 0));
