@@ -24,7 +24,6 @@ it saves the BEGIN and COMMIT round trips).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import threading
@@ -42,7 +41,7 @@ from . import queries, redact_url
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import Deferred, SqlStore, StepSave, Tx, resolved
+from .sql_store import Deferred, SqlStore, StepSave, Tx, _json, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
@@ -363,7 +362,7 @@ def _merge_step_saves(tx: Tx, batch: list[Any]) -> dict[int, Deferred[None]]:
             saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
     if len(saves) < 2:
         return {}
-    cursor = tx("save_steps_fenced", _json_rows([save.step_row() for _, save in saves.values()]))
+    cursor = tx("save_steps_fenced", _json([save.step_row() for _, save in saves.values()]))
     found: list[set[tuple[str, str]]] = []
 
     def written() -> set[tuple[str, str]]:
@@ -372,10 +371,6 @@ def _merge_step_saves(tx: Tx, batch: list[Any]) -> dict[int, Deferred[None]]:
         return found[0]
 
     return {n: save.check(written) for n, save in saves.values()}
-
-
-def _json_rows(rows: list[list[Any]]) -> str:
-    return json.dumps(rows, separators=(",", ":"))
 
 
 def _all_of(batch: list[Any]) -> Callable[[Tx], list[Any]]:

@@ -510,10 +510,18 @@ def _ingest(
 def _insert_plain_runs(tx: Tx, runs: list[NewRun]) -> None:
     """`_insert_run` for many runs without flow control, one statement per table."""
     columns = [
-        [r.id, r.function_id, r.status.value, _json(r.event_ids), r.created_at] for r in runs
+        [
+            r.id,
+            r.function_id,
+            r.status.value,
+            _json(r.event_ids),
+            r.created_at,
+            r.parent_run_id,
+            r.parent_step,
+            r.reason,
+        ]
+        for r in runs
     ]
-    for row, r in zip(columns, runs, strict=True):
-        row += (r.parent_run_id, r.parent_step, r.reason)
     tx("insert_runs", _json(columns))
     tx("link_run_events", _json([[e, r.id] for r in runs for e in r.event_ids]))
     tx("insert_jobs", _json([[r.id, r.function_id, r.available_at, r.holds] for r in runs]))
