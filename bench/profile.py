@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _record(pyspy: str, spec: dict[str, object], workdir: str, args: argparse.Namespace) -> None:
     raw = os.path.join(workdir, "profile.raw")
+    # --nonblocking: pausing the process to sample it hung py-spy on PostgreSQL cells here
     cmd = [pyspy, "record", "-r", str(args.rate), "-f", "raw", "-o", raw, "--threads"]
+    cmd.append("--nonblocking")
     if args.gil:
         cmd.append("--gil")
     cmd += ["--", sys.executable, "-m", "bench.cell", json.dumps(spec)]
