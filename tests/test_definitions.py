@@ -76,3 +76,19 @@ def test_published_config_round_trips() -> None:
     config = everything.describe()
     assert function_from_config(config).describe() == config
     assert config["concurrency"][0] == {"limit": 3, "key": "event.data.user", "scope": "fn"}
+
+
+def test_importing_stepstone_leaves_the_cel_package_for_first_use() -> None:
+    """`cel` costs ~100 ms to import: a process that never compiles an expression (a
+    sender, the CLI's reads) does not pay it, and the first expression still compiles."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stepstone\n"
+        "print('cel' in sys.modules)\n"
+        "from stepstone.expressions import Expression\n"
+        "print(Expression('event.data.n > 1', where='x').matches({'event': {'data': {'n': 2}}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cel
-
 from .errors import ConfigError
 
 
@@ -17,6 +15,10 @@ class Expression:
     def __init__(self, source: str, *, where: str) -> None:
         if not isinstance(source, str) or not source.strip():
             raise ConfigError(f"{where}: expected a CEL expression string, got {source!r}")
+        # imported on first use: the package takes ~100 ms to import (it loads its own
+        # CLI), which every process importing stepstone would otherwise pay
+        import cel
+
         try:
             self._program = cel.compile(source)
         except ValueError as exc:
