@@ -163,7 +163,8 @@ class SqlStore(Store, abc.ABC):
                     tx("flow_release", run_id, "--")  # debounce and batch keys end at start
             if starting:
                 tx("mark_started_many", now, starting)
-                tx("insert_history_many", now, "started", _json({"worker": owner}), starting)
+                data = _json({"worker": owner})
+                tx("insert_history_rows", _json([[i, now, "started", data] for i in starting]))
             # a sleep that is over ends here, for the whole claim at once, rather than by a
             # checkpoint of its own from each run as it replays
             tx("end_due_sleeps", now, ids, now)
@@ -482,10 +483,10 @@ def _ingest(
         ]
         for item in events
     ]
+    inserted = tx("insert_events", _json(rows))
     if not (report or matcher is not None or any(item.runs for item in events)):
-        tx("insert_events", _json(rows))
-        return []
-    stored = {row[0] for row in tx("insert_events_new", _json(rows)).fetchall()}
+        return []  # nothing depends on which were new: not read (no wait when pipelined)
+    stored = {row[0] for row in inserted.fetchall()}
     new: list[bool] = []
     plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
     known = _WaitsByName()

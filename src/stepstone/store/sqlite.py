@@ -209,9 +209,7 @@ class SQLiteStore(SqlStore):
         except BaseException as exc:
             # BEGIN, COMMIT or a rollback failed (a full disk, an I/O error, a lock held too
             # long): nothing of the batch is saved, and every caller is told why
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            _roll_back(conn)
             error = self._storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
             results = [(False, error)] * len(batch)
             healthy = False
@@ -380,16 +378,12 @@ class SQLiteStore(SqlStore):
                 # locked by another process (this connection never waits), or the
                 # database failed (read-only, full): the writer's path waits, or reports
                 # and reconnects; the rolled-back script runs again there
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                _roll_back(conn)
                 if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     self._drop_inline_connection()
                 return nothing
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                _roll_back(conn)
                 raise
             if conn.total_changes != before:
                 self._own_changes += 1
@@ -434,6 +428,12 @@ class SQLiteStore(SqlStore):
             return script(self._tx(conn))
         finally:
             conn.execute("COMMIT")
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 class _Rows:

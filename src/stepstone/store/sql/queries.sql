@@ -3,16 +3,8 @@
 
 -- name: insert_events
 -- Many events in one statement, as a JSON array of rows (id, name, data, ts, user_data, v,
--- received_at). `WHERE true`: SQLite would read `ON CONFLICT` as a join's ON without it.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]')
-FROM json_each(?) WHERE true
-ON CONFLICT (id) DO NOTHING;
-
--- name: insert_events_new
--- insert_events, returning the ids it stored (a repeated id is not stored).
+-- received_at); returns the ids it stored (a repeated id is not stored). `WHERE true`:
+-- SQLite would read `ON CONFLICT` as a join's ON without it.
 INSERT INTO events (id, name, data, ts, user_data, v, received_at)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
@@ -138,10 +130,6 @@ UPDATE jobs SET available_at = ? WHERE run_id = ? AND owner IS NULL;
 -- name: mark_started_many
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
 WHERE id IN (SELECT value FROM json_each(?));
-
--- name: insert_history_many
--- One entry, alike but for the run, for each of many runs.
-INSERT INTO history (run_id, at, kind, data) SELECT value, ?, ?, ? FROM json_each(?);
 
 -- name: renew_many
 -- Leases as JSON rows (run_id, fence). owner: a job its worker released (the run sleeps

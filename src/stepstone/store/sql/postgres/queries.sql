@@ -26,10 +26,6 @@ RETURNING run_id, fence, cancel;
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
 WHERE id = ANY(?::text[]);
 
--- name: insert_history_many
-INSERT INTO history (run_id, at, kind, data)
-SELECT id, ?::double precision, ?::text, ?::text FROM unnest(?::text[]) AS id;
-
 -- name: end_due_sleeps
 UPDATE steps SET status = 'completed', output = 'null', ended_at = ?
 WHERE run_id = ANY(?::text[]) AND status = 'sleeping' AND wake_at <= ?;
@@ -50,12 +46,6 @@ SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ANY(
 
 -- name: insert_events
 -- JSON rows as in ../queries.sql, read with json_array_elements.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at)
-SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
-FROM json_array_elements(?::json) AS r
-ON CONFLICT (id) DO NOTHING;
-
--- name: insert_events_new
 INSERT INTO events (id, name, data, ts, user_data, v, received_at)
 SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
 FROM json_array_elements(?::json) AS r
