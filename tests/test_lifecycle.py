@@ -162,6 +162,28 @@ async def test_on_failure_handler_and_finished_event(database_url: str) -> None:
     assert any(f["run_id"] == run.id and f["status"] == "failed" for f in finished)
 
 
+async def test_output_too_large_to_announce_still_ends_the_run(database_url: str) -> None:
+    """The function.finished event leaves out an output over the event size limit; the
+    run itself keeps it whole and ends (before, the oversized announcement failed the
+    run's end, and the run was retried without end)."""
+    app = make_app(database_url, limits=stepstone.Limits(max_event_size=4096))
+    big = "x" * 10_000
+
+    @app.function(id="big", trigger="big/go")
+    async def produce(ctx: stepstone.Context) -> Any:
+        return big
+
+    async with app.worker():
+        run = await send_and_wait(app, "big/go")
+        announced = await app.get_event(f"{run.id}:finished")
+    await app.close()
+    assert run.status == "completed" and run.output == big
+    assert announced is not None
+    assert announced.event.data["output"] is None
+    assert announced.event.data["output_omitted"].startswith("10002 bytes")
+    assert announced.event.data["status"] == "completed"
+
+
 async def test_rerun_and_rerun_from_step(database_url: str) -> None:
     app = make_app(database_url)
     calls: dict[str, int] = {"a": 0, "b": 0, "c": 0}

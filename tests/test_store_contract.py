@@ -203,6 +203,94 @@ async def test_a_refused_write_among_concurrent_ones_undoes_nothing_else(store: 
     assert ended is not None and ended.steps == []
 
 
+async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> None:
+    """Run ends sent together may be written together (group commit, or one statement
+    per table): each still ends only its own run, under its own lease, with its own
+    outcome, history, waits, announcing event and invoking parent."""
+    [parent_id] = await queue_runs(store, 1, fn="parent")
+    parent = (await claim_one(store, "w0")).lease
+    invoking = step("call", StepStatus.INVOKING, kind="invoke", wake_at=T0 + 3600)
+    child_event = new_event("test/invoked", functions=("child",))
+    child = child_event.runs[0]
+    child_event.runs[0] = NewRun(
+        child.id,
+        "child",
+        child.event_ids,
+        T0,
+        T0,
+        parent_run_id=parent_id,
+        parent_step=invoking.hashed_id,
+    )
+    await store.start_invoke(parent, invoking, child_event)
+    await store.reschedule(parent, at=T0 + 3600, now=T0, status=RunStatus.WAITING)
+    queued = await queue_runs(store, 4)
+    claims = {c.run.id: c.lease for c in await store.claim("w1", 5, T0, LEASE)}
+    assert set(claims) == {child.id, *queued}
+    stale = claims[queued[2]]
+    await store.finish(stale, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+    # the first run also waits for an event: its end must take the wait away
+    waiting = step("wait", StepStatus.WAITING, kind="wait", wake_at=T0 + 3600)
+    wait = Wait(queued[0], waiting.hashed_id, "shop/paid", None, {"name": "x"}, T0 + 3600)
+    await store.register_wait(claims[queued[0]], waiting, wait)
+    error = {"name": "ValueError", "message": "bad", "stack": "..."}
+    log = HistoryEntry(T0 + 1, "log", {"message": "last words"})
+    announced = new_event("test/finished", functions=(), at=T0 + 2)
+    ends = [
+        store.finish(
+            claims[queued[0]],
+            status=RunStatus.COMPLETED,
+            output_json='{"n": 0}',
+            error=None,
+            at=T0 + 2,
+            follow_up=[announced],
+            history=[log],
+        ),
+        store.finish(
+            claims[queued[1]], status=RunStatus.FAILED, output_json=None, error=error, at=T0 + 3
+        ),
+        store.finish(
+            claims[child.id],
+            status=RunStatus.COMPLETED,
+            output_json='"done"',
+            error=None,
+            at=T0 + 6,
+        ),
+    ]
+    assert await asyncio.gather(*ends) == [None, None, None]
+    # one refused among them: the others still end
+    ends = [
+        store.finish(stale, status=RunStatus.COMPLETED, output_json="9", error=None, at=T0 + 4),
+        store.finish(
+            claims[queued[3]], status=RunStatus.COMPLETED, output_json="3", error=None, at=T0 + 5
+        ),
+    ]
+    results = await asyncio.gather(*ends, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["LeaseLostError", "NoneType"]
+    first = await store.get_run(queued[0], with_history=True)
+    assert first is not None and first.status is RunStatus.COMPLETED
+    assert first.output == {"n": 0} and first.ended_at == T0 + 2
+    assert [h.kind for h in first.history] == ["queued", "started", "log", "completed"]
+    assert await store.get_event(announced.event.id or "") is not None
+    failed = await store.get_run(queued[1], with_history=True)
+    assert failed is not None and failed.status is RunStatus.FAILED and failed.error == error
+    assert failed.history[-1].kind == "failed" and failed.history[-1].data == {"error": error}
+    kept = await store.get_run(stale.run_id)
+    assert kept is not None and kept.output is None and kept.ended_at == T0  # its first end
+    last = await store.get_run(queued[3])
+    assert last is not None and last.output == 3
+    # the invoking parent got the child's output and is due again
+    resumed = await store.get_run(parent_id)
+    assert resumed is not None and resumed.steps[0].status is StepStatus.COMPLETED
+    assert resumed.steps[0].output == "done"
+    [again] = await store.claim("w1", 10, T0 + 7, LEASE)
+    assert again.run.id == parent_id  # every other job is gone
+    # the ended run's wait is gone: a matching event resumes nothing
+    matched: list[str] = []
+    paid = new_event("shop/paid", functions=(), at=T0 + 8)
+    await store.ingest([paid], lambda w, e: bool(matched.append(w.run_id)) or True)
+    assert matched == []
+
+
 async def test_writes_queued_before_close_are_saved_and_later_ones_refused(
     store: Store,
 ) -> None:

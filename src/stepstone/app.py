@@ -22,6 +22,7 @@ from .limits import Limits
 from .options import Cancel, Timeouts
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff, default_backoff
+from .serde import dumps, size_of
 from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
 from .store.base import NO_FLOW
 
@@ -428,6 +429,7 @@ class App:
         """The internal events that announce a run's end, with the runs they trigger.
 
         Their ids derive from the run, so announcing the same end twice stores it once.
+        Built here rather than validated like a user's: every part is already plain JSON.
         """
         data = {
             "function_id": run.function_id,
@@ -435,21 +437,26 @@ class App:
             "event_ids": run.event_ids,
             "event": None if event is None else event.to_dict(),
         }
-        batch: list[dict[str, Any]] = []
+        named: list[tuple[str, str, dict[str, Any]]] = []
         if status is RunStatus.FAILED:
-            batch.append(
-                {"name": FAILED, "id": f"{run.id}:failed", "data": {**data, "error": error}}
-            )
+            named.append((FAILED, f"{run.id}:failed", {**data, "error": error}))
         elif status is RunStatus.CANCELLED:
-            batch.append({"name": CANCELLED, "id": f"{run.id}:cancelled", "data": data})
-        batch.append(
-            {
-                "name": FINISHED,
-                "id": f"{run.id}:finished",
-                "data": {**data, "status": status.value, "output": output, "error": error},
-            }
-        )
-        return self.prepare_events(batch, internal=True, exclude_function=run.function_id)
+            named.append((CANCELLED, f"{run.id}:cancelled", data))
+        finished = {**data, "status": status.value, "output": output, "error": error}
+        named.append((FINISHED, f"{run.id}:finished", finished))
+        now, ts = self.clock.now(), int(time.time() * 1000)
+        out = []
+        for name, event_id, payload in named:
+            payload, data_json = _within_event_size(payload, name, self.limits.max_event_size)
+            announced = Event(name=name, data=payload, id=event_id, ts=ts)
+            as_dict = announced.to_dict()
+            runs = [
+                self.new_run(fn, announced, now)
+                for fn in self.all_functions()
+                if fn.id != run.function_id and fn.matches(name, as_dict)
+            ]
+            out.append(NewEvent(announced, data_json, now, runs))
+        return out
 
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Any:
@@ -514,3 +521,23 @@ class _Portal:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+
+
+def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dict[str, Any], str]:
+    """A lifecycle event's data and its JSON, within the event size limit: a run's output
+    or error too large to announce is left out, with a note (the run keeps it whole)."""
+    data_json = dumps(data)
+    if size_of(data_json) + size_of(name) <= limit:
+        return data, data_json
+    data = dict(data)
+    for field in ("output", "error", "event"):
+        if data.get(field) is not None:
+            size = size_of(dumps(data[field]))
+            data[field] = None
+            data[f"{field}_omitted"] = (
+                f"{size} bytes, over the event size limit; read it from the run"
+            )
+            data_json = dumps(data)
+            if size_of(data_json) + size_of(name) <= limit:
+                break
+    return data, data_json

@@ -123,9 +123,7 @@ class Invocation:
         self._stopping: str | None = None  # set when no new step may start
         self._abandoned: str | None = None
         self._steps_used = 0
-        self._state_bytes = sum(size_of(json.dumps(e.to_dict())) for e in data.events) + sum(
-            size_of(json.dumps(s.output)) for s in data.steps if s.output is not None
-        )
+        self._state_size: int | None = None  # measured when a new step output needs it
         self._pending_replays = sum(
             1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
         )
@@ -151,6 +149,15 @@ class Invocation:
         taken, self._logs = self._logs, []
         self._logs_taken += len(taken)
         return taken
+
+    def _state_bytes(self) -> int:
+        """The run's saved state so far: its events and step outputs, serialized."""
+        if self._state_size is None:
+            data = self._data
+            self._state_size = sum(size_of(json.dumps(e.to_dict())) for e in data.events) + sum(
+                size_of(json.dumps(s.output)) for s in data.steps if s.output is not None
+            )
+        return self._state_size
 
     @property
     def replaying(self) -> bool:
@@ -344,7 +351,7 @@ class Invocation:
                     f"{self._limits.max_step_output}; save large data elsewhere and return a "
                     "reference to it"
                 )
-            if self._state_bytes + size > self._limits.max_run_state:
+            if self._state_bytes() + size > self._limits.max_run_state:
                 raise LimitExceededError(
                     f"step {step_id!r} would take the run's saved state past "
                     f"{self._limits.max_run_state} bytes"
@@ -365,7 +372,7 @@ class Invocation:
         )
         alone = len(self._tasks) <= 1  # this step's own task, nothing in parallel
         await self._emit(ops.SaveStep(record, output_json=output_json, alone=alone))
-        self._state_bytes += size
+        self._state_size = self._state_bytes() + size
         return convert(json.loads(output_json), output_type)
 
     async def _step_failed(

@@ -39,9 +39,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..errors import ConfigError
 from . import queries, redact_url
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
+from .merges import merge_run_ends, merge_step_saves
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import Deferred, SqlStore, StepSave, Tx, _json, resolved
+from .sql_store import SqlStore, Tx, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
@@ -350,35 +351,13 @@ def postgres_from_url(url: str) -> PostgresStore:
     )
 
 
-def _merge_step_saves(tx: Tx, batch: list[Any]) -> dict[int, Deferred[None]]:
-    """Writes the batch's lone step checkpoints in one statement (each still fenced by its
-    own lease); returns their checks by position in the batch. A checkpoint whose lease
-    was lost fails its check, and with it the batch, whose writes then run one by one."""
-    saves: dict[tuple[str, str], tuple[int, StepSave]] = {}
-    for n, (each, *_rest) in enumerate(batch):
-        if isinstance(each, StepSave):
-            # one row per step: the upsert cannot touch a row twice (the later save of
-            # the same step, should one come, runs as a script of its own after it)
-            saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
-    if len(saves) < 2:
-        return {}
-    cursor = tx("save_steps_fenced", _json([save.step_row() for _, save in saves.values()]))
-    found: list[set[tuple[str, str]]] = []
-
-    def written() -> set[tuple[str, str]]:
-        if not found:
-            found.append({(row[0], row[1]) for row in cursor.fetchall()})
-        return found[0]
-
-    return {n: save.check(written) for n, save in saves.values()}
-
-
 def _all_of(batch: list[Any]) -> Callable[[Tx], list[Any]]:
     """One script running every request's script, in order, in the same transaction."""
 
     def script(tx: Tx) -> list[Any]:
         try:
-            merged = _merge_step_saves(tx, batch)
+            scripts = [each for each, *_rest in batch]
+            merged = merge_step_saves(tx, scripts) | merge_run_ends(tx, scripts)
             # every script sends its statements; then the results are read, once for all
             values = [
                 merged[n] if n in merged else each(tx)

@@ -312,27 +312,7 @@ class SqlStore(Store, abc.ABC):
         follow_up: Sequence[NewEvent] = (),
         history: Sequence[HistoryEntry] = (),
     ) -> None:
-        def script(tx: Tx) -> Deferred[None]:
-            # the job goes first, and only with our fencing token (its row lock taken
-            # before the run's, in the order a claim takes them); whether it went is looked
-            # at last: if not, the lease was lost, and the whole script is rolled back
-            ended = tx("end_job", lease.run_id, lease.fence)
-            for entry in history:
-                _history(tx, lease.run_id, entry)
-            parent = _finish(tx, lease.run_id, status, output_json, error, at)
-            flow_scripts.free_slots(tx, lease.keys, at)
-            if lease.holds:
-                tx("flow_release", lease.run_id, "s:")
-            _ingest(tx, follow_up, None)
-
-            def check() -> None:
-                if ended.rowcount == 0:
-                    _lease_lost(lease)
-                _resume_parent(tx, lease.run_id, parent.fetchone(), status, output_json, error, at)
-
-            return Deferred(check)
-
-        await self._write(script)
+        await self._write(RunEnd(lease, status, output_json, error, at, follow_up, history))
 
     async def request_cancel(self, run_id: str, now: float) -> bool:
         return await self._write(lambda tx: cancel_run(tx, run_id, now))
@@ -445,6 +425,78 @@ class StepSave:
                 _lease_lost(self.lease)
 
         return Deferred(check)
+
+
+class RunEnd:
+    """The script of a run's end. One with no flow control to release and no runs to
+    start is `mergeable`: a dialect may end several in one set of statements
+    (merges.merge_run_ends)."""
+
+    __slots__ = ("at", "error", "follow_up", "history", "lease", "output_json", "status")
+
+    def __init__(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        output_json: str | None,
+        error: dict[str, Any] | None,
+        at: float,
+        follow_up: Sequence[NewEvent],
+        history: Sequence[HistoryEntry],
+    ) -> None:
+        self.lease, self.status, self.output_json, self.error = lease, status, output_json, error
+        self.at, self.follow_up, self.history = at, follow_up, history
+
+    @property
+    def mergeable(self) -> bool:
+        lease = self.lease
+        return not lease.keys and not lease.holds and not any(e.runs for e in self.follow_up)
+
+    def history_rows(self) -> list[list[Any]]:
+        """Its history entries as insert_history_rows takes them: the log lines, then the
+        end itself (as `_finish` writes it)."""
+        run_id = self.lease.run_id
+        rows = [[run_id, h.at, h.kind, _json(h.data or None)] for h in self.history]
+        ended = {"error": self.error} if self.error else None
+        rows.append([run_id, self.at, self.status.value, _json(ended)])
+        return rows
+
+    def run_row(self) -> list[Any]:
+        """id, status, output, error, ended_at: the columns finish_runs sets."""
+        return [
+            self.lease.run_id,
+            self.status.value,
+            self.output_json,
+            _json(self.error),
+            self.at,
+        ]
+
+    def __call__(self, tx: Tx) -> Deferred[None]:
+        lease = self.lease
+        # the job goes first, and only with our fencing token (its row lock taken before
+        # the run's, in the order a claim takes them); whether it went is looked at
+        # last: if not, the lease was lost, and the whole script is rolled back
+        ended = tx("end_job", lease.run_id, lease.fence)
+        for entry in self.history:
+            _history(tx, lease.run_id, entry)
+        parent = _finish(tx, lease.run_id, self.status, self.output_json, self.error, self.at)
+        flow_scripts.free_slots(tx, lease.keys, self.at)
+        if lease.holds:
+            tx("flow_release", lease.run_id, "s:")
+        _ingest(tx, self.follow_up, None)
+
+        def check() -> None:
+            if ended.rowcount == 0:
+                _lease_lost(lease)
+            self.resume_parent(tx, parent.fetchone())
+
+        return Deferred(check)
+
+    def resume_parent(self, tx: Tx, row: Any) -> None:
+        """The invoking step of this run's parent gets its outcome (`row`: run_parent's)."""
+        _resume_parent(
+            tx, self.lease.run_id, row, self.status, self.output_json, self.error, self.at
+        )
 
 
 def _save_step_fenced(

@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, StorageError
 from . import queries
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
-from .sql_store import Many, SqlStore, Tx, resolved
+from .merges import merge_run_ends, merge_step_saves
+from .sql_store import Many, RunEnd, SqlStore, StepSave, Tx, resolved
 
 # a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
 sqlite3.register_adapter(Many, json.dumps)
@@ -221,8 +222,12 @@ class SQLiteStore(SqlStore):
     def _apply(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> list[tuple[bool, Any]]:
         conn.execute("BEGIN IMMEDIATE")
         single = len(batch) == 1
+        merged = {} if single else _merged(conn, tx, batch)
         results: list[tuple[bool, Any]] = []
-        for script, _future, _loop in batch:
+        for n, (script, _future, _loop) in enumerate(batch):
+            if n in merged:
+                results.append((True, merged[n]))
+                continue
             if not single:
                 conn.execute("SAVEPOINT request")
             try:
@@ -428,6 +433,27 @@ class SQLiteStore(SqlStore):
             return script(self._tx(conn))
         finally:
             conn.execute("COMMIT")
+
+
+def _merged(conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> dict[int, Any]:
+    """The batch's step checkpoints and run ends written a few statements for all
+    (merges.py), their results by position; none if one of them was refused (a lease
+    lost): they then run one by one like the rest, each told its own outcome."""
+    scripts = [script for script, _future, _loop in batch]
+    if sum(isinstance(each, (StepSave, RunEnd)) for each in scripts) < 2:
+        return {}
+    conn.execute("SAVEPOINT merged")
+    try:
+        checks = merge_step_saves(tx, scripts) | merge_run_ends(tx, scripts)
+        values = {n: check.resolve() for n, check in checks.items()}
+    except sqlite3.OperationalError:
+        raise  # the database failed: the whole batch fails
+    except Exception:
+        conn.execute("ROLLBACK TO merged")
+        conn.execute("RELEASE merged")
+        return {}
+    conn.execute("RELEASE merged")
+    return values
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:

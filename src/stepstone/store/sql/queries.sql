@@ -174,6 +174,28 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
     wake_at = excluded.wake_at, detail = excluded.detail;
 
+-- name: save_steps_fenced
+-- Many lone step checkpoints in one statement (merges.py): JSON rows (run_id, fence, then
+-- the columns of save_step_fenced after the run id), each written only under its own
+-- lease; returns the steps written. `WHERE true`: see insert_events.
+INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
+                   ended_at, wake_at, detail)
+SELECT j.run_id, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]'),
+       json_extract(r.value, '$[4]'), json_extract(r.value, '$[5]'),
+       json_extract(r.value, '$[6]'), json_extract(r.value, '$[7]'),
+       json_extract(r.value, '$[8]'), json_extract(r.value, '$[9]'),
+       json_extract(r.value, '$[10]'), json_extract(r.value, '$[11]'),
+       json_extract(r.value, '$[12]')
+FROM json_each(?) AS r
+JOIN jobs AS j ON j.run_id = json_extract(r.value, '$[0]')
+    AND j.fence = json_extract(r.value, '$[1]')
+WHERE true
+ON CONFLICT (run_id, hashed_id) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts, output = excluded.output,
+    error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    wake_at = excluded.wake_at, detail = excluded.detail
+RETURNING run_id, hashed_id;
+
 -- name: expire_step
 UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ?
 WHERE run_id = ? AND hashed_id = ? AND status IN ('waiting', 'invoking');
@@ -234,6 +256,29 @@ DELETE FROM jobs WHERE run_id = ?;
 -- name: end_job
 -- A run's end, by the worker whose lease carries this fencing token (no row: not ours).
 DELETE FROM jobs WHERE run_id = ? AND fence = ?;
+
+-- name: end_jobs
+-- Many run ends (merges.py): JSON rows (run_id, fence); returns the runs whose job went,
+-- which are those whose lease held.
+DELETE FROM jobs WHERE (run_id, fence) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)
+)
+RETURNING run_id;
+
+-- name: finish_runs
+-- JSON rows (id, status, output, error, ended_at), as finish_run sets them.
+UPDATE runs SET status = r.status, output = r.output, error = r.error, ended_at = r.ended_at
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS status,
+           json_extract(value, '$[2]') AS output, json_extract(value, '$[3]') AS error,
+           json_extract(value, '$[4]') AS ended_at
+    FROM json_each(?)
+) AS r
+WHERE runs.id = r.id
+RETURNING runs.id, runs.parent_run_id, runs.parent_step;
+
+-- name: delete_waits_many
+DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?));
 
 -- name: run_parent
 SELECT parent_run_id, parent_step FROM runs WHERE id = ?;

@@ -133,6 +133,22 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     wake_at = excluded.wake_at, detail = excluded.detail
 RETURNING run_id, hashed_id;
 
+-- name: end_jobs
+DELETE FROM jobs WHERE (run_id, fence) IN (
+    SELECT r->>0, (r->>1)::integer FROM json_array_elements(?::json) AS r
+)
+RETURNING run_id;
+
+-- name: finish_runs
+UPDATE runs SET status = r->>1, output = r->>2, error = r->>3,
+    ended_at = (r->>4)::double precision
+FROM json_array_elements(?::json) AS r
+WHERE runs.id = r->>0
+RETURNING runs.id, runs.parent_run_id, runs.parent_step;
+
+-- name: delete_waits_many
+DELETE FROM waits WHERE run_id = ANY(?::text[]);
+
 -- name: run_steps
 -- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
 SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail

@@ -1,0 +1,75 @@
+"""Writes of many requests of a batch in one statement each: a batch's lone step
+checkpoints, and its run ends. Each stays fenced by its own lease; a merged write whose
+lease was lost fails its check, and the dialect then reruns the requests one by one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .sql_store import Deferred, Many, RunEnd, StepSave, Tx, _ingest, _json, _lease_lost
+
+
+def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
+    """Writes the lone step checkpoints among `scripts` in one statement; returns their
+    checks by position."""
+    saves: dict[tuple[str, str], tuple[int, StepSave]] = {}
+    for n, each in enumerate(scripts):
+        if isinstance(each, StepSave):
+            # one row per step: the upsert cannot touch a row twice (the later save of
+            # the same step, should one come, runs as a script of its own after it)
+            saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
+    if len(saves) < 2:
+        return {}
+    cursor = tx("save_steps_fenced", _json([save.step_row() for _, save in saves.values()]))
+    found: list[set[tuple[str, str]]] = []
+
+    def written() -> set[tuple[str, str]]:
+        if not found:
+            found.append({(row[0], row[1]) for row in cursor.fetchall()})
+        return found[0]
+
+    return {n: save.check(written) for n, save in saves.values()}
+
+
+def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
+    """Ends the runs among `scripts` that need no flow control released and start no
+    runs, in five statements whatever their number; returns their checks by position.
+    The statements are those of `RunEnd`, in its order: jobs, history, runs, waits,
+    the announcing events."""
+    ends: dict[str, tuple[int, RunEnd]] = {}
+    for n, each in enumerate(scripts):
+        if isinstance(each, RunEnd) and each.mergeable:
+            ends.setdefault(each.lease.run_id, (n, each))
+    if len(ends) < 2:
+        return {}
+    items = list(ends.values())
+    jobs = tx("end_jobs", _json([[end.lease.run_id, end.lease.fence] for _, end in items]))
+    tx("insert_history_rows", _json([row for _, end in items for row in end.history_rows()]))
+    runs = tx("finish_runs", _json([end.run_row() for _, end in items]))
+    tx("delete_waits_many", Many(ends))
+    announced = [event for _, end in items for event in end.follow_up]
+    if announced:
+        _ingest(tx, announced, None)
+    found: list[tuple[set[str], dict[str, Any]]] = []
+
+    def outcome() -> tuple[set[str], dict[str, Any]]:
+        if not found:
+            ended = {row[0] for row in jobs.fetchall()}
+            parents = {row[0]: row[1:] for row in runs.fetchall()}
+            found.append((ended, parents))
+        return found[0]
+
+    return {n: Deferred(_end_check(tx, end, outcome)) for n, end in items}
+
+
+def _end_check(
+    tx: Tx, end: RunEnd, outcome: Callable[[], tuple[set[str], dict[str, Any]]]
+) -> Callable[[], None]:
+    def check() -> None:
+        ended, parents = outcome()
+        if end.lease.run_id not in ended:
+            _lease_lost(end.lease)
+        end.resume_parent(tx, parents.get(end.lease.run_id))
+
+    return check
