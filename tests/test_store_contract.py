@@ -134,6 +134,18 @@ async def test_claim_takes_started_runs_before_runs_not_started(store: Store) ->
     assert [c.run.id for c in rest] == waiting[1:]
 
 
+async def test_claim_starts_at_most_the_new_runs_it_is_allowed(store: Store) -> None:
+    """A paced worker (engine/pacing.py) limits the runs not started yet, not the others."""
+    [resumed_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    await store.reschedule(lease, at=T0 + 1, now=T0, status=RunStatus.SLEEPING)
+    await queue_runs(store, 3)
+    [only] = await store.claim("w1", 10, T0 + 1, LEASE, starts=0)
+    assert only.run.id == resumed_id
+    assert len(await store.claim("w1", 10, T0 + 1, LEASE, starts=2)) == 2
+    assert len(await store.claim("w1", 10, T0 + 1, LEASE)) == 1
+
+
 async def test_claim_respects_its_limit(store: Store) -> None:
     await queue_runs(store, 5)
     first = await store.claim("w1", 3, T0, LEASE)

@@ -22,6 +22,7 @@ from ..options import TimeoutLimits
 from ..records import Event
 from ..store import Claim, Lease, Store, redact_url
 from .cron import CronScheduler
+from .pacing import StartPacer
 from .persist import RunWriter
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
         self._crons = crons
+        self._pacer = StartPacer(self.app.clock.now())
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -176,17 +178,30 @@ class Worker:
         while not self._stopping:
             free = self.concurrency - len(self._active)
             if free > 0:
+                asked, now = min(free, 50), self.app.clock.now()
+                allowed = self._pacer.allowance(asked, now)
                 try:
                     claims = await store.claim(
-                        self.id, min(free, 50), self.app.clock.now(), self.lease_seconds
+                        self.id, asked, now, self.lease_seconds, starts=allowed
                     )
                 except Exception:
                     log.exception("worker %s could not claim runs; retrying", self.id)
                     await asyncio.sleep(min(1.0, self.poll_interval * 4))
                     continue
+                started = 0
                 for claim in claims:
+                    if claim.lease.fence == 1:
+                        started += 1
+                    else:
+                        self._pacer.resumed(claim.lease.run_id)
                     self._spawn(claim)
+                self._pacer.claimed(asked, len(claims), started, allowed)
                 if claims:
+                    continue
+                if allowed is not None:  # new runs may be waiting for their turn
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._pacer.delay(asked))
+                    self._wake.clear()
                     continue
             await self._idle(store, free > 0)
 
@@ -284,6 +299,8 @@ class Worker:
                 return
             active.ending = True
             await writer.outcome(outcome, cancel=active.cancel_reason)
+            if isinstance(outcome, ops.Suspended) and outcome.at is not None:
+                self._pacer.suspended(run.id, outcome.at, self.app.clock.now())
         except LeaseLostError:
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
@@ -294,6 +311,7 @@ class Worker:
             if active.timer is not None:
                 active.timer.cancel()
             self._active.pop(run.id, None)
+            self._pacer.finished()
             self._wake.set()
 
     def _arm_timeouts(

@@ -163,8 +163,11 @@ class Store(abc.ABC):
 
     # -- the queue -----------------------------------------------------------------------
     @abc.abstractmethod
-    async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
-        """Lease up to `limit` runs that are due, oldest first, with their steps and events."""
+    async def claim(
+        self, owner: str, limit: int, now: float, lease_for: float, *, starts: int | None = None
+    ) -> list[Claim]:
+        """Lease up to `limit` runs that are due, oldest first, with their steps and events:
+        runs already started first, then at most `starts` (default: `limit`) not started."""
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:

@@ -137,12 +137,16 @@ class SqlStore(Store, abc.ABC):
         )
 
     # -- the queue -----------------------------------------------------------------------
-    async def claim(self, owner: str, limit: int, now: float, lease_for: float) -> list[Claim]:
+    async def claim(
+        self, owner: str, limit: int, now: float, lease_for: float, *, starts: int | None = None
+    ) -> list[Claim]:
+        new_limit = limit if starts is None else max(0, min(starts, limit))
+
         def script(tx: Tx) -> list[Claim]:
             # set-based, in phases that each send their statements before reading a
             # result: a claim costs the same few statements (and, pipelined, the same few
             # round trips) for one run as for fifty
-            rows = tx("claim_due", now, limit, now, limit, limit).fetchall()
+            rows = tx("claim_due", now, limit, now, new_limit, limit).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
             admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
             for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:

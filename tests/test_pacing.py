@@ -1,0 +1,91 @@
+"""Start pacing: under overload, new runs yield to the wake-ups of runs already going.
+
+The pacer's decisions, with explicit times and a CPU clock the test moves (the bench's
+timer burst measures what it is for: bench/FINDINGS.md)."""
+
+from __future__ import annotations
+
+from stepstone.engine.pacing import StartPacer
+
+T0 = 1000.0
+
+
+class FakeCpu:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def measured(pacer: StartPacer, cpu: FakeCpu, *, rate: float, at: float) -> None:
+    """Let the pacer see `rate` invocations per CPU second, measured at `at`."""
+    for _ in range(100):
+        pacer.finished()
+    cpu.seconds += 100 / rate
+    pacer.allowance(50, at)
+
+
+def overloaded_pacer(share: float = 0.5) -> tuple[StartPacer, FakeCpu]:
+    cpu = FakeCpu()
+    pacer = StartPacer(T0, horizon=2.0, share=share, cpu=cpu)
+    measured(pacer, cpu, rate=1000.0, at=T0 + 0.2)
+    pacer.claimed(asked=50, got=50, started=50, allowed=None)  # it got all it asked for
+    return pacer, cpu
+
+
+def test_a_worker_that_keeps_up_is_not_paced() -> None:
+    pacer, _ = overloaded_pacer()
+    pacer.suspended("r1", T0 + 1.0, T0 + 0.2)
+    pacer.claimed(asked=50, got=12, started=12, allowed=None)  # less than it asked: all due
+    assert pacer.allowance(50, T0 + 0.3) is None
+
+
+def test_an_overloaded_worker_with_wake_ups_due_soon_starts_new_runs_at_its_share() -> None:
+    pacer, _ = overloaded_pacer(share=0.5)
+    assert pacer.allowance(50, T0 + 0.2) is None  # nothing of its own wakes soon
+    pacer.suspended("r1", T0 + 1.2, T0 + 0.2)
+    assert pacer.allowance(50, T0 + 0.2) == 0  # from now on, paced
+    # half of 1,000 invocations/s: 10 new runs in 20 ms
+    assert pacer.allowance(50, T0 + 0.22) == 10
+    pacer.claimed(asked=50, got=50, started=10, allowed=10)
+    assert pacer.allowance(50, T0 + 0.22) == 0  # those are used up
+    assert pacer.allowance(50, T0 + 0.5) == 50  # never more than one claim's worth
+    pacer.claimed(asked=50, got=50, started=50, allowed=50)
+    # the next claim waits for ten more: at 500 new runs/s, 20 ms
+    assert abs(pacer.delay(50) - 0.02) < 1e-9
+
+
+def test_a_long_sleep_does_not_pace() -> None:
+    pacer, _ = overloaded_pacer()
+    pacer.suspended("r1", T0 + 3600, T0 + 0.2)
+    assert pacer.allowance(50, T0 + 0.3) is None
+
+
+def test_pacing_ends_when_the_wake_ups_are_claimed() -> None:
+    pacer, _ = overloaded_pacer()
+    pacer.suspended("r1", T0 + 1.0, T0 + 0.2)
+    pacer.suspended("r2", T0 + 1.1, T0 + 0.2)
+    assert pacer.allowance(50, T0 + 0.3) is not None
+    pacer.resumed("r1")
+    assert pacer.allowance(50, T0 + 0.3) is not None  # r2 still wakes soon
+    pacer.resumed("r2")
+    assert pacer.allowance(50, T0 + 0.3) is None
+
+
+def test_a_wake_up_long_past_is_forgotten() -> None:
+    """Another worker may have served it: it paces no longer than the horizon after."""
+    pacer, _ = overloaded_pacer()
+    pacer.suspended("r1", T0 + 1.0, T0 + 0.2)
+    assert pacer.allowance(50, T0 + 2.9) is not None
+    assert pacer.allowance(50, T0 + 3.1) is None
+
+
+def test_no_pacing_before_the_rate_is_known() -> None:
+    cpu = FakeCpu()
+    pacer = StartPacer(T0, cpu=cpu)
+    pacer.suspended("r1", T0 + 1.0, T0)
+    pacer.claimed(asked=50, got=50, started=50, allowed=None)
+    assert pacer.allowance(50, T0 + 0.01) is None
+    measured(pacer, cpu, rate=2000.0, at=T0 + 0.2)
+    assert pacer.allowance(50, T0 + 0.2) == 0
