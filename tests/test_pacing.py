@@ -1,11 +1,19 @@
-"""Start pacing: under overload, new runs yield to the wake-ups of runs already going.
+"""Timers on time under load: start pacing (new runs yield to the wake-ups of runs
+already going) and claims ahead of a wake-up.
 
-The pacer's decisions, with explicit times and a CPU clock the test moves (the bench's
-timer burst measures what it is for: bench/FINDINGS.md)."""
+The pacer's decisions are checked with explicit times and a CPU clock the test moves;
+the bench's timer burst measures what both are for (bench/FINDINGS.md)."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import pytest
+
+import stepstone
 from stepstone.engine.pacing import StartPacer
+from tests.helpers import make_app, send_and_wait
 
 T0 = 1000.0
 
@@ -89,3 +97,31 @@ def test_no_pacing_before_the_rate_is_known() -> None:
     assert pacer.allowance(50, T0 + 0.01) is None
     measured(pacer, cpu, rate=2000.0, at=T0 + 0.2)
     assert pacer.allowance(50, T0 + 0.2) == 0
+
+
+async def test_a_run_claimed_ahead_of_its_wake_up_waits_for_it(database_url: str) -> None:
+    """With a look-ahead longer than the sleep itself, the claim comes before the wake
+    time: the worker holds the run, and the sleep still lasts its full length."""
+    app = make_app(database_url)
+    woke: list[tuple[float, float]] = []
+
+    @app.function(id="napper", trigger="nap/go")
+    async def napper(ctx: stepstone.Context) -> Any:
+        until = await ctx.step.run("until", lambda: time.time() + 0.4)
+        await ctx.step.sleep_until("nap", until)
+        await ctx.step.run("woke", lambda: woke.append((until, time.time())))
+
+    async with app.worker(claim_ahead=1.0):
+        run = await send_and_wait(app, "nap/go")
+    await app.close()
+    assert run.status == "completed"
+    [(until, at)] = woke
+    assert at >= until
+    nap = run.step("nap")
+    assert nap is not None and nap.ended_at is not None and nap.ended_at >= until
+
+
+def test_claim_ahead_is_checked() -> None:
+    app = stepstone.App("t", database="memory://")
+    with pytest.raises(stepstone.ConfigError, match="claim_ahead"):
+        app.worker(claim_ahead=5)

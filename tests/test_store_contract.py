@@ -375,6 +375,30 @@ async def test_the_claim_that_wakes_a_run_ends_its_sleeps_that_are_over(store: S
     }
 
 
+async def test_a_sleeping_run_is_claimed_ahead_with_its_due_time(store: Store) -> None:
+    """claim(ahead=...) takes a released run due within `ahead`, says when it is due, and
+    ends only the sleeps due by then, at their own time; a live lease is never taken
+    before it expires."""
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    nap = step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10)
+    later = step("later", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10.05)
+    for record in (nap, later):
+        await store.save_step(lease, record, None)
+    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING)
+    [live_id] = await queue_runs(store, 1, at=T0 + 9.9 - LEASE)
+    live = await claim_one(store, "w2", now=T0 + 9.9 - LEASE)  # its lease ends at T0 + 9.9
+    assert live.run.id == live_id
+    assert await store.claim("w1", 5, T0 + 9.85, LEASE) == []
+    [early] = await store.claim("w1", 5, T0 + 9.85, LEASE, ahead=0.2)
+    assert early.run.id == run_id and early.due == T0 + 10
+    steps = {s.id: s for s in early.run.steps}
+    assert steps["nap"].status is StepStatus.COMPLETED and steps["nap"].ended_at == T0 + 10
+    assert steps["later"].status is StepStatus.SLEEPING  # due after its run: left alone
+    [taken] = await store.claim("w1", 5, T0 + 9.91, LEASE, ahead=0.2)
+    assert taken.run.id == live_id and taken.due is None  # once its lease had ended
+
+
 async def test_reschedule_releases_the_run_until_its_time(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease

@@ -56,6 +56,7 @@ class Worker:
         sync_threads: int = 16,
         crons: bool = True,
         shutdown_timeout: float = 10.0,
+        claim_ahead: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("worker concurrency must be at least 1")
@@ -73,6 +74,14 @@ class Worker:
         self._probe: Callable[[], bool] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.shutdown_timeout = shutdown_timeout
+        if claim_ahead is not None and not 0 <= claim_ahead <= 1:
+            raise ConfigError("claim_ahead must be from 0 to 1 second")
+        # a sleeping or retrying run due this soon is claimed early and held until its
+        # time, so its wake-up does not wait for a claim (under load, one can take tens of
+        # milliseconds); held runs do not count against `concurrency`. None: the store's
+        self._claim_ahead_option = claim_ahead
+        self.claim_ahead = 0.0 if claim_ahead is None else claim_ahead
+        self._held = 0
         self._crons = crons
         self._pacer = StartPacer(self.app.clock.now())
         self._active: dict[str, _Active] = {}
@@ -104,6 +113,8 @@ class Worker:
         self._store = store = await self.app.store()
         if self._poll_option is None:
             self.poll_interval = store.poll_interval
+        if self._claim_ahead_option is None:
+            self.claim_ahead = store.claim_ahead
         if self.change_poll > 0:
             self._probe = store.change_probe()
         await self.app.publish_functions()
@@ -176,13 +187,18 @@ class Worker:
         assert self._store is not None
         store = self._store
         while not self._stopping:
-            free = self.concurrency - len(self._active)
+            free = self.concurrency - len(self._active) + self._held
             if free > 0:
                 asked, now = min(free, 50), self.app.clock.now()
                 allowed = self._pacer.allowance(asked, now)
                 try:
                     claims = await store.claim(
-                        self.id, asked, now, self.lease_seconds, starts=allowed
+                        self.id,
+                        asked,
+                        now,
+                        self.lease_seconds,
+                        starts=allowed,
+                        ahead=self.claim_ahead,
                     )
                 except Exception:
                     log.exception("worker %s could not claim runs; retrying", self.id)
@@ -213,7 +229,8 @@ class Worker:
             except Exception:
                 due = None
             if due is not None:
-                timeout = max(0.0, min(timeout, due - self.app.clock.now()))
+                soon = due - self.claim_ahead - self.app.clock.now()
+                timeout = max(0.0, min(timeout, soon))
         if timeout > 0:
             if self._probe is not None and can_claim:
                 await self._wait_or_change(self._probe, timeout)
@@ -257,6 +274,12 @@ class Worker:
         writer = RunWriter(self.app, self._store, claim, alone=self._alone)
         run = claim.run
         try:
+            if claim.due is not None:  # claimed ahead of its time: it starts then
+                self._held += 1
+                try:
+                    await self.app.clock.sleep(claim.due - self.app.clock.now())
+                finally:
+                    self._held -= 1
             fn = self.app.functions.get(run.function_id)
             if fn is not None and fn.timeouts is not None and active.cancel_reason is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)

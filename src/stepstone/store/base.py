@@ -91,6 +91,7 @@ class Claim:
     run: Run  # with its steps
     events: list[Event]
     cancel_requested: bool = False
+    due: float | None = None  # claimed ahead of this time (claim's `ahead`): start it then
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class Store(abc.ABC):
     # pushes wake-ups to `subscribe`rs (PostgreSQL's LISTEN/NOTIFY) needs only a slow
     # fallback poll; one that cannot (SQLite: other processes cannot signal us) polls often.
     poll_interval: float = 0.25
+    # how early a worker claims a sleeping or retrying run, by default: about as long as
+    # a claim takes under load, so that the run is in hand when its time comes
+    claim_ahead: float = 0.02
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
@@ -164,10 +168,18 @@ class Store(abc.ABC):
     # -- the queue -----------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(
-        self, owner: str, limit: int, now: float, lease_for: float, *, starts: int | None = None
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_for: float,
+        *,
+        starts: int | None = None,
+        ahead: float = 0.0,
     ) -> list[Claim]:
         """Lease up to `limit` runs that are due, oldest first, with their steps and events:
-        runs already started first, then at most `starts` (default: `limit`) not started."""
+        runs already started first, then at most `starts` (default: `limit`) not started.
+        A released run due within `ahead` seconds is leased too, with its `due` time."""
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:

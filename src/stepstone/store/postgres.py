@@ -66,6 +66,7 @@ class _BatchFailed(Exception):
 class PostgresStore(SqlStore):
     # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
     poll_interval = 5.0
+    claim_ahead = 0.1  # a claim travels to the server and queues behind other writes
 
     def __init__(
         self,

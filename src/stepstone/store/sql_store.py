@@ -138,7 +138,14 @@ class SqlStore(Store, abc.ABC):
 
     # -- the queue -----------------------------------------------------------------------
     async def claim(
-        self, owner: str, limit: int, now: float, lease_for: float, *, starts: int | None = None
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        lease_for: float,
+        *,
+        starts: int | None = None,
+        ahead: float = 0.0,
     ) -> list[Claim]:
         new_limit = limit if starts is None else max(0, min(starts, limit))
 
@@ -146,17 +153,23 @@ class SqlStore(Store, abc.ABC):
             # set-based, in phases that each send their statements before reading a
             # result: a claim costs the same few statements (and, pipelined, the same few
             # round trips) for one run as for fifty
-            rows = tx("claim_due", now, limit, now, new_limit, limit).fetchall()
+            rows = tx("claim_due", now + ahead, now, limit, now, new_limit, limit).fetchall()
             gate = flow_scripts.Gate(tx, now, _history)
             admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
-            for run_id, ckey1, climit1, ckey2, climit2, throttle, holds in rows:
+            due: dict[str, float] = {}
+            for run_id, ckey1, climit1, ckey2, climit2, throttle, holds, at in rows:
                 keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
                 if (keys or throttle) and not gate.admit(run_id, keys, throttle):
                     continue  # the gate keeps count of what it let through
                 admitted[run_id] = (keys, holds)
+                if at > now:
+                    due[run_id] = at
             if not admitted:
                 return []
             ids = Many(admitted)
+            # a sleep that is over (or will be when its run is due) ends here, for the
+            # whole claim at once, rather than by a checkpoint of its own from each run
+            tx("end_due_sleeps", now, ids, now)
             leased = {
                 r[0]: (r[1], bool(r[2]))
                 for r in tx("lease_many", owner, now + lease_for, ids).fetchall()
@@ -169,9 +182,6 @@ class SqlStore(Store, abc.ABC):
                 tx("mark_started_many", now, starting)
                 data = _json({"worker": owner})
                 tx("insert_history_rows", _json([[i, now, "started", data] for i in starting]))
-            # a sleep that is over ends here, for the whole claim at once, rather than by a
-            # checkpoint of its own from each run as it replays
-            tx("end_due_sleeps", now, ids, now)
             run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
             runs = {row[0]: row for row in run_rows.fetchall()}
             steps: dict[str, list[StepRecord]] = {}
@@ -193,7 +203,13 @@ class SqlStore(Store, abc.ABC):
                 else {}
             )
             return [
-                Claim(lease, run, [events[i] for i in run.event_ids if i in events], cancel)
+                Claim(
+                    lease,
+                    run,
+                    [events[i] for i in run.event_ids if i in events],
+                    cancel,
+                    due.get(lease.run_id),
+                )
                 for lease, cancel, run in found
             ]
 

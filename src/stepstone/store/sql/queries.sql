@@ -58,14 +58,18 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: claim_due
 -- Runs already started (a claim raised their fence) go first: a run waking from a sleep,
 -- retrying or resuming after a wait is not held up behind a burst of runs not yet started.
+-- A released run (sleeping, retrying) due by the first parameter is taken a little early,
+-- and its worker holds it until its time: its wake-up does not wait for a claim. A live
+-- lease is taken over only once it has expired (the second parameter: now).
 -- The second branch is read only if the first leaves room under the outer LIMIT.
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-    FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    FROM jobs WHERE fence > 0 AND available_at <= ? AND (owner IS NULL OR available_at <= ?)
+    ORDER BY available_at LIMIT ?
 )
 UNION ALL
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
     FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
 )
 LIMIT ?;
@@ -304,8 +308,11 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
 FROM runs WHERE id = ?;
 
 -- name: end_due_sleeps
-UPDATE steps SET status = 'completed', output = 'null', ended_at = ?
-WHERE run_id IN (SELECT value FROM json_each(?)) AND status = 'sleeping' AND wake_at <= ?;
+-- Run before the lease, while each job still says when its run is due: the sleeps due by
+-- then end, at their own time when the run was claimed ahead of it (claim_due).
+UPDATE steps SET status = 'completed', output = 'null', ended_at = max(wake_at, ?)
+WHERE run_id IN (SELECT value FROM json_each(?)) AND status = 'sleeping'
+    AND wake_at <= max(?, (SELECT available_at FROM jobs WHERE jobs.run_id = steps.run_id));
 
 -- name: get_runs
 SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,

@@ -5,13 +5,14 @@
 -- As in ../queries.sql, each branch locking what it hands out; the executor pulls rows
 -- from the second branch only while the outer LIMIT has room.
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
-    FROM jobs WHERE fence > 0 AND available_at <= ? ORDER BY available_at LIMIT ?
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    FROM jobs WHERE fence > 0 AND available_at <= ? AND (owner IS NULL OR available_at <= ?)
+    ORDER BY available_at LIMIT ?
     FOR UPDATE SKIP LOCKED
 ) AS resumes
 UNION ALL
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
     FROM jobs WHERE fence = 0 AND available_at <= ? ORDER BY available_at LIMIT ?
     FOR UPDATE SKIP LOCKED
 ) AS starts
@@ -27,8 +28,9 @@ UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
 WHERE id = ANY(?::text[]);
 
 -- name: end_due_sleeps
-UPDATE steps SET status = 'completed', output = 'null', ended_at = ?
-WHERE run_id = ANY(?::text[]) AND status = 'sleeping' AND wake_at <= ?;
+UPDATE steps SET status = 'completed', output = 'null', ended_at = GREATEST(wake_at, ?)
+WHERE run_id = ANY(?::text[]) AND status = 'sleeping'
+    AND wake_at <= GREATEST(?, (SELECT available_at FROM jobs WHERE jobs.run_id = steps.run_id));
 
 -- name: get_runs
 SELECT id, function_id, status, attempt, event_ids, output, error, created_at, started_at,
