@@ -126,3 +126,20 @@ async def test_an_inline_commit_is_fenced(tmp_path: Path) -> None:
         assert run is not None and [s.output for s in run.steps] == [2]
     finally:
         await app.close()
+
+
+async def test_reads_keep_a_small_page_cache(sqlite_url: str) -> None:
+    """Reader connections cap SQLite's page cache, so a process's memory does not grow with
+    the database through them; the writer keeps the default."""
+    store = SQLiteStore(sqlite_url[len("sqlite:///") :])
+    await store.open()
+    try:
+        read = await store._read(
+            lambda tx: store._local.conn.execute("PRAGMA cache_size").fetchone()[0]
+        )
+        writer = store._writer_conn
+        assert writer is not None
+        assert read == -512
+        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -2000
+    finally:
+        await store.close()

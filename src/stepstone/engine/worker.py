@@ -229,7 +229,11 @@ class Worker:
             except Exception:
                 due = None
             if due is not None:
-                soon = due - self.claim_ahead - self.app.clock.now()
+                soon = due - self.app.clock.now()
+                # a run due beyond the look-ahead is claimed that much early; one due
+                # within it that the last claim left (a live lease, a gated run) at its time
+                if soon > self.claim_ahead:
+                    soon -= self.claim_ahead
                 timeout = max(0.0, min(timeout, soon))
         if timeout > 0:
             if self._probe is not None and can_claim:
