@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from ..errors import LeaseLostError
@@ -170,23 +170,22 @@ class SqlStore(Store, abc.ABC):
             # a sleep that is over (or will be when its run is due) ends here, for the
             # whole claim at once, rather than by a checkpoint of its own from each run
             tx("end_due_sleeps", now, ids, now)
-            leased = {
-                r[0]: (r[1], bool(r[2]))
-                for r in tx("lease_many", owner, now + lease_for, ids).fetchall()
-            }
-            starting = Many(i for i in admitted if not leased[i][1])
+            lease_rows = tx("lease_many", owner, now + lease_for, ids)
             for run_id, (_, holds) in admitted.items():
                 if holds & flow_scripts.HOLDS_START_KEY:
                     tx("flow_release", run_id, "--")  # debounce and batch keys end at start
-            if starting:
-                tx("mark_started_many", now, starting)
-                data = _json({"worker": owner})
-                tx("insert_history_rows", _json([[i, now, "started", data] for i in starting]))
+            # the runs not asked to cancel start (one asked to is ended by its worker)
+            tx("mark_started_many", now, ids)
+            tx("insert_started_many", now, _json({"worker": owner}), ids)
             run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
+            event_rows = tx("get_run_events", ids)
+            # everything is sent: the results are read now, in one round trip
+            leased = {r[0]: (r[1], bool(r[2])) for r in lease_rows.fetchall()}
             runs = {row[0]: row for row in run_rows.fetchall()}
             steps: dict[str, list[StepRecord]] = {}
             for row in step_rows.fetchall():
                 steps.setdefault(row[0], []).append(_step(row[1:]))
+            events = {r[0]: _event(r).event for r in event_rows.fetchall()}
             found = []
             for run_id, (keys, holds) in admitted.items():
                 fence, cancel = leased[run_id]
@@ -196,12 +195,6 @@ class SqlStore(Store, abc.ABC):
                     continue
                 lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
                 found.append((lease, cancel, _run(row, steps.get(run_id, []))))
-            wanted = Many({i: None for _, _, run in found for i in run.event_ids})
-            events = (
-                {r[0]: _event(r).event for r in tx("get_events", wanted).fetchall()}
-                if wanted
-                else {}
-            )
             return [
                 Claim(
                     lease,
@@ -558,10 +551,12 @@ def _ingest(
     inserted = tx("insert_events", _json(rows))
     if not (report or matcher is not None or any(item.runs for item in events)):
         return []  # nothing depends on which were new: not read (no wait when pipelined)
+    known = _WaitsByName()
+    if matcher is not None:  # asked for now: answered with the ids, in one round trip
+        known.send(tx, {item.event.name: None for item in events})
     stored = {row[0] for row in inserted.fetchall()}
     new: list[bool] = []
     plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
-    known = _WaitsByName()
     for item in events:
         is_new = item.event.id in stored
         stored.discard(item.event.id)  # a repeat later in this batch is not new
@@ -670,21 +665,30 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
 
 
 class _WaitsByName:
-    """An intake batch's unkeyed waits and key paths, read once per event name."""
+    """An intake batch's unkeyed waits and key paths, read once per event name. `send`
+    asks for several names' at once: pipelined, their answers come in one round trip."""
 
     def __init__(self) -> None:
+        self._sent: dict[str, tuple[Cursor, Cursor]] = {}
         self._read: dict[str, tuple[list[Any], list[str]]] = {}
         self.gone: set[tuple[str, str]] = set()  # (run_id, hashed_id) resolved since
+
+    def send(self, tx: Tx, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self._read and name not in self._sent:
+                self._sent[name] = (tx("waits_unkeyed", name), tx("wait_paths", name))
 
     def get(self, tx: Tx, name: str) -> tuple[list[Any], list[str]]:
         found = self._read.get(name)
         if found is None:
-            unkeyed = list(tx("waits_unkeyed", name).fetchall())
-            found = unkeyed, [row[0] for row in tx("wait_paths", name).fetchall()]
+            self.send(tx, (name,))
+            unkeyed, paths = self._sent.pop(name)
+            found = list(unkeyed.fetchall()), [row[0] for row in paths.fetchall()]
             self._read[name] = found
         return found
 
     def forget(self) -> None:
+        self._sent.clear()
         self._read.clear()
         self.gone.clear()
 

@@ -132,8 +132,25 @@ UPDATE runs SET event_ids = ? WHERE id = ?;
 UPDATE jobs SET available_at = ? WHERE run_id = ? AND owner IS NULL;
 
 -- name: mark_started_many
+-- The claimed runs not asked to cancel (a run asked to cancel is ended, not started).
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
-WHERE id IN (SELECT value FROM json_each(?));
+WHERE id IN (
+    SELECT run_id FROM jobs WHERE run_id IN (SELECT value FROM json_each(?)) AND cancel = 0
+);
+
+-- name: insert_started_many
+-- Their "started" entries: (at, data, the claimed run ids).
+INSERT INTO history (run_id, at, kind, data)
+SELECT run_id, ?, 'started', ? FROM jobs
+WHERE run_id IN (SELECT value FROM json_each(?)) AND cancel = 0;
+
+-- name: get_run_events
+-- The events of these runs (runs.event_ids), read in the same round trip as the runs.
+SELECT id, name, data, ts, user_data, v, received_at FROM events
+WHERE id IN (
+    SELECT e.value FROM runs, json_each(runs.event_ids) AS e
+    WHERE runs.id IN (SELECT value FROM json_each(?))
+);
 
 -- name: renew_many
 -- Leases as JSON rows (run_id, fence). owner: a job its worker released (the run sleeps
@@ -348,10 +365,6 @@ WHERE e.event_id = ? ORDER BY r.id;
 
 -- name: get_event
 SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ?;
-
--- name: get_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
-WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: event_runs
 SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;

@@ -25,7 +25,17 @@ RETURNING run_id, fence, cancel;
 
 -- name: mark_started_many
 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?)
-WHERE id = ANY(?::text[]);
+WHERE id IN (SELECT run_id FROM jobs WHERE run_id = ANY(?::text[]) AND cancel = 0);
+
+-- name: insert_started_many
+INSERT INTO history (run_id, at, kind, data)
+SELECT run_id, ?, 'started', ? FROM jobs WHERE run_id = ANY(?::text[]) AND cancel = 0;
+
+-- name: get_run_events
+SELECT id, name, data, ts, user_data, v, received_at FROM events
+WHERE id IN (
+    SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id = ANY(?::text[])
+);
 
 -- name: end_due_sleeps
 UPDATE steps SET status = 'completed', output = 'null', ended_at = GREATEST(wake_at, ?)
@@ -42,9 +52,6 @@ SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended
        wake_at, detail
 FROM steps WHERE run_id = ANY(?::text[])
 ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
-
--- name: get_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ANY(?::text[]);
 
 -- name: insert_events
 -- JSON rows as in ../queries.sql, read with json_array_elements.
