@@ -308,3 +308,26 @@ async def test_subscribing_again_after_the_last_unsubscribe_listens_again(
         await asyncio.wait_for(woken.wait(), 10)
     finally:
         await store.unsubscribe(woken.set)
+
+
+async def test_a_claim_commits_without_waiting_for_the_disk_and_a_checkpoint_waits(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost claim only makes its runs due again, and a run's first checkpoint (durable)
+    puts the claim on disk before it: only claims turn synchronous_commit off."""
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def recording(self: psycopg.Connection[object], query: object, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        sent.append(str(query))
+        return execute(self, query, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    await queue_runs(store, 1)
+    sent.clear()
+    lease = (await claim_one(store)).lease
+    assert "SET LOCAL synchronous_commit = off" in sent
+    sent.clear()
+    await store.save_step(lease, step("a", output=1), "1")
+    await store.finish(lease, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
+    assert "SET LOCAL synchronous_commit = off" not in sent

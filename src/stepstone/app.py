@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .clock import Clock
 from .errors import ConfigError, RunNotFoundError
@@ -23,11 +23,31 @@ from .options import Cancel, Timeouts
 from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff, default_backoff
 from .serde import dumps, size_of
-from .store import NewEvent, NewRun, RunPage, Store, StoredEvent, Wait, store_from_url
+from .store import (
+    Claim,
+    Handoff,
+    NewEvent,
+    NewRun,
+    RunPage,
+    Store,
+    StoredEvent,
+    Wait,
+    store_from_url,
+)
 from .store.base import NO_FLOW
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.app")
+
+
+class Taker(Protocol):
+    """What a send needs of a worker to hand it new runs (engine.worker.Worker)."""
+
+    def handoff(self) -> Handoff | None: ...
+
+    def accept(self, claims: list[Claim]) -> None: ...
+
+
 DEFAULT_DATABASE = "sqlite:///.stepstone/stepstone.db"
 FINISHED = "stepstone/function.finished"
 FAILED = "stepstone/function.failed"
@@ -61,6 +81,7 @@ class App:
         self._store: Store | None = None
         self._store_lock = threading.Lock()
         self._wakers: set[Callable[[], None]] = set()
+        self._takers: list[Taker] = []
         self._cancel_listeners: set[Callable[[str], None]] = set()
         self._portal: _Portal | None = None
         self._expressions: dict[str, Expression] = {}
@@ -229,6 +250,21 @@ class App:
         for wake in list(self._wakers):
             wake()
 
+    def add_taker(self, taker: Taker) -> None:
+        """A worker of this process that may take the runs a send creates (Handoff)."""
+        self._takers.append(taker)
+
+    def remove_taker(self, taker: Taker) -> None:
+        if taker in self._takers:
+            self._takers.remove(taker)
+
+    def _handoff(self) -> tuple[Taker, Handoff] | None:
+        for taker in self._takers:
+            handoff = taker.handoff()
+            if handoff is not None:
+                return taker, handoff
+        return None
+
     # -- sending -----------------------------------------------------------------------
     async def send(
         self, events: Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]]
@@ -248,7 +284,12 @@ class App:
                 cancelled.append(wait.run_id)
             return matched
 
-        await store.ingest(prepared, match)
+        # an idle worker of this process takes the new runs in the same transaction: no
+        # claim between the event and the first step
+        taking = self._handoff()
+        await store.ingest(prepared, match, handoff=None if taking is None else taking[1])
+        if taking is not None and taking[1].claims:
+            taking[0].accept(taking[1].claims)
         if cancelled:
             await self._announce_cancelled(store, cancelled)
         self.wake_workers()
@@ -521,6 +562,8 @@ class _Portal:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()  # else its self-pipe and selector leak until collected
 
 
 def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dict[str, Any], str]:

@@ -49,6 +49,11 @@ class StartPacer:
         self._tokens = 0.0  # new runs it may start now, while pacing
         self._last = now
 
+    @property
+    def overloaded(self) -> bool:
+        """Its last claim got all it asked for: more may be due than it takes."""
+        return self._overloaded
+
     def suspended(self, run_id: str, until: float, now: float) -> None:
         """A run of this worker sleeps or waits until `until`."""
         if until - now <= self.horizon:

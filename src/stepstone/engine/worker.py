@@ -20,7 +20,7 @@ from ..executor import Invocation, InvocationInput
 from ..ids import new_id
 from ..options import TimeoutLimits
 from ..records import Event
-from ..store import Claim, Lease, Store, redact_url
+from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
@@ -119,6 +119,7 @@ class Worker:
             self._probe = store.change_probe()
         await self.app.publish_functions()
         self.app.add_waker(self.wake)
+        self.app.add_taker(self)
         self.app.add_cancel_listener(self._cancel)
         # wake-ups and cancels from other processes (PostgreSQL: LISTEN/NOTIFY)
         await store.subscribe(self.wake, self._cancel)
@@ -143,6 +144,7 @@ class Worker:
             return
         self._stopping = True
         self.app.remove_waker(self.wake)
+        self.app.remove_taker(self)
         self.app.remove_cancel_listener(self._cancel)
         if self._store is not None:
             try:
@@ -264,6 +266,28 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             handle.cancel()
+
+    def handoff(self) -> Handoff | None:
+        """What this worker takes of the runs a send of its process creates: as many as
+        it has free slots, while it is not pacing new runs (a worker that keeps up), and
+        only on its own event loop (the sync API sends from another)."""
+        if self._stopping or self._store is None or self._pacer.overloaded:
+            return None
+        try:
+            if asyncio.get_running_loop() is not self._loop:
+                return None
+        except RuntimeError:
+            return None
+        free = self.concurrency - len(self._active) + self._held
+        if free <= 0:
+            return None
+        until = self.app.clock.now() + self.lease_seconds
+        return Handoff(self.id, min(free, 50), frozenset(self.app.functions), until)
+
+    def accept(self, claims: list[Claim]) -> None:
+        """Runs a send leased to this worker (see handoff), as if it had claimed them."""
+        for claim in claims:
+            self._spawn(claim)
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from .base import Claim, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
+from .base import Claim, Handoff, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
 
 __all__ = [
     "Claim",
+    "Handoff",
     "Lease",
     "NewEvent",
     "NewRun",

@@ -94,6 +94,20 @@ class Claim:
     due: float | None = None  # claimed ahead of this time (claim's `ahead`): start it then
 
 
+@dataclass
+class Handoff:
+    """An idle worker of the sending process takes the runs a send creates in the send's
+    own transaction: up to `limit` runs of its `functions` without flow control, leased to
+    `owner` until `lease_until` and marked started, as a claim would. It saves the claim's
+    transaction between an event and its run's first step. The store fills `claims`."""
+
+    owner: str
+    limit: int
+    functions: frozenset[str]
+    lease_until: float
+    claims: list[Claim] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RunPage:
     runs: list[Run]
@@ -142,10 +156,16 @@ class Store(abc.ABC):
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod
     async def ingest(
-        self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
+        self,
+        events: Sequence[NewEvent],
+        matcher: WaitMatcher | None = None,
+        *,
+        handoff: Handoff | None = None,
     ) -> list[bool]:
         """Store events (ignoring ids already stored), create the runs of the new ones and
         resume the waits they match, in one transaction. Returns, per event, whether it was new.
+        With `handoff`, the same transaction also leases new runs to that worker (see
+        Handoff), as a claim would.
         """
 
     @abc.abstractmethod

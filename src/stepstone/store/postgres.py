@@ -42,7 +42,7 @@ from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_run_ends, merge_step_saves
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import SqlStore, Tx, resolved
+from .sql_store import ClaimScript, SqlStore, Tx, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
@@ -206,9 +206,12 @@ class PostgresStore(SqlStore):
 
     def _run_batch(self, batch: list[Any]) -> list[tuple[bool, Any]]:
         """(ok, value or exception) for each (script, future, loop, single) request."""
+        # a batch of claims alone need not wait for the disk (see ClaimScript)
+        lazy = all(isinstance(script, ClaimScript) for script, *_ in batch)
         if len(batch) > 1:
             try:
-                return [(True, value) for value in self._run(_all_of(batch), transaction=True)]
+                values = self._run(_all_of(batch), transaction=True, lazy=lazy)
+                return [(True, value) for value in values]
             except (
                 _BatchFailed,
                 psycopg.errors.DeadlockDetected,
@@ -224,7 +227,7 @@ class PostgresStore(SqlStore):
         for script, _future, _loop, single in batch:
             try:
                 # a lone statement is atomic by itself: no BEGIN and COMMIT round trips
-                results.append((True, self._run(script, transaction=not single)))
+                results.append((True, self._run(script, transaction=not single, lazy=lazy)))
             except Exception as exc:
                 results.append((False, exc))
         return results
@@ -236,7 +239,7 @@ class PostgresStore(SqlStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(threads, self._run, script, transaction)
 
-    def _run(self, script: Callable[[Tx], T], transaction: bool) -> T:
+    def _run(self, script: Callable[[Tx], T], transaction: bool, *, lazy: bool = False) -> T:
         pool = self._pool
         if pool is None:
             raise RuntimeError("the store is not open")
@@ -247,6 +250,8 @@ class PostgresStore(SqlStore):
                     if not transaction:
                         return resolved(script(self._tx(conn)))
                     with conn.pipeline() as pipeline, conn.transaction():
+                        if lazy:  # sent with the script: no round trip of its own
+                            conn.execute("SET LOCAL synchronous_commit = off")
                         result = resolved(script(self._pipelined_tx(conn, pipeline)))
                         committing = True  # the block's end sends COMMIT
                     return result

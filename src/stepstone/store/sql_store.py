@@ -19,6 +19,7 @@ from . import flow_scripts
 from .base import (
     NO_FLOW,
     Claim,
+    Handoff,
     Lease,
     NewEvent,
     NewRun,
@@ -99,10 +100,16 @@ class SqlStore(Store, abc.ABC):
 
     # -- intake ------------------------------------------------------------------------
     async def ingest(
-        self, events: Sequence[NewEvent], matcher: WaitMatcher | None = None
+        self,
+        events: Sequence[NewEvent],
+        matcher: WaitMatcher | None = None,
+        *,
+        handoff: Handoff | None = None,
     ) -> list[bool]:
         def script(tx: Tx) -> list[bool]:
-            return _ingest(tx, events, matcher, report=True)
+            if handoff is not None:
+                handoff.claims = []  # a script run again (a batch rerun) starts over
+            return _ingest(tx, events, matcher, report=True, handoff=handoff)
 
         return await self._write(script)
 
@@ -206,7 +213,7 @@ class SqlStore(Store, abc.ABC):
                 for lease, cancel, run in found
             ]
 
-        return await self._write(script)
+        return await self._write(ClaimScript(script))
 
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         def script(tx: Tx) -> tuple[list[str], list[str]]:
@@ -414,6 +421,22 @@ def _lease_lost(lease: Lease) -> NoReturn:
     )
 
 
+class ClaimScript:
+    """A claim's script. Its writes need not be on disk when it returns: should the
+    database lose them in a crash, the runs are simply due again, as if never claimed;
+    and the first checkpoint a run writes under the lease commits durably, which puts
+    everything written before it (the claim included) on disk first. A dialect may then
+    commit it without waiting for the disk (PostgreSQL: synchronous_commit off)."""
+
+    __slots__ = ("script",)
+
+    def __init__(self, script: Callable[[Tx], list[Claim]]) -> None:
+        self.script = script
+
+    def __call__(self, tx: Tx) -> list[Claim]:
+        return self.script(tx)
+
+
 class StepSave:
     """The script of a step's checkpoint with nothing else in its transaction: a dialect
     may write several of them in one statement (`step_row` gives each one's columns)."""
@@ -526,7 +549,12 @@ def _save_step_fenced(
 
 
 def _ingest(
-    tx: Tx, events: Sequence[NewEvent], matcher: WaitMatcher | None, *, report: bool = False
+    tx: Tx,
+    events: Sequence[NewEvent],
+    matcher: WaitMatcher | None,
+    *,
+    report: bool = False,
+    handoff: Handoff | None = None,
 ) -> list[bool]:
     """Stores the events, and for each one not stored before, its runs and the waits it
     resumes. With `report`, returns whether each event was new (False: an id already
@@ -572,7 +600,42 @@ def _ingest(
             _resume_waits(tx, item.event, matcher, item.received_at, known)
     if plain:
         _insert_plain_runs(tx, plain)
+        if handoff is not None:
+            _hand_off(tx, plain, events, handoff)
     return new
+
+
+def _hand_off(tx: Tx, plain: list[NewRun], events: Sequence[NewEvent], handoff: Handoff) -> None:
+    """Leases new runs to the sending process's worker, as a claim would (fence 1, the
+    same "started" status and entry), and gives it their claims."""
+    taken = [
+        run
+        for run in plain
+        if run.function_id in handoff.functions and run.available_at <= run.created_at
+    ][: handoff.limit]
+    if not taken:
+        return
+    now = taken[0].created_at
+    ids = Many(run.id for run in taken)
+    tx("lease_many", handoff.owner, handoff.lease_until, ids)
+    tx("mark_started_many", now, ids)
+    tx("insert_started_many", now, _json({"worker": handoff.owner}), ids)
+    by_id = {item.event.id: item.event for item in events}
+    handoff.claims = [
+        Claim(
+            Lease(run.id, 1, handoff.owner),
+            Run(
+                id=run.id,
+                function_id=run.function_id,
+                status=RunStatus.RUNNING,
+                event_ids=list(run.event_ids),
+                created_at=run.created_at,
+                started_at=now,
+            ),
+            [by_id[i] for i in run.event_ids if i in by_id],
+        )
+        for run in taken
+    ]
 
 
 def _insert_plain_runs(tx: Tx, runs: list[NewRun]) -> None:
