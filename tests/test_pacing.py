@@ -125,3 +125,16 @@ def test_claim_ahead_is_checked() -> None:
     app = stepstone.App("t", database="memory://")
     with pytest.raises(stepstone.ConfigError, match="claim_ahead"):
         app.worker(claim_ahead=5)
+
+
+def test_a_worker_that_is_never_paced_does_not_accumulate_wake_ups() -> None:
+    """Short sleeps of runs claimed again since, or long past, are forgotten even when
+    nothing asks whether one wakes soon (a worker that keeps up never does)."""
+    pacer = StartPacer(T0, cpu=FakeCpu())
+    for n in range(20_000):
+        now = T0 + n * 0.001
+        pacer.suspended(f"r{n}", now + 1.0, now)
+        if n >= 500:
+            pacer.resumed(f"r{n - 500}")  # its wake-up came and was served
+    assert len(pacer._wakes) <= 4 * 1024
+    assert len(pacer._waking) <= 1024

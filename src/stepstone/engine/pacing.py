@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 WINDOW = 0.1  # seconds between measurements of the cost of an invocation
 MIN_SAMPLE = 20  # invocations a measurement needs (fewer: idle polling would dominate)
+COMPACT_AT = 1024  # heap entries past which stale ones are dropped
 
 
 class StartPacer:
@@ -56,9 +57,19 @@ class StartPacer:
 
     def suspended(self, run_id: str, until: float, now: float) -> None:
         """A run of this worker sleeps or waits until `until`."""
-        if until - now <= self.horizon:
-            self._waking[run_id] = until
-            heapq.heappush(self._wakes, (until, run_id))
+        if until - now > self.horizon:
+            return
+        self._waking[run_id] = until
+        heapq.heappush(self._wakes, (until, run_id))
+        if len(self._wakes) > 2 * max(COMPACT_AT, len(self._waking)):
+            self._compact(now)
+
+    def _compact(self, now: float) -> None:
+        """Drops the entries of runs claimed since and of wake-ups long past: a worker
+        that is never paced never reads the heap, which would otherwise only grow."""
+        self._waking = {r: u for r, u in self._waking.items() if u >= now - self.horizon}
+        self._wakes = [(until, run_id) for run_id, until in self._waking.items()]
+        heapq.heapify(self._wakes)
 
     def resumed(self, run_id: str) -> None:
         """A run was claimed again (by this worker)."""
