@@ -355,14 +355,20 @@ async def test_a_renewal_after_the_release_leaves_the_due_time_alone(store: Stor
     assert woken.run.id == run_id
 
 
-async def test_the_claim_that_wakes_a_run_ends_its_sleeps_that_are_over(store: Store) -> None:
+async def _sleeping_run(store: Store, **sleeps: float) -> str:
+    """A run claimed at T0 that sleeps in the named steps until their times, released
+    until the first of them."""
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease
-    nap = step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10)
-    rest = step("rest", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99)
-    for record in (nap, rest):
-        await store.save_step(lease, record, None)
-    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING)
+    for name, until in sleeps.items():
+        napping = step(name, StepStatus.SLEEPING, kind="sleep", wake_at=until)
+        await store.save_step(lease, napping, None)
+    await store.reschedule(lease, at=min(sleeps.values()), now=T0, status=RunStatus.SLEEPING)
+    return run_id
+
+
+async def test_the_claim_that_wakes_a_run_ends_its_sleeps_that_are_over(store: Store) -> None:
+    run_id = await _sleeping_run(store, nap=T0 + 10, rest=T0 + 99)
     woken = await claim_one(store, now=T0 + 10.5)
     steps = {s.id: s for s in woken.run.steps}
     assert steps["nap"].status is StepStatus.COMPLETED and steps["nap"].ended_at == T0 + 10.5
@@ -379,13 +385,7 @@ async def test_a_sleeping_run_is_claimed_ahead_with_its_due_time(store: Store) -
     """claim(ahead=...) takes a released run due within `ahead`, says when it is due, and
     ends only the sleeps due by then, at their own time; a live lease is never taken
     before it expires."""
-    [run_id] = await queue_runs(store, 1)
-    lease = (await claim_one(store)).lease
-    nap = step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10)
-    later = step("later", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 10.05)
-    for record in (nap, later):
-        await store.save_step(lease, record, None)
-    await store.reschedule(lease, at=T0 + 10, now=T0, status=RunStatus.SLEEPING)
+    run_id = await _sleeping_run(store, nap=T0 + 10, later=T0 + 10.05)
     [live_id] = await queue_runs(store, 1, at=T0 + 9.9 - LEASE)
     live = await claim_one(store, "w2", now=T0 + 9.9 - LEASE)  # its lease ends at T0 + 9.9
     assert live.run.id == live_id

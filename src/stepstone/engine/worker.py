@@ -189,7 +189,7 @@ class Worker:
         assert self._store is not None
         store = self._store
         while not self._stopping:
-            free = self.concurrency - len(self._active) + self._held
+            free = self._free_slots()
             if free > 0:
                 asked, now = min(free, 50), self.app.clock.now()
                 allowed = self._pacer.allowance(asked, now)
@@ -267,6 +267,10 @@ class Worker:
         finally:
             handle.cancel()
 
+    def _free_slots(self) -> int:
+        """Runs it may take on: held runs (claimed ahead, not executing) do not count."""
+        return self.concurrency - len(self._active) + self._held
+
     def handoff(self) -> Handoff | None:
         """What this worker takes of the runs a send of its process creates: as many as
         it has free slots, while it is not pacing new runs (a worker that keeps up), and
@@ -278,7 +282,7 @@ class Worker:
                 return None
         except RuntimeError:
             return None
-        free = self.concurrency - len(self._active) + self._held
+        free = self._free_slots()
         if free <= 0:
             return None
         until = self.app.clock.now() + self.lease_seconds

@@ -10,6 +10,12 @@ from typing import Any
 from .sql_store import Deferred, Many, RunEnd, StepSave, Tx, _ingest, _json, _lease_lost
 
 
+def merge_writes(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
+    """The batch's lone step checkpoints and run ends, each kind merged; their checks by
+    position in `scripts` (the others run as scripts of their own)."""
+    return merge_step_saves(tx, scripts) | merge_run_ends(tx, scripts)
+
+
 def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     """Writes the lone step checkpoints among `scripts` in one statement; returns their
     checks by position."""

@@ -39,7 +39,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..errors import ConfigError
 from . import queries, redact_url
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
-from .merges import merge_run_ends, merge_step_saves
+from .merges import merge_writes
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .sql_store import ClaimScript, SqlStore, Tx, resolved
@@ -363,7 +363,7 @@ def _all_of(batch: list[Any]) -> Callable[[Tx], list[Any]]:
     def script(tx: Tx) -> list[Any]:
         try:
             scripts = [each for each, *_rest in batch]
-            merged = merge_step_saves(tx, scripts) | merge_run_ends(tx, scripts)
+            merged = merge_writes(tx, scripts)
             # every script sends its statements; then the results are read, once for all
             values = [
                 merged[n] if n in merged else each(tx)

@@ -177,13 +177,10 @@ class SqlStore(Store, abc.ABC):
             # a sleep that is over (or will be when its run is due) ends here, for the
             # whole claim at once, rather than by a checkpoint of its own from each run
             tx("end_due_sleeps", now, ids, now)
-            lease_rows = tx("lease_many", owner, now + lease_for, ids)
+            lease_rows = _lease_and_start(tx, owner, now + lease_for, now, ids)
             for run_id, (_, holds) in admitted.items():
                 if holds & flow_scripts.HOLDS_START_KEY:
                     tx("flow_release", run_id, "--")  # debounce and batch keys end at start
-            # the runs not asked to cancel start (one asked to is ended by its worker)
-            tx("mark_started_many", now, ids)
-            tx("insert_started_many", now, _json({"worker": owner}), ids)
             run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
             event_rows = tx("get_run_events", ids)
             # everything is sent: the results are read now, in one round trip
@@ -193,25 +190,18 @@ class SqlStore(Store, abc.ABC):
             for row in step_rows.fetchall():
                 steps.setdefault(row[0], []).append(_step(row[1:]))
             events = {r[0]: _event(r).event for r in event_rows.fetchall()}
-            found = []
+            claims = []
             for run_id, (keys, holds) in admitted.items():
                 fence, cancel = leased[run_id]
                 row = runs.get(run_id)
                 if row is None:  # a job without its run cannot happen; drop it defensively
                     tx("delete_job", run_id)
                     continue
+                run = _run(row, steps.get(run_id, []))
                 lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
-                found.append((lease, cancel, _run(row, steps.get(run_id, []))))
-            return [
-                Claim(
-                    lease,
-                    run,
-                    [events[i] for i in run.event_ids if i in events],
-                    cancel,
-                    due.get(lease.run_id),
-                )
-                for lease, cancel, run in found
-            ]
+                its_events = [events[i] for i in run.event_ids if i in events]
+                claims.append(Claim(lease, run, its_events, cancel, due.get(run_id)))
+            return claims
 
         return await self._write(ClaimScript(script))
 
@@ -605,6 +595,15 @@ def _ingest(
     return new
 
 
+def _lease_and_start(tx: Tx, owner: str, until: float, now: float, ids: Many) -> Cursor:
+    """Leases these jobs to `owner` and starts their runs, but for those asked to cancel
+    (their worker ends them); returns the lease's (run_id, fence, cancel) rows."""
+    leased = tx("lease_many", owner, until, ids)
+    tx("mark_started_many", now, ids)
+    tx("insert_started_many", now, _json({"worker": owner}), ids)
+    return leased
+
+
 def _hand_off(tx: Tx, plain: list[NewRun], events: Sequence[NewEvent], handoff: Handoff) -> None:
     """Leases new runs to the sending process's worker, as a claim would (fence 1, the
     same "started" status and entry), and gives it their claims."""
@@ -616,10 +615,7 @@ def _hand_off(tx: Tx, plain: list[NewRun], events: Sequence[NewEvent], handoff: 
     if not taken:
         return
     now = taken[0].created_at
-    ids = Many(run.id for run in taken)
-    tx("lease_many", handoff.owner, handoff.lease_until, ids)
-    tx("mark_started_many", now, ids)
-    tx("insert_started_many", now, _json({"worker": handoff.owner}), ids)
+    _lease_and_start(tx, handoff.owner, handoff.lease_until, now, Many(run.id for run in taken))
     by_id = {item.event.id: item.event for item in events}
     handoff.claims = [
         Claim(

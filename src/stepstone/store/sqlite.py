@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, StorageError
 from . import queries
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
-from .merges import merge_run_ends, merge_step_saves
+from .merges import merge_writes
 from .sql_store import Many, RunEnd, SqlStore, StepSave, Tx, resolved
 
 # a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
@@ -449,7 +449,7 @@ def _merged(conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> dict[int, Any
         return {}
     conn.execute("SAVEPOINT merged")
     try:
-        checks = merge_step_saves(tx, scripts) | merge_run_ends(tx, scripts)
+        checks = merge_writes(tx, scripts)
         values = {n: check.resolve() for n, check in checks.items()}
     except sqlite3.OperationalError:
         raise  # the database failed: the whole batch fails
