@@ -16,7 +16,7 @@ import pytest
 from stepstone.errors import LeaseLostError
 from stepstone.ids import hash_step_id, new_id
 from stepstone.records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
-from stepstone.store import Claim, NewEvent, NewRun, Store, Wait, store_from_url
+from stepstone.store import Claim, IntakeReport, NewEvent, NewRun, Store, Wait, store_from_url
 
 T0 = 1_700_000_000.0  # a fixed "now" for every test
 LEASE = 30.0
@@ -67,8 +67,8 @@ def step(name: str, status: StepStatus = StepStatus.COMPLETED, **fields: Any) ->
 async def test_ingest_stores_events_and_ignores_a_repeated_id(store: Store) -> None:
     first = new_event(event_id="order-1", data={"n": 1})
     again = new_event(event_id="order-1", data={"n": 2})
-    assert await store.ingest([first]) == [True]
-    assert await store.ingest([again]) == [False]
+    assert await store.ingest([first]) == IntakeReport(new=[True])
+    assert await store.ingest([again]) == IntakeReport(new=[False])
     stored = await store.get_event("order-1")
     assert stored is not None
     assert stored.event.data == {"n": 1}  # the first one wins
@@ -78,7 +78,7 @@ async def test_ingest_stores_events_and_ignores_a_repeated_id(store: Store) -> N
 
 async def test_a_repeated_id_within_one_batch_is_ignored_too(store: Store) -> None:
     a, b = new_event(event_id="dup"), new_event(event_id="dup")
-    assert await store.ingest([a, b]) == [True, False]
+    assert await store.ingest([a, b]) == IntakeReport(new=[True, False])
     assert [r.id for r in await store.runs_for_event("dup")] == [a.runs[0].id]
 
 
@@ -201,7 +201,7 @@ async def test_a_refused_write_among_concurrent_ones_undoes_nothing_else(store: 
         "NoneType",
         "NoneType",
         "LeaseLostError",
-        "NoneType",
+        "IntakeReport",
         "NoneType",
     ]
     for index in (0, 1, 4):
@@ -268,7 +268,7 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
             at=T0 + 6,
         ),
     ]
-    assert await asyncio.gather(*ends) == [None, None, None]
+    assert await asyncio.gather(*ends) == [IntakeReport()] * 3
     # one refused among them: the others still end
     ends = [
         store.finish(stale, status=RunStatus.COMPLETED, output_json="9", error=None, at=T0 + 4),
@@ -277,7 +277,7 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
         ),
     ]
     results = await asyncio.gather(*ends, return_exceptions=True)
-    assert [type(r).__name__ for r in results] == ["LeaseLostError", "NoneType"]
+    assert [type(r).__name__ for r in results] == ["LeaseLostError", "IntakeReport"]
     first = await store.get_run(queued[0], with_history=True)
     assert first is not None and first.status is RunStatus.COMPLETED
     assert first.output == {"n": 0} and first.ended_at == T0 + 2
@@ -297,10 +297,9 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
     [again] = await store.claim("w1", 10, T0 + 7, LEASE)
     assert again.run.id == parent_id  # every other job is gone
     # the ended run's wait is gone: a matching event resumes nothing
-    matched: list[str] = []
     paid = new_event("shop/paid", functions=(), at=T0 + 8)
-    await store.ingest([paid], lambda w, e: bool(matched.append(w.run_id)) or True)
-    assert matched == []
+    assert await store.ingest([paid]) == IntakeReport(new=[True], cancelled=[])
+    assert await store.claim("w2", 10, T0 + 9, LEASE) == []
 
 
 async def test_writes_queued_before_close_are_saved_and_later_ones_refused(
@@ -500,7 +499,7 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
     assert await store.next_due() == T0 + 3600
     assert (await store.get_run(run_id)).steps == [waiting]  # type: ignore[union-attr]
     paid = new_event("shop/paid", data={"order": 7}, functions=(), at=T0 + 5)
-    await store.ingest([paid], lambda wait, event: True)
+    await store.ingest([paid])
     run = await store.get_run(run_id)
     assert run is not None
     [resolved] = run.steps
@@ -508,7 +507,7 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
     assert resolved.output["data"] == {"order": 7}
     assert await store.next_due() == T0 + 5  # the run is due now
     # the wait is used up: a second event finds nothing to resume
-    await store.ingest([new_event("shop/paid", functions=(), at=T0 + 6)], lambda w, e: True)
+    await store.ingest([new_event("shop/paid", functions=(), at=T0 + 6)])
     run = await store.get_run(run_id)
     assert run is not None and run.steps[0].output["data"] == {"order": 7}
 
@@ -516,18 +515,9 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
 async def test_events_of_one_batch_resume_a_wait_once_in_their_order(store: Store) -> None:
     first_id, _ = await _waiting_run(store)
     second_id, _ = await _waiting_run(store, condition="async.data.order == 9")
-    matched: list[tuple[str, int]] = []
-
-    def matcher(wait: Wait, event: Event) -> bool:
-        if wait.condition is not None and event.data["order"] != 9:
-            return False
-        matched.append((wait.run_id, event.data["order"]))
-        return True
-
     batch = [new_event("shop/paid", data={"order": n}, functions=(), at=T0 + n) for n in (7, 8, 9)]
-    await store.ingest(batch, matcher)
+    await store.ingest(batch)
     # the first event uses up the unconditional wait: the later ones no longer see it
-    assert matched == [(first_id, 7), (second_id, 9)]
     for run_id, order in ((first_id, 7), (second_id, 9)):
         run = await store.get_run(run_id)
         assert run is not None and run.steps[0].status is StepStatus.COMPLETED
@@ -536,15 +526,8 @@ async def test_events_of_one_batch_resume_a_wait_once_in_their_order(store: Stor
 
 async def test_an_event_that_does_not_match_leaves_the_wait(store: Store) -> None:
     run_id, _ = await _waiting_run(store, condition="async.data.order == 8")
-    seen: list[tuple[Wait, Event]] = []
-
-    def matcher(wait: Wait, event: Event) -> bool:
-        seen.append((wait, event))
-        return bool(event.data.get("order") == 8)
-
-    await store.ingest([new_event("shop/paid", data={"order": 7}, functions=())], matcher)
-    await store.ingest([new_event("shop/other", data={"order": 8}, functions=())], matcher)
-    assert [(w.condition, e.data) for w, e in seen] == [("async.data.order == 8", {"order": 7})]
+    await store.ingest([new_event("shop/paid", data={"order": 7}, functions=())])
+    await store.ingest([new_event("shop/other", data={"order": 8}, functions=())])
     run = await store.get_run(run_id)
     assert run is not None and run.steps[0].status is StepStatus.WAITING
     assert await store.next_due() == T0 + 3600

@@ -90,9 +90,14 @@ class RunNotFoundError(StepstoneError, LookupError):
     code = "run_not_found"
 
 
+def error_record(name: str, message: str, stack: str = "") -> dict[str, Any]:
+    """The saved form of an error, as runs, steps and the SDK wire protocol keep it."""
+    return {"name": name, "message": message, "stack": stack}
+
+
 def describe_error(exc: BaseException) -> dict[str, Any]:
-    """The saved form of an error: {"name", "message", "stack"}."""
+    """The saved form of an exception."""
     if isinstance(exc, StepError):
         return dict(exc.error)
     stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"name": type(exc).__name__, "message": str(exc), "stack": stack}
+    return error_record(type(exc).__name__, str(exc), stack)

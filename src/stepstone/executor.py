@@ -28,6 +28,7 @@ from .errors import (
     NestedStepError,
     StepError,
     describe_error,
+    error_record,
 )
 from .function import FunctionDef
 from .ids import StepIdCounter
@@ -118,8 +119,7 @@ class Invocation:
         self._saved = {s.hashed_id: s for s in data.steps}
         self._ids = StepIdCounter()
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._wake_times: list[float | None] = []
-        self._reasons: list[str] = []
+        self._suspensions: list[ops.Suspension] = []
         self._stopping: str | None = None  # set when no new step may start
         self._abandoned: str | None = None
         self._steps_used = 0
@@ -224,9 +224,9 @@ class Invocation:
             if decision.retry and decision.at is not None:
                 return ops.RunRetry(error, decision.at)
             return ops.RunFailed(error)
-        if self._reasons:
-            times = [t for t in self._wake_times if t is not None]
-            return ops.Suspended(min(times) if times else None, list(self._reasons))
+        if self._suspensions:
+            times = [each.until for each in self._suspensions if each.until is not None]
+            return ops.Suspended(min(times) if times else None, list(self._suspensions))
         try:
             output = dumps(result, what=f"the return value of function {self._fn.id!r}")
         except Exception as exc:
@@ -249,11 +249,10 @@ class Invocation:
                 "steps cannot be nested. Call it from the function body instead."
             )
 
-    def _suspend(self, at: float | None, reason: str) -> _Suspend:
-        self._wake_times.append(at)
-        self._reasons.append(reason)
-        self._stopping = self._stopping or reason
-        return _Suspend(reason)
+    def _suspend(self, kind: ops.SuspendKind, at: float | None, detail: str) -> _Suspend:
+        self._suspensions.append(ops.Suspension(kind, at, detail))
+        self._stopping = self._stopping or detail
+        return _Suspend(detail)
 
     def _begin(self, step_id: str) -> tuple[str, str, StepRecord | None]:
         if self._abandoned:
@@ -270,7 +269,10 @@ class Invocation:
         if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             self._pending_replays = 0
             if self._stopping:
-                raise self._suspend(None, self._stopping)
+                # another part of the run stopped the invocation: this step waits for the
+                # next one, as that part does
+                first = self._suspensions[0].kind if self._suspensions else ops.SuspendKind.RETRY
+                raise self._suspend(first, None, self._stopping)
         elif self._pending_replays:
             self._pending_replays -= 1
         return unique, hashed, prior
@@ -318,7 +320,9 @@ class Invocation:
         now = self._clock.now()
         if prior is not None and prior.wake_at is not None and prior.wake_at > now:
             # another part of the run woke it before this step's retry is due
-            return self._failed(self._suspend(prior.wake_at, f"step {unique!r} retrying"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.RETRY, prior.wake_at, f"step {unique!r} retrying")
+            )
         attempt = prior.attempts if prior is not None else 0
         return self._start(self._execute_step(unique, hashed, handler, args, output_type, attempt))
 
@@ -401,7 +405,7 @@ class Invocation:
         )
         await self._emit(ops.SaveStep(record, error=error))
         if decision.retry:
-            raise self._suspend(decision.at, f"step {step_id!r} retrying")
+            raise self._suspend(ops.SuspendKind.RETRY, decision.at, f"step {step_id!r} retrying")
         raise StepError(step_id, error)
 
     # -- sleeps, waits, invokes, sends -------------------------------------------------------
@@ -432,16 +436,19 @@ class Invocation:
             done = replace(record, status=StepStatus.COMPLETED, ended_at=now)
             return self._start(self._save_then(done, None))
         if prior is not None:
-            return self._failed(self._suspend(until, f"sleeping until {until}"))
-        return self._start(self._save_then_suspend(ops.SaveStep(record), until, "sleeping"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.SLEEP, until, f"sleeping until {until}")
+            )
+        sleep = ops.Suspension(ops.SuspendKind.SLEEP, until, "sleeping")
+        return self._start(self._save_then_suspend(ops.SaveStep(record), sleep))
 
     async def _save_then(self, record: StepRecord, value: Any) -> Any:
         await self._emit(ops.SaveStep(record, output_json=dumps(value)))
         return value
 
-    async def _save_then_suspend(self, op: ops.Checkpoint, until: float | None, why: str) -> Any:
+    async def _save_then_suspend(self, op: ops.Checkpoint, why: ops.Suspension) -> Any:
         await self._emit(op)
-        raise self._suspend(until, why)
+        raise self._suspend(why.kind, why.until, why.detail)
 
     def wait_for_event(
         self, step_id: str, event: str, timeout: Duration, if_: str | None
@@ -453,7 +460,9 @@ class Invocation:
             if prior.wake_at is not None and prior.wake_at <= self._clock.now():
                 timed_out = replace(prior, status=StepStatus.COMPLETED, ended_at=self._clock.now())
                 return self._start(self._expire(timed_out))
-            return self._failed(self._suspend(prior.wake_at, f"waiting for {event!r}"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.EVENT, prior.wake_at, f"waiting for {event!r}")
+            )
         seconds = parse_duration(timeout, what=f"step.wait_for_event({unique!r}) timeout")
         if seconds > MAX_WAIT:
             return self._failed(LimitExceededError("a wait_for_event timeout is at most 1 year"))
@@ -472,7 +481,11 @@ class Invocation:
             detail={"event": event, "if": if_},
         )
         op = ops.RegisterWait(record, event, if_)
-        return self._start(self._save_then_suspend(op, now + seconds, f"waiting for {event!r}"))
+        return self._start(
+            self._save_then_suspend(
+                op, ops.Suspension(ops.SuspendKind.EVENT, now + seconds, f"waiting for {event!r}")
+            )
+        )
 
     async def _expire(self, record: StepRecord) -> Any:
         """Save a wait or invoke as timed out, unless it ended meanwhile; return its result."""
@@ -493,16 +506,17 @@ class Invocation:
             return self._failed(StepError(unique, prior.error or {}))
         if prior is not None:
             if prior.wake_at is not None and prior.wake_at <= self._clock.now():
-                error = {
-                    "name": "InvokeTimeoutError",
-                    "message": f"step.invoke({unique!r}) timed out before the invoked run ended",
-                    "stack": "",
-                }
+                error = error_record(
+                    "InvokeTimeoutError",
+                    f"step.invoke({unique!r}) timed out before the invoked run ended",
+                )
                 timed_out = replace(
                     prior, status=StepStatus.FAILED, error=error, ended_at=self._clock.now()
                 )
                 return self._start(self._expire(timed_out))
-            return self._failed(self._suspend(prior.wake_at, f"invoking {prior.detail}"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.INVOKE, prior.wake_at, f"invoking {prior.detail}")
+            )
         function_id = self._resolve_function(function)
         seconds = (
             MAX_WAIT
@@ -522,7 +536,12 @@ class Invocation:
             detail={"function_id": function_id},
         )
         op = ops.StartInvoke(record, function_id, payload)
-        return self._start(self._save_then_suspend(op, record.wake_at, f"invoking {function_id}"))
+        return self._start(
+            self._save_then_suspend(
+                op,
+                ops.Suspension(ops.SuspendKind.INVOKE, record.wake_at, f"invoking {function_id}"),
+            )
+        )
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> asyncio.Future[Any]:
         unique, hashed, prior = self._begin(step_id)

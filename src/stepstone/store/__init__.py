@@ -5,11 +5,24 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from .base import Claim, Handoff, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
+from .base import (
+    Claim,
+    Handoff,
+    IntakeReport,
+    Lease,
+    NewEvent,
+    NewRun,
+    RunPage,
+    Store,
+    StoredEvent,
+    Wait,
+    WaitKind,
+)
 
 __all__ = [
     "Claim",
     "Handoff",
+    "IntakeReport",
     "Lease",
     "NewEvent",
     "NewRun",
@@ -17,6 +30,7 @@ __all__ = [
     "Store",
     "StoredEvent",
     "Wait",
+    "WaitKind",
     "redact_url",
     "store_from_url",
 ]

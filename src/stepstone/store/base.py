@@ -8,6 +8,7 @@ that lost a run can never overwrite the work of the worker that took it over.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,11 @@ class Lease:
     )
 
 
+class WaitKind(enum.StrEnum):
+    STEP = "step"  # a step waiting for an event: the event resumes it
+    CANCEL = "cancel"  # a cancel_on rule of its run: the event cancels the run
+
+
 @dataclass(frozen=True)
 class Wait:
     run_id: str
@@ -36,6 +42,7 @@ class Wait:
     expires_at: float
     match_path: str | None = None  # an indexable condition: the incoming event's path ...
     match_key: str | None = None  # ... and the value there that matches (waitkeys.py)
+    kind: WaitKind = WaitKind.STEP
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,20 @@ class NewEvent:
     runs: list[NewRun] = field(default_factory=list)
 
 
-# Decides, inside the ingest transaction, whether an incoming event resumes a wait.
-WaitMatcher = Callable[[Wait, Event], bool]
+@dataclass
+class IntakeReport:
+    """What storing events did beyond storing them: which were new (a repeated id is
+    accepted and ignored), and which runs their cancel rules cancelled (or, when a worker
+    holds the run, asked to stop). The process that stored them stops and announces
+    those runs (intake.Intake.settle)."""
+
+    new: list[bool] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """A script run again (a batch rerun) reports afresh."""
+        self.new.clear()
+        self.cancelled.clear()
 
 
 @dataclass(frozen=True)
@@ -156,22 +175,19 @@ class Store(abc.ABC):
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod
     async def ingest(
-        self,
-        events: Sequence[NewEvent],
-        matcher: WaitMatcher | None = None,
-        *,
-        handoff: Handoff | None = None,
-    ) -> list[bool]:
+        self, events: Sequence[NewEvent], *, handoff: Handoff | None = None
+    ) -> IntakeReport:
         """Store events (ignoring ids already stored), create the runs of the new ones and
-        resume the waits they match, in one transaction. Returns, per event, whether it was new.
-        With `handoff`, the same transaction also leases new runs to that worker (see
-        Handoff), as a claim would.
+        resume the waits they match (their `if_` expressions evaluated here), in one
+        transaction. Every path that stores events does the same: a step's events, an
+        invoke's, a run end's announcements. With `handoff`, the same transaction also
+        leases new runs to that worker (see Handoff), as a claim would.
         """
 
     @abc.abstractmethod
     async def create_runs(
         self, runs: Sequence[NewRun], steps: Sequence[tuple[str, StepRecord]] = ()
-    ) -> None:
+    ) -> IntakeReport:
         """Create runs for events already stored (reruns), with steps they start with."""
 
     # -- the function registry ------------------------------------------------------------
@@ -236,15 +252,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save_step_with_events(
         self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
-    ) -> None:
+    ) -> IntakeReport:
         """Save a step that sent events, and ingest those events, atomically."""
 
     @abc.abstractmethod
     async def register_wait(self, lease: Lease, step: StepRecord, wait: Wait) -> None: ...
 
     @abc.abstractmethod
-    async def start_invoke(self, lease: Lease, step: StepRecord, child_event: NewEvent) -> None:
-        """Save the invoking step and create the invoked run, atomically."""
+    async def start_invoke(
+        self, lease: Lease, step: StepRecord, child_event: NewEvent
+    ) -> IntakeReport:
+        """Save the invoking step and ingest the event that starts the invoked run,
+        atomically."""
 
     @abc.abstractmethod
     async def expire_step(self, lease: Lease, step: StepRecord) -> StepRecord:
@@ -274,7 +293,7 @@ class Store(abc.ABC):
         at: float,
         follow_up: Sequence[NewEvent] = (),
         history: Sequence[HistoryEntry] = (),
-    ) -> None:
+    ) -> IntakeReport:
         """End the run; resume the parent of an invoked run; ingest `follow_up` events."""
 
     # -- operator actions ----------------------------------------------------------------

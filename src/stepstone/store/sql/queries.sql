@@ -231,23 +231,26 @@ FROM steps WHERE run_id = ? AND hashed_id = ?;
 
 -- name: insert_wait
 INSERT INTO waits (run_id, hashed_id, event, condition, trigger_event, expires_at, match_path,
-                   match_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   match_key, kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, hashed_id) DO NOTHING;
 
 -- name: insert_wait_path
 INSERT INTO wait_paths (event, match_path) VALUES (?, ?) ON CONFLICT DO NOTHING;
 
--- name: wait_paths
-SELECT match_path FROM wait_paths WHERE event = ?;
+-- name: waits_of_names
+-- For the names of an intake batch's events, in one statement: the waits matched by
+-- scanning (match_path NULL), and the key paths keyed waits of each name are found by.
+WITH names AS (SELECT value AS name FROM json_each(?))
+SELECT event, run_id, hashed_id, condition, trigger_event, expires_at, kind, NULL AS match_path
+FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
+UNION ALL
+SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
+FROM wait_paths WHERE event IN (SELECT name FROM names);
 
 -- name: waits_by_key
-SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
+SELECT run_id, hashed_id, event, condition, trigger_event, expires_at, kind
 FROM waits WHERE event = ? AND match_path = ? AND match_key = ?;
-
--- name: waits_unkeyed
-SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
-FROM waits WHERE event = ? AND match_path IS NULL;
 
 -- name: delete_wait
 DELETE FROM waits WHERE run_id = ? AND hashed_id = ?;

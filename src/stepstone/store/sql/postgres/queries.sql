@@ -178,3 +178,11 @@ SELECT id, name, data, ts, user_data, v, received_at FROM events
 WHERE (?::text IS NULL OR name = ?)
   AND (?::double precision IS NULL OR received_at < ? OR (received_at = ? AND id < ?::text))
 ORDER BY received_at DESC, id DESC LIMIT ?;
+
+-- name: waits_of_names
+WITH names AS (SELECT unnest(?::text[]) AS name)
+SELECT event, run_id, hashed_id, condition, trigger_event, expires_at, kind, NULL AS match_path
+FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
+UNION ALL
+SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
+FROM wait_paths WHERE event IN (SELECT name FROM names);
