@@ -32,7 +32,7 @@ from stepstone.function import FunctionDef, function_from_config
 from stepstone.ids import new_id
 from stepstone.records import Event, StepRecord, StepStatus
 from stepstone.sdk import register
-from stepstone.sdk.signing import SigningKey
+from stepstone.sdk.signing import SigningKey, parse_signing_key
 from tests.sdk.harness import free_port
 
 
@@ -112,6 +112,28 @@ async def sync(app_url: str, server: SdkServer, app_id: str) -> dict[str, Functi
     assert answer.status_code == 200, answer.text
     synced = register.translate(register.parse_register(server.last_sync(app_id)))
     return {config["id"]: function_from_config(config) for config in synced.functions}
+
+
+async def _ignore(op: ops.Checkpoint) -> None:
+    return None
+
+
+def one_invocation(
+    fn: FunctionDef,
+    client: httpx.AsyncClient,
+    *,
+    emit: Callable[[ops.Checkpoint], Any] = _ignore,
+    key: str | None = None,
+) -> RemoteInvocation:
+    """A first invocation of `fn` for a test/sequential event, outside any FakeHost."""
+    return RemoteInvocation(
+        InvocationInput(fn, "RUN1", 0, [Event("test/sequential", {"start": 1}, "E1", 1)], []),
+        emit=emit,
+        clock=Clock(),
+        backoff=lambda attempt: 1.0,
+        client=client,
+        signing_key=None if key is None else parse_signing_key(key),
+    )
 
 
 @dataclass

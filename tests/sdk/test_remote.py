@@ -7,15 +7,13 @@ from typing import Any
 import httpx
 
 from stepstone import ops
-from stepstone.clock import Clock
 from stepstone.engine.remote import RemoteInvocation
 from stepstone.errors import LeaseLostError
-from stepstone.executor import InvocationInput
 from stepstone.function import FunctionDef, function_from_config
 from stepstone.ids import hash_step_id
-from stepstone.records import Event, StepRecord, StepStatus
+from stepstone.records import StepRecord, StepStatus
 from tests.sdk.harness import SdkApp, free_port
-from tests.sdk.host import FakeHost, SdkServer
+from tests.sdk.host import FakeHost, SdkServer, one_invocation
 
 
 def host(functions: dict[str, FunctionDef], client: httpx.AsyncClient, **kw: Any) -> FakeHost:
@@ -242,16 +240,6 @@ async def test_the_run_of_a_function_that_always_fails(
     assert result.retries == 1  # retries: 1 -> 2 attempts
 
 
-def _invocation(fn: FunctionDef, client: httpx.AsyncClient, emit: Any) -> RemoteInvocation:
-    return RemoteInvocation(
-        InvocationInput(fn, "RUN1", 0, [Event("test/sequential", {"start": 1}, "E1", 1)], []),
-        emit=emit,
-        clock=Clock(),
-        backoff=lambda attempt: 1.0,
-        client=client,
-    )
-
-
 async def test_an_app_that_does_not_answer_is_a_retriable_attempt(
     http_client: httpx.AsyncClient,
 ) -> None:
@@ -264,7 +252,7 @@ async def test_an_app_that_does_not_answer_is_a_retriable_attempt(
     async def emit(op: ops.Checkpoint) -> None:
         raise AssertionError(op)
 
-    outcome = await _invocation(function_from_config(config), http_client, emit).execute()
+    outcome = await one_invocation(function_from_config(config), http_client, emit=emit).execute()
     assert isinstance(outcome, ops.RunRetry), outcome
     assert "could not call the app" in outcome.error["message"]
 
@@ -279,7 +267,7 @@ async def test_a_lost_lease_abandons_the_run(
         raise LeaseLostError("another worker has the run")
 
     fn = functions[sdk_app.function_id("sequential")]
-    outcome = await _invocation(fn, http_client, emit).execute()
+    outcome = await one_invocation(fn, http_client, emit=emit).execute()
     assert isinstance(outcome, ops.Abandoned) and "lease lost" in outcome.reason
     assert len(saved) == 1  # nothing more was called or written
 
@@ -295,7 +283,9 @@ async def test_a_stopped_invocation_starts_no_new_call(
         saved.append(op)
         invocation.stop("cancelled")
 
-    invocation = _invocation(functions[sdk_app.function_id("sequential")], http_client, emit)
+    invocation = one_invocation(
+        functions[sdk_app.function_id("sequential")], http_client, emit=emit
+    )
     outcome = await invocation.execute()
     assert outcome == ops.Abandoned("cancelled")
     assert [type(op) for op in saved] == [ops.SaveStep]  # the step in flight was saved

@@ -8,14 +8,10 @@ import httpx
 import pytest
 
 from stepstone import ops
-from stepstone.clock import Clock
-from stepstone.engine.remote import RemoteInvocation
-from stepstone.executor import InvocationInput
 from stepstone.function import FunctionDef, function_from_config
-from stepstone.records import Event
 from stepstone.sdk import signing
 from tests.sdk import harness
-from tests.sdk.host import FakeHost, SdkServer, sync
+from tests.sdk.host import FakeHost, SdkServer, one_invocation, sync
 
 KEY = "signkey-test-" + "5e" * 32
 OTHER = "signkey-test-" + "77" * 32
@@ -37,20 +33,6 @@ def signed_app(
         yield app
     finally:
         app.stop()
-
-
-def invocation(fn: FunctionDef, client: httpx.AsyncClient, key: str | None) -> RemoteInvocation:
-    async def emit(op: ops.Checkpoint) -> None:
-        return None
-
-    return RemoteInvocation(
-        InvocationInput(fn, "RUN1", 0, [Event("test/sequential", {"start": 1}, "E1", 1)], []),
-        emit=emit,
-        clock=Clock(),
-        backoff=lambda attempt: 1.0,
-        client=client,
-        signing_key=None if key is None else signing.parse_signing_key(key),
-    )
 
 
 async def test_a_signed_sync_and_run(
@@ -77,8 +59,8 @@ async def test_the_app_refuses_a_bad_signature(
 ) -> None:
     functions = await sync(signed_app.url, sdk_server, signed_app.app_id)
     before = signed_app.effects()
-    outcome = await invocation(
-        functions[signed_app.function_id("sequential")], http_client, key
+    outcome = await one_invocation(
+        functions[signed_app.function_id("sequential")], http_client, key=key
     ).execute()
     assert isinstance(outcome, ops.RunRetry), outcome
     assert outcome.error["message"] == "Unauthorized"
@@ -102,7 +84,7 @@ async def test_stepstone_refuses_an_answer_with_a_bad_signature(
 ) -> None:
     sdk_server.answer_signature = signature
     try:
-        outcome = await invocation(fake_sdk(sdk_server.url), http_client, KEY).execute()
+        outcome = await one_invocation(fake_sdk(sdk_server.url), http_client, key=KEY).execute()
     finally:
         sdk_server.answer_signature = None
     assert isinstance(outcome, ops.RunFailed), outcome
@@ -116,7 +98,7 @@ async def test_a_well_signed_answer_is_taken(
     key = signing.parse_signing_key(KEY)
     sdk_server.answer_signature = signing.sign(b'{"done":true}', key)
     try:
-        outcome = await invocation(fake_sdk(sdk_server.url), http_client, KEY).execute()
+        outcome = await one_invocation(fake_sdk(sdk_server.url), http_client, key=KEY).execute()
     finally:
         sdk_server.answer_signature = None
     assert outcome == ops.RunCompleted('{"done": true}')
