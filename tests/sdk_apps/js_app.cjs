@@ -189,29 +189,28 @@ const scheduled = inngest.createFunction(
   async () => "tick",
 );
 
+const functions = [
+  sequential,
+  flaky,
+  parallel,
+  sleeper,
+  waiter,
+  nonretriable,
+  catcher,
+  invoker,
+  sender,
+  failing,
+  limited,
+  batched,
+  debounced,
+  scheduled,
+];
+// SDK_TEST_FUNCTIONS=a,b serves only those (a re-sync then drops the others)
+const wanted = (process.env.SDK_TEST_FUNCTIONS || "").split(",").filter(Boolean);
+const served = wanted.length ? functions.filter((fn) => wanted.includes(fn.id())) : functions;
+
 const app = express();
 app.use(express.json({ limit: "10mb" }));
 app.get("/health", (_req, res) => res.json({ ok: true }));
-app.use(
-  "/api/inngest",
-  serve({
-    client: inngest,
-    functions: [
-      sequential,
-      flaky,
-      parallel,
-      sleeper,
-      waiter,
-      nonretriable,
-      catcher,
-      invoker,
-      sender,
-      failing,
-      limited,
-      batched,
-      debounced,
-      scheduled,
-    ],
-  }),
-);
+app.use("/api/inngest", serve({ client: inngest, functions: served }));
 app.listen(Number(process.env.PORT), "127.0.0.1");

@@ -211,6 +211,11 @@ FUNCTIONS = [
     scheduled,
 ]
 
+# SDK_TEST_FUNCTIONS=a,b serves only those (a re-sync then drops the others)
+if os.environ.get("SDK_TEST_FUNCTIONS"):
+    wanted = os.environ["SDK_TEST_FUNCTIONS"].split(",")
+    FUNCTIONS = [fn for fn in FUNCTIONS if fn.local_id in wanted]
+
 app = fastapi.FastAPI()
 
 

@@ -23,13 +23,15 @@ from urllib.parse import parse_qs
 
 import rfc8785
 
+from ..errors import ConfigError
+
 SIGNATURE_HEADER = "X-Inngest-Signature"
 MAX_SKEW = 300.0  # seconds: the npm SDK refuses older or newer signatures
 _KEY = re.compile(r"^signkey-(\w+?)-([0-9a-fA-F]+)$")
 _PREFIX = re.compile(r"^signkey-\w+?-")
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(ConfigError):
     """A signing key that does not read `signkey-<env>-<hex>`."""
 
 

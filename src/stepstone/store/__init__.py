@@ -5,7 +5,18 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from .base import Claim, Handoff, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
+from .base import (
+    Claim,
+    Handoff,
+    Lease,
+    NewEvent,
+    NewRun,
+    RunPage,
+    Store,
+    StoredEvent,
+    SyncedAppRecord,
+    Wait,
+)
 
 __all__ = [
     "Claim",
@@ -16,6 +27,7 @@ __all__ = [
     "RunPage",
     "Store",
     "StoredEvent",
+    "SyncedAppRecord",
     "Wait",
     "redact_url",
     "store_from_url",

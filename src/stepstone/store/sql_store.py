@@ -26,6 +26,7 @@ from .base import (
     RunPage,
     Store,
     StoredEvent,
+    SyncedAppRecord,
     Wait,
     WaitMatcher,
 )
@@ -69,6 +70,16 @@ class Deferred(Generic[T]):
 def resolved(value: Deferred[T] | T) -> T:
     """A script's result, with a `Deferred` one resolved."""
     return value.resolve() if isinstance(value, Deferred) else value
+
+
+def _replace_functions(tx: Tx, app_id: str, configs: Sequence[dict[str, Any]], now: float) -> None:
+    """Publish `configs` as all of `app_id`'s functions: the ones it no longer has go."""
+    current = {c["id"] for c in configs}
+    for (old,) in tx("app_functions", app_id).fetchall():
+        if old not in current:
+            tx("delete_function", old)
+    for config in configs:
+        tx("upsert_function", config["id"], app_id, _json(config), now)
 
 
 def _json(value: Any) -> str | None:
@@ -128,20 +139,29 @@ class SqlStore(Store, abc.ABC):
     async def register_functions(
         self, app_id: str, configs: Sequence[dict[str, Any]], now: float
     ) -> None:
-        def script(tx: Tx) -> None:
-            current = {c["id"] for c in configs}
-            for (old,) in tx("app_functions", app_id).fetchall():
-                if old not in current:
-                    tx("delete_function", old)
-            for config in configs:
-                tx("upsert_function", config["id"], app_id, _json(config), now)
-
-        await self._write(script)
+        await self._write(lambda tx: _replace_functions(tx, app_id, configs, now))
 
     async def registered_functions(self) -> list[dict[str, Any]]:
         return await self._read(
             lambda tx: [_load(row[0]) for row in tx("list_functions").fetchall()]
         )
+
+    async def save_app(
+        self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
+    ) -> None:
+        def script(tx: Tx) -> None:
+            row = (app.id, app.url, app.sdk, app.framework, app.app_version, app.synced_at)
+            if configs is None:  # a failed sync: its functions stay as they were
+                tx("app_sync_failed", *row, app.error)
+                return
+            tx("upsert_app", *row, app.error)
+            _replace_functions(tx, app.id, configs, app.synced_at)
+
+        await self._write(script)
+
+    async def list_apps(self) -> list[SyncedAppRecord]:
+        rows = await self._read(lambda tx: tx("list_apps").fetchall())
+        return [SyncedAppRecord(*row) for row in rows]
 
     # -- the queue -----------------------------------------------------------------------
     async def claim(
