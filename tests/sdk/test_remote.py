@@ -290,3 +290,26 @@ async def test_a_stopped_invocation_starts_no_new_call(
     assert outcome == ops.Abandoned("cancelled")
     assert [type(op) for op in saved] == [ops.SaveStep]  # the step in flight was saved
     assert effects.lines() == ["sequential:one"]
+
+
+async def test_a_parallel_step_that_fails_once_is_retried_on_its_own(
+    sdk_app: SdkApp, functions: dict[str, FunctionDef], http_client: httpx.AsyncClient
+) -> None:
+    effects = Effects(sdk_app)
+    result = await host(functions, http_client).run(
+        sdk_app.function_id("parallel-flaky"), {"name": "test/parallel-flaky"}
+    )
+    assert result.output == ["steady", "wobbly", "done"]
+    lines = effects.lines()
+    assert sorted(lines) == [
+        "parallel-flaky:after",
+        "parallel-flaky:steady",
+        "parallel-flaky:wobbly",
+        "parallel-flaky:wobbly",
+    ]
+    assert lines[-1] == "parallel-flaky:after"  # discovery only after the whole group
+    wobbly, steady = result.step("wobbly"), result.step("steady")
+    assert (wobbly.status, wobbly.attempts) == (StepStatus.COMPLETED, 2)
+    assert (steady.status, steady.attempts) == (StepStatus.COMPLETED, 1)
+    assert (wobbly.detail or {}).get("parallel") is True
+    assert result.invocations == 2

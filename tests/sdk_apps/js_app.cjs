@@ -69,6 +69,29 @@ const parallel = inngest.createFunction(
   },
 );
 
+const parallelFlaky = inngest.createFunction(
+  { id: "parallel-flaky", triggers: [{ event: "test/parallel-flaky" }] },
+  async ({ step }) => {
+    const results = await Promise.all([
+      step.run("steady", () => {
+        effect("parallel-flaky:steady");
+        return "steady";
+      }),
+      step.run("wobbly", () => {
+        if (effect("parallel-flaky:wobbly") === 1) {
+          throw new Error("wobbly fails once");
+        }
+        return "wobbly";
+      }),
+    ]);
+    const after = await step.run("after", () => {
+      effect("parallel-flaky:after");
+      return "done";
+    });
+    return [...results, after];
+  },
+);
+
 const sleeper = inngest.createFunction(
   { id: "sleeper", triggers: [{ event: "test/sleeper" }] },
   async ({ step }) => {
@@ -193,6 +216,7 @@ const functions = [
   sequential,
   flaky,
   parallel,
+  parallelFlaky,
   sleeper,
   waiter,
   nonretriable,

@@ -76,6 +76,30 @@ async def parallel(ctx: inngest.Context) -> list[object]:
     return [*results, await ctx.step.run("after", after)]
 
 
+@client.create_function(
+    fn_id="parallel-flaky", trigger=inngest.TriggerEvent(event="test/parallel-flaky")
+)
+async def parallel_flaky(ctx: inngest.Context) -> list[object]:
+    async def steady() -> str:
+        effect("parallel-flaky:steady")
+        return "steady"
+
+    async def wobbly() -> str:
+        if effect("parallel-flaky:wobbly") == 1:
+            raise RuntimeError("wobbly fails once")
+        return "wobbly"
+
+    results = await ctx.group.parallel(
+        (lambda: ctx.step.run("steady", steady), lambda: ctx.step.run("wobbly", wobbly))
+    )
+
+    async def after() -> str:
+        effect("parallel-flaky:after")
+        return "done"
+
+    return [*results, await ctx.step.run("after", after)]
+
+
 @client.create_function(fn_id="sleeper", trigger=inngest.TriggerEvent(event="test/sleeper"))
 async def sleeper(ctx: inngest.Context) -> str:
     async def before() -> str:
@@ -198,6 +222,7 @@ FUNCTIONS = [
     sequential,
     flaky,
     parallel,
+    parallel_flaky,
     sleeper,
     waiter,
     nonretriable,
