@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,16 @@ import pytest
 from stepstone.errors import LeaseLostError
 from stepstone.ids import hash_step_id, new_id
 from stepstone.records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
-from stepstone.store import Claim, IntakeReport, NewEvent, NewRun, Store, Wait, store_from_url
+from stepstone.store import (
+    Claim,
+    IntakeReport,
+    NewEvent,
+    NewRun,
+    Store,
+    SyncedAppRecord,
+    Wait,
+    store_from_url,
+)
 
 T0 = 1_700_000_000.0  # a fixed "now" for every test
 LEASE = 30.0
@@ -576,3 +586,39 @@ async def test_get_run_returns_steps_and_history(store: Store) -> None:
     assert run.steps == [saved]
     assert [h.kind for h in run.history] == ["queued", "started"]
     assert await store.get_run("no-such-run") is None
+
+
+# -- apps synced by the official SDKs ---------------------------------------------------
+def _synced(error: str | None = None, at: float = T0) -> SyncedAppRecord:
+    return SyncedAppRecord(
+        "shop", "http://a:3000/api/inngest", "js:v4.24.0", "express", None, at, error
+    )
+
+
+async def test_a_synced_app_publishes_its_functions_and_a_resync_replaces_them(
+    store: Store,
+) -> None:
+    one = {"id": "shop-one", "triggers": [{"event": "a"}], "runtime": {"type": "http", "url": "u"}}
+    two = {"id": "shop-two", "triggers": [{"event": "b"}]}
+    await store.register_functions("other", [{"id": "other-fn", "triggers": []}], T0)
+    await store.save_app(_synced(), [one, two])
+    assert await store.list_apps() == [_synced()]
+    ids = {c["id"] for c in await store.registered_functions()}
+    assert ids == {"shop-one", "shop-two", "other-fn"}
+    await store.save_app(_synced(at=T0 + 5), [one])
+    ids = {c["id"] for c in await store.registered_functions()}
+    assert ids == {"shop-one", "other-fn"}
+    assert [a.synced_at for a in await store.list_apps()] == [T0 + 5]
+
+
+async def test_a_failed_sync_keeps_the_apps_functions(store: Store) -> None:
+    await store.save_app(replace(_synced("no functions"), id="new"), None)
+    assert [(a.id, a.error) for a in await store.list_apps()] == [("new", "no functions")]
+    config = {"id": "shop-one", "triggers": [{"event": "a"}]}
+    await store.save_app(_synced(), [config])
+    await store.save_app(_synced("bad payload", at=T0 + 9), None)
+    [_, app] = await store.list_apps()
+    assert (app.error, app.synced_at, app.url) == ("bad payload", T0 + 9, _synced().url)
+    assert [c["id"] for c in await store.registered_functions()] == ["shop-one"]
+    await store.save_app(_synced(at=T0 + 10), [config])
+    assert [a.error for a in await store.list_apps()] == ["no functions", None]

@@ -35,6 +35,17 @@ class CronTrigger:
     jitter: float = 0.0
 
 
+@dataclass(frozen=True)
+class HttpRuntime:
+    """Where a function that lives in an SDK app is called: its registered step URL."""
+
+    url: str
+    app_id: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "http", "url": self.url, "app_id": self.app_id}
+
+
 Trigger = EventTrigger | CronTrigger
 TriggerSpec = str | Trigger | dict[str, Any]  # a dict with a trigger's fields works too
 
@@ -77,6 +88,7 @@ class FunctionDef:
     cancel_on: list[CancelRule] = field(default_factory=list)
     timeouts: TimeoutLimits | None = None
     flow: FlowOptions | None = None  # None: no flow control
+    runtime: HttpRuntime | None = None  # set: the function lives in an SDK app at this URL
 
     @property
     def max_attempts(self) -> int:
@@ -111,6 +123,8 @@ class FunctionDef:
             config["timeouts"] = {"start": self.timeouts.start, "finish": self.timeouts.finish}
         if self.flow is not None:
             config.update(self.flow.describe())
+        if self.runtime is not None:
+            config["runtime"] = self.runtime.describe()
         return config
 
 
@@ -124,7 +138,7 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         {("if_" if key == "if" else key): value for key, value in trigger.items()}
         for trigger in config.get("triggers") or []
     ]
-    return build_function(
+    fn = build_function(
         _runs_elsewhere,
         id=config["id"],
         trigger=triggers,
@@ -135,6 +149,12 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         timeouts=config.get("timeouts"),
         **{name: config[name] for name in FLOW_OPTION_NAMES if name in config},
     )
+    runtime = config.get("runtime")
+    if runtime is not None:
+        if runtime.get("type") != "http" or not isinstance(runtime.get("url"), str):
+            raise ConfigError(f"function {fn.id!r}: runtime must be {{'type': 'http', 'url': ...}}")
+        fn.runtime = HttpRuntime(runtime["url"], runtime.get("app_id"))
+    return fn
 
 
 def build_function(

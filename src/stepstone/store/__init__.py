@@ -15,6 +15,7 @@ from .base import (
     RunPage,
     Store,
     StoredEvent,
+    SyncedAppRecord,
     Wait,
     WaitKind,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "RunPage",
     "Store",
     "StoredEvent",
+    "SyncedAppRecord",
     "Wait",
     "WaitKind",
     "redact_url",

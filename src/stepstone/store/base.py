@@ -140,6 +140,19 @@ class StoredEvent:
     run_ids: list[str]
 
 
+@dataclass(frozen=True)
+class SyncedAppRecord:
+    """An app synced by an official SDK, as stored; its functions are published apart."""
+
+    id: str
+    url: str
+    sdk: str
+    framework: str | None
+    app_version: str | None
+    synced_at: float
+    error: str | None = None  # the last sync's error; None: it succeeded
+
+
 class Store(abc.ABC):
     """Persistence for events, runs, steps, jobs (leases and timers) and waits."""
 
@@ -200,6 +213,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def registered_functions(self) -> list[dict[str, Any]]:
         """Every published function config."""
+
+    @abc.abstractmethod
+    async def save_app(
+        self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
+    ) -> None:
+        """Store a synced app and publish its functions (`configs`) in one transaction.
+
+        `configs` None: the sync failed; only the app's `synced_at` and `error` change and
+        its functions stay as they were.
+        """
+
+    @abc.abstractmethod
+    async def list_apps(self) -> list[SyncedAppRecord]:
+        """Every synced app, by id."""
 
     # -- the queue -----------------------------------------------------------------------
     @abc.abstractmethod

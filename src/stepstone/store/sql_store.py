@@ -20,6 +20,7 @@ from .base import (
     RunPage,
     Store,
     StoredEvent,
+    SyncedAppRecord,
     Wait,
 )
 from .rows import event_from_row, read_event, read_run, run_from_row, step_from_row, upsert_step
@@ -28,6 +29,7 @@ from .scripts.checkpoints import SaveWithEvents, StepSave, save_step_fenced
 from .scripts.claim import ClaimScript, claim_runs
 from .scripts.endings import cancel_run
 from .scripts.intake import ingest, insert_run, insert_wait
+from .scripts.registry import replace_functions
 from .scripts.run_end import RunEnd
 from .tx import Deferred, Tx, check_fence, from_json, insert_history, to_json
 
@@ -87,20 +89,29 @@ class SqlStore(Store, abc.ABC):
     async def register_functions(
         self, app_id: str, configs: Sequence[dict[str, Any]], now: float
     ) -> None:
-        def script(tx: Tx) -> None:
-            current = {c["id"] for c in configs}
-            for (old,) in tx("app_functions", app_id).fetchall():
-                if old not in current:
-                    tx("delete_function", old)
-            for config in configs:
-                tx("upsert_function", config["id"], app_id, to_json(config), now)
-
-        await self._write(script)
+        await self._write(lambda tx: replace_functions(tx, app_id, configs, now))
 
     async def registered_functions(self) -> list[dict[str, Any]]:
         return await self._read(
             lambda tx: [from_json(row[0]) for row in tx("list_functions").fetchall()]
         )
+
+    async def save_app(
+        self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
+    ) -> None:
+        def script(tx: Tx) -> None:
+            row = (app.id, app.url, app.sdk, app.framework, app.app_version, app.synced_at)
+            if configs is None:  # a failed sync: its functions stay as they were
+                tx("app_sync_failed", *row, app.error)
+                return
+            tx("upsert_app", *row, app.error)
+            replace_functions(tx, app.id, configs, app.synced_at)
+
+        await self._write(script)
+
+    async def list_apps(self) -> list[SyncedAppRecord]:
+        rows = await self._read(lambda tx: tx("list_apps").fetchall())
+        return [SyncedAppRecord(*row) for row in rows]
 
     # -- the queue -----------------------------------------------------------------------
     async def claim(

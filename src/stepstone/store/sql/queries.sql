@@ -391,3 +391,18 @@ DELETE FROM functions WHERE id = ?;
 
 -- name: list_functions
 SELECT config FROM functions ORDER BY id;
+
+-- name: upsert_app
+INSERT INTO apps (id, url, sdk, framework, app_version, synced_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    url = excluded.url, sdk = excluded.sdk, framework = excluded.framework,
+    app_version = excluded.app_version, synced_at = excluded.synced_at, error = excluded.error;
+
+-- name: app_sync_failed
+INSERT INTO apps (id, url, sdk, framework, app_version, synced_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at, error = excluded.error;
+
+-- name: list_apps
+SELECT id, url, sdk, framework, app_version, synced_at, error FROM apps ORDER BY id;
