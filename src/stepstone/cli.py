@@ -43,6 +43,7 @@ def _app_option(fn: Any) -> Any:
 
 
 @click.group()
+@click.version_option(package_name="stepstone", prog_name="stepstone")
 @click.option("--log-level", default="info", show_default=True)
 def main(log_level: str) -> None:
     """stepstone: durable step functions."""
