@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from ..errors import LeaseLostError
-from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from ..records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord, StepStatus
 from ..waitkeys import key_at
 from . import flow_scripts
 from .base import (
@@ -379,20 +379,23 @@ class SqlStore(Store, abc.ABC):
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> list[StoredEvent]:
-        def script(tx: Tx) -> list[StoredEvent]:
+    ) -> Page[StoredEvent]:
+        def script(tx: Tx) -> Page[StoredEvent]:
             before = None
             if cursor is not None:
                 found = _get_event(tx, cursor)
                 before = found.received_at if found else None
             # (received_at, id) orders events: a batch shares one received_at
-            rows = tx("list_events", name, name, before, before, before, cursor, limit).fetchall()
+            # one row more than asked tells whether another page follows
+            params = (name, name, before, before, before, cursor, limit + 1)
+            rows = tx("list_events", *params).fetchall()
             out = []
-            for row in rows:
+            for row in rows[:limit]:
                 event = _event(row)
                 run_ids = [r[0] for r in tx("event_runs", event.event.id).fetchall()]
                 out.append(StoredEvent(event.event, event.received_at, run_ids))
-            return out
+            more = len(rows) > limit and bool(out)
+            return Page(out, out[-1].event.id if more else None)
 
         return await self._read(script)
 
@@ -863,6 +866,7 @@ def _step_columns(step: StepRecord, output_json: str | None) -> tuple[Any, ...]:
         step.ended_at,
         step.wake_at,
         _json(step.detail),
+        step.occurrence,
     )
 
 
@@ -899,6 +903,7 @@ def _step(row: Any) -> StepRecord:
         kind=row[8],
         wake_at=row[9],
         detail=_load(row[10]),
+        occurrence=row[11],
     )
 
 
