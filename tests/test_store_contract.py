@@ -599,6 +599,33 @@ async def test_list_events_pages_newest_first(store: Store) -> None:
     assert only[0].run_ids == [items[4].runs[0].id]
 
 
+async def test_a_repeated_step_id_is_stored_with_its_occurrence(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    uses = [
+        StepRecord(
+            id="repeat",
+            hashed_id=hash_step_id("repeat" if n == 0 else f"repeat:{n}"),
+            status=StepStatus.COMPLETED,
+            attempts=1,
+            started_at=T0 + n,
+            occurrence=n,
+        )
+        for n in range(3)
+    ]
+    # at once, so that a store may write them in one statement, as it does under load
+    await asyncio.gather(*(store.save_step(lease, use, "null") for use in uses))
+    run = await store.get_run(run_id)
+    assert run is not None and run.steps == uses
+    await store.reschedule(lease, at=T0, now=T0, status=RunStatus.SLEEPING)
+    reclaimed = await claim_one(store)
+    assert [(s.id, s.occurrence) for s in reclaimed.run.steps] == [("repeat", n) for n in range(3)]
+    rerun = NewRun(new_id(), "fn", list(run.event_ids), T0, T0)
+    await store.create_runs([rerun], [(rerun.id, uses[2])])
+    copied = await store.get_run(rerun.id)
+    assert copied is not None and copied.steps == [uses[2]]
+
+
 async def test_get_run_returns_steps_and_history(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease
