@@ -8,13 +8,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 import stepstone
 from tests.apps import odd_ids
 from tests.helpers import make_app, send_and_wait
+from tests.live_server import LiveServer, wait_for_run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KINDS = ["async", "sync"]
 
@@ -321,3 +329,72 @@ async def test_invoke_and_wildcards_find_functions_by_any_id(database_url: str) 
     assert run.output == {"price": 42}
     assert run.step(odd_ids.INVOKE_STEP).detail == {"function_id": odd_ids.CHILD}
     assert child.status == "completed" and child.output == 42
+
+
+# -- ids over HTTP and on the command line ------------------------------------------------------
+def test_any_ids_work_through_the_rest_api(database_url: str) -> None:
+    with LiveServer(odd_ids.build_app(database_url), dev=True) as live, live.client() as http:
+        sent = http.post(
+            "/v1/events", json={"name": odd_ids.EVENT, "data": {"n": 21}, "id": odd_ids.EVENT_ID}
+        )
+        assert sent.json()["ids"] == [odd_ids.EVENT_ID]
+        # an id in a path is percent-encoded, slashes and all
+        event = http.get(f"/v1/events/{quote(odd_ids.EVENT_ID, safe='')}").json()
+        assert event["id"] == odd_ids.EVENT_ID and event["name"] == odd_ids.EVENT
+        [summary] = event["runs"]
+        run = wait_for_run(http, summary["id"])
+        assert run["function_id"] == odd_ids.PARENT and run["output"] == {"price": 42}
+        steps = [(s["id"], s["occurrence"]) for s in run["steps"]]
+        assert steps == [
+            (odd_ids.STEP, 0),
+            ("repeat", 0),
+            ("repeat", 1),
+            (odd_ids.INVOKE_STEP, 0),
+        ]
+        listed = http.get("/v1/runs", params={"function": odd_ids.PARENT}).json()["runs"]
+        assert [r["id"] for r in listed] == [run["id"]]
+        [child] = http.get("/v1/runs", params={"function": odd_ids.CHILD}).json()["runs"]
+        assert child["function_id"] == odd_ids.CHILD
+        functions = {f["id"] for f in http.get("/v1/functions").json()["functions"]}
+        assert functions == {odd_ids.PARENT, odd_ids.CHILD}
+
+        again = http.post(f"/v1/runs/{run['id']}/rerun", json={"from_step": "repeat"})
+        rerun = wait_for_run(http, again.json()["run_id"])
+        assert rerun["status"] == "completed" and rerun["output"] == {"price": 42}
+        kept = {s["id"]: s for s in rerun["steps"]}[odd_ids.STEP]
+        assert kept["ended_at"] == run["steps"][0]["ended_at"]  # kept, not run again
+
+
+def test_any_ids_and_occurrences_on_the_command_line(sqlite_url: str) -> None:
+    app = odd_ids.build_app(sqlite_url)
+
+    async def one_run() -> str:
+        async with app.worker():
+            [event_id] = await app.send({"name": odd_ids.EVENT, "data": {"n": 1}})
+            [run] = await app.runs_for_event(event_id)
+            await app.wait_for_run(run.id)
+        await app.close()
+        return run.id
+
+    run_id = asyncio.run(one_run())
+    shown = _stepstone("run", "tests.apps.odd_ids:app", "-d", sqlite_url, run_id)
+    assert f"function {odd_ids.PARENT}" in shown  # as written: not taken for markup
+    for label in (odd_ids.STEP, "repeat #2", odd_ids.INVOKE_STEP):
+        assert label in shown
+    listed = _stepstone(
+        "runs", "tests.apps.odd_ids:app", "-d", sqlite_url, "--function", odd_ids.CHILD
+    )
+    assert odd_ids.CHILD in listed and "completed" in listed
+
+
+def _stepstone(*args: str) -> str:
+    """What `stepstone <args>` prints, on a wide terminal."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stepstone", *args],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout

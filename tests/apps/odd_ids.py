@@ -12,7 +12,7 @@ import stepstone
 
 PARENT = 'orders/🍕 "big" 50% #1? <b>ü</b>'
 CHILD = "price it: ¿cuánto? 💶 / [bold]x[/bold]"
-STEP = 'look up / "quoted" 100% #2? ☃ <i>it\'s</i>'
+STEP = 'look up / "quoted" 100% #2? ☃ <i>it\'s</i> [red]'
 INVOKE_STEP = "invoke 💶 &amp;"
 TRIGGER = "shop/🍕 *"  # the wildcard matches any name with that prefix
 EVENT = "shop/🍕 order #7? 100%"
