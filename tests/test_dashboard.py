@@ -347,6 +347,15 @@ def test_any_ids_show_as_text_and_link_by_encoding(watched: Watched, tmp_path: P
         expect(steps).to_have_text([odd_ids.STEP, "repeat", "repeat #2", odd_ids.INVOKE_STEP])
         expect(page.locator("#run b, #run i")).to_have_count(0)  # the ids' markup stays text
         watched.shot("odd-ids-run")
+        for occurrence in (0, 1):  # each use of a repeated id opens on its own
+            page.locator(
+                f'.wf-row[data-step-id="repeat"][data-step-occurrence="{occurrence}"]'
+            ).click()
+        details = page.locator('[data-step-detail="repeat"]')
+        expect(details).to_have_count(2)
+        # a rerun starts from an id's first use: the later one offers none
+        expect(details.nth(0).locator("[data-rerun-from]")).to_have_count(1)
+        expect(details.nth(1).locator("[data-rerun-from]")).to_have_count(0)
         to_function = page.get_by_role("link", name=odd_ids.PARENT, exact=True)
         encoded = quote(odd_ids.PARENT, safe="-_.!~*'()")  # what encodeURIComponent gives
         expect(to_function).to_have_attribute("href", f"#/runs?function={encoded}")

@@ -486,8 +486,9 @@
       step.ended_at ? h("span", { class: "subtle" }, `· ended ${fmtTime(step.ended_at)}`) : null,
       step.wake_at && !step.ended_at ? h("span", { class: "subtle" }, `· resumes by ${fmtTime(step.wake_at)}`) : null,
       step.kind === "run" ? h("span", { class: "subtle" }, `· ${step.attempts} attempt${step.attempts === 1 ? "" : "s"}`) : null,
-      h("span", { class: "actions" }, h("button", { class: "btn small", type: "button", "data-rerun-from": step.id,
-        onclick: (e) => { e.stopPropagation(); rerun(step.id); } }, "Rerun from this step"))));
+      // a rerun starts from a step id's first use: offered there only, where it means that
+      step.occurrence ? null : h("span", { class: "actions" }, h("button", { class: "btn small", type: "button",
+        "data-rerun-from": step.id, onclick: (e) => { e.stopPropagation(); rerun(step.id); } }, "Rerun from this step"))));
     if (step.detail) body.append(h("div", { class: "field" }, h("label", null, "Detail"), jsonBlock(step.detail)));
     if (stepRetries.length) {
       body.append(h("label", null, "Failed attempts"), h("ol", { class: "attempts" }, stepRetries.map((e) =>
