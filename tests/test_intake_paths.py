@@ -199,7 +199,7 @@ async def test_an_invoke(database_url: str, flavour: str) -> None:
             return ctx.step.invoke("i", function="listener", data={"marker": "m"})
 
     async def the_invoke_returns_its_output(event_id: str) -> None:
-        [parent] = (await app.list_runs(function_id="invoker")).runs
+        [parent] = await app.list_runs(function_id="invoker")
         done = await app.wait_for_run(parent.id)
         assert done.output == event_id  # the invoked run's output is the invoke's result
 

@@ -551,29 +551,72 @@ async def test_list_runs_filters_and_pages(store: Store) -> None:
     await store.finish(lease, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
 
     everything = await store.list_runs(limit=100)
-    assert [r.id for r in everything.runs] == sorted(a_ids + b_ids, reverse=True)
+    assert [r.id for r in everything] == sorted(a_ids + b_ids, reverse=True)
     assert everything.next_cursor is None
 
     only_a = await store.list_runs(function_id="fn-a")
-    assert sorted(r.id for r in only_a.runs) == sorted(a_ids)
+    assert sorted(r.id for r in only_a) == sorted(a_ids)
     completed = await store.list_runs(status=RunStatus.COMPLETED)
-    assert [r.id for r in completed.runs] == [lease.run_id]
+    assert [r.id for r in completed] == [lease.run_id]
     queued_b = await store.list_runs(function_id="fn-b", status=RunStatus.QUEUED)
-    assert len(queued_b.runs) == 4
+    assert len(queued_b) == 4
     later = await store.list_runs(created_after=T0 + 50)
-    assert sorted(r.id for r in later.runs) == sorted(b_ids)
+    assert sorted(r.id for r in later) == sorted(b_ids)
     earlier = await store.list_runs(created_before=T0 + 50)
-    assert sorted(r.id for r in earlier.runs) == sorted(a_ids)
+    assert sorted(r.id for r in earlier) == sorted(a_ids)
 
     pages, cursor = [], None
     while True:
         page = await store.list_runs(limit=3, cursor=cursor)
-        pages.append([r.id for r in page.runs])
+        pages.append([r.id for r in page])
         cursor = page.next_cursor
         if cursor is None:
             break
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert [i for p in pages for i in p] == [r.id for r in everything.runs]
+    assert [i for p in pages for i in p] == [r.id for r in everything]
+
+
+async def test_list_events_pages_newest_first(store: Store) -> None:
+    items = [new_event(event_id=f"e{n}", at=T0 + n) for n in range(5)]
+    await store.ingest(items)
+    pages, cursor = [], None
+    while True:
+        page = await store.list_events(limit=2, cursor=cursor)
+        pages.append([stored.event.id for stored in page])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["e4", "e3"], ["e2", "e1"], ["e0"]]
+    only = await store.list_events(name="test/event", limit=5)
+    assert len(only) == 5 and only.next_cursor is None
+    assert only[0].run_ids == [items[4].runs[0].id]
+
+
+async def test_a_repeated_step_id_is_stored_with_its_occurrence(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    uses = [
+        StepRecord(
+            id="repeat",
+            hashed_id=hash_step_id("repeat" if n == 0 else f"repeat:{n}"),
+            status=StepStatus.COMPLETED,
+            attempts=1,
+            started_at=T0 + n,
+            occurrence=n,
+        )
+        for n in range(3)
+    ]
+    # at once, so that a store may write them in one statement, as it does under load
+    await asyncio.gather(*(store.save_step(lease, use, "null") for use in uses))
+    run = await store.get_run(run_id)
+    assert run is not None and run.steps == uses
+    await store.reschedule(lease, at=T0, now=T0, status=RunStatus.SLEEPING)
+    reclaimed = await claim_one(store)
+    assert [(s.id, s.occurrence) for s in reclaimed.run.steps] == [("repeat", n) for n in range(3)]
+    rerun = NewRun(new_id(), "fn", list(run.event_ids), T0, T0)
+    await store.create_runs([rerun], [(rerun.id, uses[2])])
+    copied = await store.get_run(rerun.id)
+    assert copied is not None and copied.steps == [uses[2]]
 
 
 async def test_get_run_returns_steps_and_history(store: Store) -> None:

@@ -16,10 +16,10 @@ from .function import EventTrigger, FunctionDef, TriggerSpec, build_function
 from .limits import Limits
 from .options import Cancel, Timeouts
 from .planning import FAILED, RawEvents
-from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from .records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff
 from .runtime import Runtime
-from .store import RunPage, Store, StoredEvent
+from .store import Store, StoredEvent
 
 T = TypeVar("T")
 
@@ -137,11 +137,14 @@ class App:
             if on_failure is not None:
                 if not callable(on_failure):
                     raise ConfigError(f"function {id!r}: on_failure must be a function")
+                # a JSON string is a CEL string literal, but for \u escapes of characters
+                # past U+FFFF (surrogate pairs), which CEL refuses: keep those as written
+                literal = json.dumps(id, ensure_ascii=False)
                 self.runtime.registry.add(
                     build_function(
                         on_failure,
                         id=failure_id,
-                        trigger=EventTrigger(FAILED, f"event.data.function_id == {json.dumps(id)}"),
+                        trigger=EventTrigger(FAILED, f"event.data.function_id == {literal}"),
                         retries=retries,
                         name=f"{fn.name} (on failure)",
                         backoff=backoff,
@@ -189,10 +192,10 @@ class App:
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
-    ) -> RunPage:
-        """Runs, newest first; pass the page's `next_cursor` to get the next page."""
-        if not 1 <= limit <= 1000:
-            raise ConfigError("limit must be from 1 to 1000")
+    ) -> Page[Run]:
+        """Runs, newest first (without their steps): iterate over the page; pass its
+        `next_cursor` as `cursor` for the next one."""
+        _check_limit(limit)
         return await (await self.store()).list_runs(
             function_id=function_id,
             status=None if status is None else RunStatus(status),
@@ -210,7 +213,9 @@ class App:
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> list[StoredEvent]:
+    ) -> Page[StoredEvent]:
+        """Events, newest first, as `list_runs` pages runs."""
+        _check_limit(limit)
         return await (await self.store()).list_events(name=name, limit=limit, cursor=cursor)
 
     async def wait_for_run(self, run_id: str, *, timeout: float = 30.0, poll: float = 0.01) -> Run:
@@ -308,7 +313,7 @@ class App:
     def wait_for_run_sync(self, run_id: str, *, timeout: float = 30.0) -> Run:
         return self._call_sync(self.wait_for_run(run_id, timeout=timeout))
 
-    def list_runs_sync(self, **filters: Any) -> RunPage:
+    def list_runs_sync(self, **filters: Any) -> Page[Run]:
         return self._call_sync(self.list_runs(**filters))
 
     def cancel_sync(self, run_id: str) -> bool:
@@ -340,3 +345,8 @@ class _Portal:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()  # else its self-pipe and selector leak until collected
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= 1000:
+        raise ConfigError("limit must be from 1 to 1000")

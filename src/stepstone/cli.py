@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .app import App
@@ -43,6 +44,7 @@ def _app_option(fn: Any) -> Any:
 
 
 @click.group()
+@click.version_option(package_name="stepstone", prog_name="stepstone")
 @click.option("--log-level", default="info", show_default=True)
 def main(log_level: str) -> None:
     """stepstone: durable step functions."""
@@ -236,10 +238,10 @@ def runs(
         finally:
             await app.close()
         table = Table("run", "function", "status", "created", "ended")
-        for run in page.runs:
+        for run in page:
             table.add_row(
                 run.id,
-                run.function_id,
+                escape(run.function_id),  # ids and user data are text, not rich markup
                 run.status.value,
                 _time(run.created_at),
                 _time(run.ended_at),
@@ -269,14 +271,16 @@ def show_run(app_path: str, database: str | None, run_id: str) -> None:
 
 
 def print_run(run: Run) -> None:
+    # ids, outputs and errors are the user's text: escaped, so rich prints them as written
     console.print(
-        f"[bold]run {run.id}[/]  function {run.function_id}  status [bold]{run.status}[/]"
+        f"[bold]run {run.id}[/]  function {escape(run.function_id)}  status [bold]{run.status}[/]"
     )
-    console.print(f"  events {', '.join(run.event_ids)}  created {_time(run.created_at)}")
+    console.print(f"  events {escape(', '.join(run.event_ids))}  created {_time(run.created_at)}")
     if run.output is not None:
-        console.print(f"  output {json.dumps(run.output)}")
+        console.print(f"  output {escape(json.dumps(run.output))}")
     if run.error:
-        console.print(f"  error {run.error.get('name')}: {run.error.get('message')}")
+        error = f"{run.error.get('name')}: {run.error.get('message')}"
+        console.print(f"  error {escape(error)}")
     steps = Table("step", "kind", "status", "attempts", "ms", "output / error")
     for step in run.steps:
         ms = (
@@ -285,11 +289,18 @@ def print_run(run: Run) -> None:
             else (f"{(step.ended_at - step.started_at) * 1000:.1f}")
         )
         detail = json.dumps(step.output) if step.error is None else step.error.get("message", "")
-        steps.add_row(step.id, step.kind, step.status.value, str(step.attempts), ms, detail[:80])
+        steps.add_row(
+            escape(step.label),
+            step.kind,
+            step.status.value,
+            str(step.attempts),
+            ms,
+            escape(detail[:80]),
+        )
     console.print(steps)
     history = Table("at", "what", "detail")
     for entry in run.history:
-        history.add_row(_time(entry.at), entry.kind, json.dumps(entry.data)[:100])
+        history.add_row(_time(entry.at), entry.kind, escape(json.dumps(entry.data)[:100]))
     console.print(history)
 
 

@@ -42,16 +42,22 @@ class RetryAfterError(StepstoneError):
 
 
 class StepError(StepstoneError):
-    """A step used all its attempts; raised inside the function at the step's call."""
+    """A step used all its attempts; raised inside the function at the step's call.
+
+    It carries the step's last error as `name`, `message` and `stack` (the attributes code
+    written against the reference SDKs reads), the failed step's `step_id`, and the saved
+    form of that error as `error`. `str(err)` is the message.
+    """
 
     code = "step_failed"
 
     def __init__(self, step_id: str, error: dict[str, Any]) -> None:
         self.step_id = step_id
-        self.error = error
-        self.name = str(error.get("name", "Error"))
-        self.stack = str(error.get("stack", ""))
-        super().__init__(f"step {step_id!r} failed: {self.name}: {error.get('message', '')}")
+        self.error = dict(error)
+        self.name = str(error.get("name") or "Error")
+        self.message = str(error.get("message") or "")
+        self.stack = str(error.get("stack") or "")
+        super().__init__(self.message)
 
 
 class SerializationError(NonRetriableError, TypeError):
@@ -70,6 +76,12 @@ class NestedStepError(NonRetriableError):
     """A step tool was called inside a step's handler."""
 
     code = "nested_step"
+
+
+class InvalidStepIdError(NonRetriableError, ValueError):
+    """A step id is not a non-empty string of at most 256 characters."""
+
+    code = "invalid_step_id"
 
 
 class StorageError(StepstoneError):

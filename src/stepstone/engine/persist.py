@@ -157,7 +157,7 @@ def _step_history(step: StepRecord, now: float) -> HistoryEntry | None:
             now,
             "step.retrying",
             {
-                "step": step.id,
+                **_step_named(step),
                 "attempt": step.attempts,
                 "at": step.wake_at,
                 "error": _short(step.error),
@@ -168,14 +168,21 @@ def _step_history(step: StepRecord, now: float) -> HistoryEntry | None:
             now,
             "step.failed",
             {
-                "step": step.id,
+                **_step_named(step),
                 "attempts": step.attempts,
                 "error": _short(step.error),
             },
         )
     if step.status is StepStatus.SLEEPING:
-        return HistoryEntry(now, "step.sleeping", {"step": step.id, "until": step.wake_at})
+        return HistoryEntry(now, "step.sleeping", {**_step_named(step), "until": step.wake_at})
     return None
+
+
+def _step_named(step: StepRecord) -> dict[str, Any]:
+    """A history entry's step: its id, and which use of that id it is when not the first."""
+    return (
+        {"step": step.id, "occurrence": step.occurrence} if step.occurrence else {"step": step.id}
+    )
 
 
 def _short(error: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord
+from ..records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord
 
 
 @dataclass(frozen=True)
@@ -127,10 +127,7 @@ class Handoff:
     claims: list[Claim] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class RunPage:
-    runs: list[Run]
-    next_cursor: str | None
+RunPage = Page[Run]
 
 
 @dataclass(frozen=True)
@@ -353,7 +350,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> list[StoredEvent]: ...
+    ) -> Page[StoredEvent]:
+        """Events, newest first; `cursor` is the `next_cursor` of the page before."""
 
     @abc.abstractmethod
     async def add_history(self, run_id: str, entry: HistoryEntry) -> None: ...

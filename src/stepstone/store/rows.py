@@ -43,6 +43,7 @@ def step_from_row(row: Any) -> StepRecord:
         kind=row[8],
         wake_at=row[9],
         detail=from_json(row[10]),
+        occurrence=row[11],
     )
 
 
@@ -69,6 +70,7 @@ def step_columns(step: StepRecord, output_json: str | None) -> tuple[Any, ...]:
         step.ended_at,
         step.wake_at,
         to_json(step.detail),
+        step.occurrence,
     )
 
 

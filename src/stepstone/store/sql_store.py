@@ -9,7 +9,7 @@ import abc
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..records import HistoryEntry, Run, RunStatus, StepRecord
+from ..records import HistoryEntry, Page, Run, RunStatus, StepRecord
 from .base import (
     Claim,
     Handoff,
@@ -303,19 +303,22 @@ class SqlStore(Store, abc.ABC):
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> list[StoredEvent]:
-        def script(tx: Tx) -> list[StoredEvent]:
+    ) -> Page[StoredEvent]:
+        def script(tx: Tx) -> Page[StoredEvent]:
             before = None
             if cursor is not None:
                 found = read_event(tx, cursor)
                 before = found.received_at if found else None
             # (received_at, id) orders events: a batch shares one received_at
-            rows = tx("list_events", name, name, before, before, before, cursor, limit).fetchall()
+            # one row more than asked tells whether another page follows
+            params = (name, name, before, before, before, cursor, limit + 1)
+            rows = tx("list_events", *params).fetchall()
             out = []
-            for row in rows:
+            for row in rows[:limit]:
                 event = event_from_row(row)
                 run_ids = [r[0] for r in tx("event_runs", event.event.id).fetchall()]
                 out.append(StoredEvent(event.event, event.received_at, run_ids))
-            return out
+            more = len(rows) > limit and bool(out)
+            return Page(out, out[-1].event.id if more else None)
 
         return await self._read(script)
