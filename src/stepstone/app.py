@@ -180,6 +180,12 @@ class App:
         await runtime.registry.publish(await runtime.store(), runtime.clock.now())
 
     # -- reading -----------------------------------------------------------------------
+    async def known_functions(self) -> list[FunctionDef]:
+        """This app's functions, then those other processes and synced SDK apps published."""
+        registry = self.runtime.registry
+        await registry.refresh(await self.store())
+        return registry.all()
+
     async def get_run(self, run_id: str, *, history: bool = True) -> Run | None:
         return await (await self.store()).get_run(run_id, with_history=history)
 

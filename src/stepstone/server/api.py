@@ -67,7 +67,9 @@ class Api:
         return JSONResponse(openapi_document(self.app.id))
 
     async def functions(self, request: Request) -> Response:
-        return JSONResponse({"functions": [fn.describe() for fn in self.app.functions.values()]})
+        """This app's functions, and those other processes and synced SDK apps published."""
+        known = await self.app.known_functions()
+        return JSONResponse({"functions": [fn.describe() for fn in known]})
 
     async def list_runs(self, request: Request) -> Response:
         query = _query(
