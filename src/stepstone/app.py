@@ -368,10 +368,19 @@ class App:
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        event: str | None = None,
+        if_: str | None = None,
     ) -> RunPage:
-        """Runs, newest first; pass the page's `next_cursor` to get the next page."""
+        """Runs, newest first; pass the page's `next_cursor` to get the next page.
+
+        `event`: runs of events with this name (`*` matches any characters); `if_`: a CEL
+        expression over the trigger event (`event.data.account == "acme"`). A search with
+        `if_` reads at most 5,000 runs per call: it may answer fewer runs than `limit`
+        and a `next_cursor` to go on from.
+        """
         if not 1 <= limit <= 1000:
             raise ConfigError("limit must be from 1 to 1000")
+        event_filter = None if if_ is None else _trigger_filter(if_)
         return await (await self.store()).list_runs(
             function_id=function_id,
             status=None if status is None else RunStatus(status),
@@ -379,7 +388,17 @@ class App:
             cursor=cursor,
             created_after=created_after,
             created_before=created_before,
+            event_name=event,
+            event_filter=event_filter,
         )
+
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of these runs (their triggers), in no order."""
+        return await (await self.store()).run_events(run_ids)
+
+    async def reruns_of(self, run_id: str) -> list[str]:
+        """The ids of the runs `rerun` started from this run, oldest first."""
+        return await (await self.store()).reruns_of(run_id)
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await (await self.store()).runs_for_event(event_id)
@@ -458,6 +477,18 @@ class App:
         await store.add_history(new.id, HistoryEntry(now, "rerun", {"of": run_id}))
         self.wake_workers()
         return new.id
+
+    async def invoke(self, function: Any, data: dict[str, Any] | None = None) -> str:
+        """Start a run of this one function (whatever else listens to its events) with an
+        event `stepstone/function.invoked` carrying `data`; return the run's id."""
+        fn = self.function_def(self.function_id(function))
+        prepared = self.prepare_events({"name": INVOKED, "data": data or {}}, internal=True)[0]
+        now = self.clock.now()
+        run = self.new_run(fn, prepared.event, now)
+        store = await self.store()
+        await store.ingest([NewEvent(prepared.event, prepared.data_json, now, [run])])
+        self.wake_workers()
+        return run.id
 
     def lifecycle_events(
         self,
@@ -584,3 +615,10 @@ def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dic
             if size_of(data_json) + size_of(name) <= limit:
                 break
     return data, data_json
+
+
+def _trigger_filter(source: str) -> Callable[[Event], bool]:
+    """A CEL expression over `event` (a run's trigger) as a predicate; raises ConfigError
+    when it does not compile."""
+    expression = Expression(source, where="the runs' filter `if`")
+    return lambda event: expression.matches({"event": event.to_dict()})

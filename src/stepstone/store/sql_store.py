@@ -15,7 +15,7 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 from ..errors import LeaseLostError
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
 from ..waitkeys import key_at
-from . import flow_scripts
+from . import flow_scripts, run_search
 from .base import (
     NO_FLOW,
     Claim,
@@ -80,6 +80,8 @@ def _load(text: str | None) -> Any:
 
 
 class SqlStore(Store, abc.ABC):
+    # an event-name pattern as the dialect's list_runs query matches it
+    name_pattern: Callable[[str], str] = staticmethod(run_search.glob_pattern)
     """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
 
     @abc.abstractmethod
@@ -345,29 +347,66 @@ class SqlStore(Store, abc.ABC):
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        event_name: str | None = None,
+        event_filter: run_search.EventFilter | None = None,
     ) -> RunPage:
         status_text = None if status is None else RunStatus(status).value
+        pattern = None if event_name is None else self.name_pattern(event_name)
 
-        def script(tx: Tx) -> RunPage:
+        def page(tx: Tx, after: str | None, size: int) -> list[Run]:
             rows = tx(
                 "list_runs",
                 function_id,
                 function_id,
                 status_text,
                 status_text,
-                cursor,
-                cursor,
+                after,
+                after,
                 created_after,
                 created_after,
                 created_before,
                 created_before,
-                limit + 1,
+                pattern,
+                pattern,
+                size,
             ).fetchall()
-            runs = [_run(row) for row in rows[:limit]]
-            more = len(rows) > limit
-            return RunPage(runs, runs[-1].id if more and runs else None)
+            return [_run(row) for row in rows]
+
+        def script(tx: Tx) -> RunPage:
+            if event_filter is None:
+                runs = page(tx, cursor, limit + 1)
+                more = len(runs) > limit
+                runs = runs[:limit]
+                return RunPage(runs, runs[-1].id if more and runs else None)
+            # the filter needs each run's trigger event: scan in pages, up to SCAN_MAX
+            found: list[Run] = []
+            after, scanned = cursor, 0
+            while scanned < run_search.SCAN_MAX:
+                batch = page(tx, after, run_search.SCAN_PAGE)
+                scanned += len(batch)
+                ids = Many(run.id for run in batch)
+                events = {row[0]: _event(row).event for row in tx("get_run_events", ids).fetchall()}
+                for run in run_search.keep(batch, events, event_filter):
+                    found.append(run)
+                    if len(found) == limit:
+                        return RunPage(found, run.id)
+                if len(batch) < run_search.SCAN_PAGE:
+                    return RunPage(found, None)
+                after = batch[-1].id
+            return RunPage(found, after)  # scanned SCAN_MAX runs: the caller may go on
 
         return await self._read(script)
+
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        def script(tx: Tx) -> list[StoredEvent]:
+            return [_event(row) for row in tx("get_run_events", Many(run_ids)).fetchall()]
+
+        return await self._read(script) if run_ids else []
+
+    async def reruns_of(self, run_id: str) -> list[str]:
+        return await self._read(
+            lambda tx: [row[0] for row in tx("reruns_of", run_id, run_id).fetchall()]
+        )
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await self._read(
@@ -714,6 +753,7 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
         return bool(tx("flag_cancel", run_id).rowcount > 0)
     if tx("cancel_run_now", now, run_id).rowcount == 0:
         return False
+    tx("close_open_steps", now, run_id)
     tx("delete_job", run_id)
     tx("delete_run_waits", run_id)
     tx("flow_release", run_id, "s:")
@@ -801,6 +841,7 @@ def _finish(
     """Ends a run whose job is gone; returns the cursor of its parent's (run id, step),
     read by the caller with _resume_parent."""
     parent = tx("finish_run", status.value, output_json, _json(error), at, run_id)
+    tx("close_open_steps", at, run_id)
     tx("delete_run_waits", run_id)
     data = {"error": error} if error else {}
     _history(tx, run_id, HistoryEntry(at, status.value, data))
