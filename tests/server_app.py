@@ -65,6 +65,11 @@ def build_app(database: str | None = None) -> stepstone.App:
         amount = ctx.event.data.get("amount", 0)
         return await ctx.step.run("charge", lambda: {"charged": amount})
 
+    @app.function(id="report", trigger="test/report")
+    async def report(ctx: stepstone.Context) -> Any:
+        rows = [{"n": n, "label": f"row {n}"} for n in range(40)]
+        return await ctx.step.run("build", lambda: {"rows": rows})
+
     @app.function(id="hourly", trigger=stepstone.on_cron("0 * * * *", tz="Europe/Paris"))
     async def hourly(ctx: stepstone.Context) -> None:
         return None

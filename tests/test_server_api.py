@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+import stepstone.server
 from stepstone.server.openapi import openapi_document
 
 from .live_server import LiveServer, send_one, wait_for_run
@@ -66,7 +67,16 @@ def _error(response: httpx.Response, status: int) -> str:
 # -- functions --------------------------------------------------------------------------------
 def test_functions_lists_triggers_and_options(client: httpx.Client) -> None:
     functions = {f["id"]: f for f in client.get("/v1/functions").json()["functions"]}
-    assert set(functions) == {"greet", "nap", "flaky", "broken", "echo", "charge", "hourly"}
+    assert set(functions) == {
+        "greet",
+        "nap",
+        "flaky",
+        "broken",
+        "echo",
+        "charge",
+        "report",
+        "hourly",
+    }
     assert functions["greet"]["triggers"] == [{"event": "test/greet"}]
     assert functions["flaky"]["retries"] == 3
     assert functions["echo"]["triggers"] == [{"event": "test/echo", "if": "event.name != ''"}]
@@ -153,6 +163,8 @@ def test_run_shows_attempts_and_errors(
         "attempt 1 failed",
         "attempt 2 failed",
     ]
+    # each failed attempt keeps its own stack (the step keeps only its latest error)
+    assert all("Traceback" in r["data"]["error"]["stack"] for r in retries)
     broken = client.get(f"/v1/runs/{finished['broken']['id']}").json()
     assert broken["status"] == "failed"
     assert broken["error"]["message"] == "no <b>luck</b>"
@@ -535,13 +547,22 @@ def test_openapi_describes_every_endpoint(server: LiveServer, client: httpx.Clie
 def test_dashboard_is_served_with_a_strict_content_policy(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    assert '<script src="/static/app.js"' in page.text
+    assert '<script type="module" src="/static/app.js"' in page.text
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert page.headers["x-content-type-options"] == "nosniff"
-    for asset in ("/static/app.js", "/static/style.css"):
-        assert client.get(asset).status_code == 200, asset
-    assert "innerHTML" not in client.get("/static/app.js").text.replace("never with innerHTML", "")
+    static = Path(stepstone.server.__file__).parent / "static"
+    modules = sorted(p.relative_to(static).as_posix() for p in static.rglob("*.js"))
+    assert len(modules) >= 10 and "js/pages/runs.js" in modules
+    for asset in ["style.css", *modules]:
+        answer = client.get(f"/static/{asset}")
+        assert answer.status_code == 200, asset
+        if asset.endswith(".js"):  # a module script needs a JavaScript type
+            assert answer.headers["content-type"].startswith("text/javascript"), asset
+            # text is set as text: nothing parses markup
+            assert not re.search(
+                r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", answer.text
+            ), asset
 
 
 def test_health(client: httpx.Client) -> None:
