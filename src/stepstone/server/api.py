@@ -22,6 +22,7 @@ from .openapi import openapi_document
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..function import FunctionDef
 
 Handler = Callable[[Request], Awaitable[Response]]
 STATUSES = ", ".join(s.value for s in RunStatus)
@@ -76,7 +77,7 @@ class Api:
         found = [models.Function.model_validate(fn.describe()) for fn in self._functions()]
         return respond(models.FunctionList(functions=found), leave_out_unset=True)
 
-    def _functions(self) -> list[Any]:
+    def _functions(self) -> list[FunctionDef]:
         return list(self.app.functions.values())
 
     def _function_id(self, request: Request) -> str:
@@ -107,8 +108,11 @@ class Api:
         return respond(models.Started(run_id=await self.app.invoke(function_id, body.data)))
 
     async def list_runs(self, request: Request) -> Response:
-        allowed = {"function", "status", "created_after", "created_before", "limit", "cursor"}
-        query = _query(request, allowed | {"event", "if"})
+        query = _query(
+            request,
+            {"function", "status", "created_after", "created_before", "event", "if", "limit"}
+            | {"cursor"},
+        )
         status = query.get("status")
         if status is not None and status not in {s.value for s in RunStatus}:
             raise ApiError(400, f"status must be one of {STATUSES}; got {status!r}")

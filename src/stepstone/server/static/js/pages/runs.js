@@ -102,17 +102,22 @@ export function runsPage(_id, params) {
   }
 
   async function selectAll() {
-    const query = runsQuery(filters);
+    selected.clear();
+    everything = true;
+    if (search && search.kind !== "name") { // one run, or one event's runs: all are shown
+      for (const run of visible) selected.add(run.id);
+      syncBoxes();
+      return;
+    }
+    const query = runsQuery(search ? { ...filters, event: filters.q } : filters);
     query.set("limit", "1000");
     let cursor = null;
-    selected.clear();
     do {
       if (cursor) query.set("cursor", cursor);
       const page = await api(`/v1/runs?${query}`);
       for (const run of page.runs) selected.add(run.id);
       cursor = page.next_cursor;
     } while (cursor && selected.size < SELECT_ALL_MAX);
-    everything = true;
     syncBoxes();
   }
 
