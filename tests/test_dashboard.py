@@ -13,6 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from stepstone.store import run_search
+
 from .live_server import LiveServer, send_one, wait_for_run
 from .server_app import build_app
 
@@ -369,6 +371,25 @@ def test_find_runs_by_event_name_cel_and_time_in_a_shareable_url(
     watched.expected.append("400 (Bad Request)")  # the API refuses the expression
     page.goto(f"{server.url}/#/runs?if=event.data.%20%3D%3D")
     expect(page.locator("#runs-error")).to_contain_text("the CEL expression does not compile")
+
+
+def test_a_cel_search_reads_on_past_its_bounded_scan(
+    server: LiveServer, api: httpx.Client, watched: Watched, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [send_one(api, "test/greet", {"scan": "s1", "n": n}) for n in range(6)]
+    for run_id in ids:
+        wait_for_run(api, run_id)
+    monkeypatch.setattr(run_search, "SCAN_PAGE", 2)  # the server reads 4 runs per request
+    monkeypatch.setattr(run_search, "SCAN_MAX", 4)
+    page = watched.page
+    cel = 'event.data.scan == "s1" && event.data.n < 1'
+    page.goto(f"{server.url}/#/runs?event=test/greet&if=" + quote(cel))
+    expect(page.locator("#runs-body")).to_contain_text("No runs match among the newest runs read")
+    page.click("#load-more")  # reads on from where the server stopped
+    expect(page.locator(f'tr[data-run-id="{ids[0]}"]')).to_be_visible()
+    expect(page.locator("#runs-body tr[data-run-id]")).to_have_count(1)
+    page.wait_for_timeout(1500)  # the live first page refreshes: the older run stays
+    expect(page.locator(f'tr[data-run-id="{ids[0]}"]')).to_be_visible()
 
 
 def test_cancel_and_rerun_many_runs_with_a_progress_count(

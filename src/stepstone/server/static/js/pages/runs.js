@@ -29,6 +29,12 @@ export function runsQuery(filters) {
 export function runsPage(_id, params) {
   const filters = Object.fromEntries(FILTERS.map((k) => [k, (params.get(k) || "").trim()]));
   let limit = PAGE;
+  // A search with `if` may answer a short page and a cursor (the server reads a bounded
+  // number of runs per request): "Load more" then reads on from the cursor, and keeps the
+  // older runs it found below the live first page.
+  const older = [];
+  let olderCursor; // undefined: not read on yet; null: nothing older
+  let firstCursor = null;
   let seen = null; // run ids shown so far: rows added later are highlighted
   let lastKey = "";
   let search = null; // what `q` turned out to be, found once: {kind: "run"|"event"|"name", ...}
@@ -147,7 +153,22 @@ export function runsPage(_id, params) {
   const note = h("div", { id: "runs-note" });
   const tbody = h("tbody", { id: "runs-body" });
   const more = h("div", { class: "more", hidden: true },
-    h("button", { class: "btn small", type: "button", id: "load-more", onclick: () => { limit += PAGE; refresh(); } }, "Load more"));
+    h("button", { class: "btn small", type: "button", id: "load-more", onclick: loadMore }, "Load more"));
+
+  async function loadMore() {
+    if (!filters.if) {
+      limit += PAGE;
+      await refresh();
+      return;
+    }
+    const query = runsQuery(search ? { ...filters, event: filters.q } : filters);
+    query.set("limit", String(PAGE));
+    query.set("cursor", olderCursor || firstCursor);
+    const page = await api(`/v1/runs?${query}`);
+    older.push(...page.runs);
+    olderCursor = page.next_cursor;
+    await refresh();
+  }
   main().append(
     h("h1", null, "Runs"), toolbar, note, progress, bulkBar,
     h("div", { class: "panel flush" },
@@ -188,6 +209,12 @@ export function runsPage(_id, params) {
     const missing = search && search.missing
       ? h("div", { class: "notice" }, "No run or event has the id ", h("code", null, filters.q), "; showing runs of events named ", h("code", null, filters.q), ".")
       : null;
+    firstCursor = page.next_cursor;
+    if (filters.if && olderCursor !== undefined) {
+      const ids = new Set(page.runs.map((r) => r.id));
+      const runs = [...page.runs, ...older.filter((r) => !ids.has(r.id))];
+      return { runs, more: Boolean(olderCursor), note: missing };
+    }
     return { runs: page.runs, more: Boolean(page.next_cursor), note: missing };
   }
 
@@ -211,7 +238,8 @@ export function runsPage(_id, params) {
     more.hidden = !result.more;
     if (visible.length === 0) {
       fill(tbody, h("tr", null, h("td", { colspan: 7, class: "empty" },
-        active ? "No runs match." : "No runs yet. Send an event to start one.")));
+        !active ? "No runs yet. Send an event to start one."
+          : result.more ? "No runs match among the newest runs read; Load more reads older ones." : "No runs match.")));
     } else {
       fill(tbody, ...visible.map((run) => runRow(run, {
         fresh: seen !== null && !seen.has(run.id),
