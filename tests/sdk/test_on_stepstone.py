@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from stepstone.testing import TestClock
 from tests.helpers import make_app
 from tests.live_server import LiveServer, wait_for, wait_for_run
 from tests.sdk import harness
@@ -189,3 +191,27 @@ def test_the_runs_are_in_the_dashboards_api(running: tuple[LiveServer, harness.S
     assert [s["hashed_id"] for s in again["steps"]] == [
         s["hashed_id"] for s in run["steps"]
     ] and all(len(s["hashed_id"]) == 40 for s in again["steps"])
+
+
+@pytest.mark.parametrize("kind", ["py", "js"])
+def test_a_cron_trigger_of_an_sdk_function(kind: str, tmp_path: Path) -> None:
+    clock = TestClock(start=1_800_000_000.0 + 60)  # a minute past an hour
+    app = make_app(f"sqlite:///{tmp_path / 'cron.db'}", clock=clock)
+    with LiveServer(app, dev=True) as server, server.client() as client:
+        sdk = harness.start_app(kind, server.url, tmp_path)
+        try:
+            assert httpx.put(sdk.url, timeout=30).status_code == 200
+            scheduled = sdk.function_id("scheduled")
+
+            def ran() -> dict[str, Any] | None:
+                # an hour passes each time: "0 * * * *" fires once the worker has taken up
+                # the synced function's trigger
+                clock.advance(3600)
+                found = client.get("/v1/runs", params={"function": scheduled}).json()
+                return found["runs"][0] if found["runs"] else None
+
+            run = wait_for_run(client, wait_for(ran, what="the cron run")["id"])
+        finally:
+            sdk.stop()
+    assert run["status"] == "completed", run
+    assert run["output"] == "tick"
