@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+import stepstone
 from stepstone.testing import TestClock
 from tests.helpers import make_app
 from tests.live_server import LiveServer, wait_for, wait_for_run
@@ -26,6 +27,17 @@ def running(
     kind: str = request.param
     workdir = tmp_path_factory.mktemp(f"{kind}-on-stepstone")
     app = make_app(f"sqlite:///{workdir / 'stepstone.db'}")
+
+    # native functions beside the SDK app's: each side invokes the other
+    @app.function(id="double")
+    async def double(ctx: stepstone.Context) -> Any:
+        return await ctx.step.run("double", lambda: ctx.event.data["n"] * 2)
+
+    @app.function(id="native-invoker", trigger="native/invoke")
+    async def native_invoker(ctx: stepstone.Context) -> Any:
+        target = f"{ctx.event.data['kind']}-app-sequential"
+        return await ctx.step.invoke("call", function=target, data={"start": 3})
+
     with LiveServer(app, dev=True) as server:
         sdk = harness.start_app(kind, server.url, workdir)
         try:
@@ -149,6 +161,23 @@ def test_an_invoke_of_another_function(running: tuple[LiveServer, harness.SdkApp
         run = _ran(client, sdk, "invoker")
     assert run["status"] == "completed", run
     assert run["output"] == {"sum": 21}
+
+
+def test_a_native_function_invokes_an_sdk_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
+    server, sdk = running
+    with server.client() as client:
+        event_id = _send(client, "native/invoke", {"kind": sdk.kind})
+        run = wait_for_run(client, _run_of(client, event_id, "native-invoker"))
+    assert run["status"] == "completed", run
+    assert run["output"] == {"sum": 7}
+
+
+def test_an_sdk_function_invokes_a_native_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
+    server, sdk = running
+    with server.client() as client:
+        run = _ran(client, sdk, "invoke-native", {"app": server.app.id, "function": "double"})
+    assert run["status"] == "completed", run
+    assert run["output"] == 40
 
 
 def test_send_event_from_a_step(running: tuple[LiveServer, harness.SdkApp]) -> None:
