@@ -42,14 +42,15 @@ def validate(
             "ts": raw.ts,
             "user": raw.user,
             "v": raw.v,
+            "meta": raw.meta,
         }
     elif isinstance(raw, Mapping):
         fields = dict(raw)
-        unknown = set(fields) - {"name", "data", "id", "ts", "user", "v"}
+        unknown = set(fields) - {"name", "data", "id", "ts", "user", "v", "meta"}
         if unknown:
             raise EventError(
                 f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-                "an event has name, data, id, ts, user and v"
+                "an event has name, data, id, ts, user, v and meta"
             )
     else:
         raise EventError(f"{where}: expected an object, got {type(raw).__name__}")
@@ -83,12 +84,18 @@ def validate(
     v = fields.get("v")
     if v is not None and not isinstance(v, str):
         raise EventError(f"{where}: 'v' must be a string")
+    meta = fields.get("meta")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise EventError(f"{where}: 'meta' must be an object")
     try:
         data_json = dumps(data, what=f"{where} 'data'")
         user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
+        meta_plain = None if meta is None else json.loads(dumps(meta, what=f"{where} 'meta'"))
     except SerializationError as exc:
         raise EventError(str(exc)) from None
-    size = size_of(data_json) + size_of(name) + (0 if user is None else size_of(json.dumps(user)))
+    size = size_of(data_json) + size_of(name)
+    for extra in (user_plain, meta_plain):
+        size += 0 if extra is None else size_of(json.dumps(extra))
     if size > limits.max_event_size:
         raise EventError(
             f"{where} ({name!r}) is {size} bytes, over the limit of {limits.max_event_size}"
@@ -100,6 +107,7 @@ def validate(
         ts=ts if ts is not None else int(time.time() * 1000),
         user=user_plain,
         v=v,
+        meta=meta_plain,
     )
     return event, data_json
 

@@ -52,6 +52,7 @@ class Event:
     ts: int | None = None  # milliseconds since the epoch
     user: dict[str, Any] | None = None
     v: str | None = None
+    meta: dict[str, Any] | None = None  # what the npm SDK sends beside an event (sessions)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "data": self.data, "id": self.id, "ts": self.ts}
@@ -59,6 +60,8 @@ class Event:
             out["user"] = self.user
         if self.v is not None:
             out["v"] = self.v
+        if self.meta is not None:
+            out["meta"] = self.meta
         return out
 
     @classmethod
@@ -70,6 +73,7 @@ class Event:
             ts=raw.get("ts"),
             user=raw.get("user"),
             v=raw.get("v"),
+            meta=raw.get("meta"),
         )
 
 

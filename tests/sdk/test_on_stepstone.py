@@ -244,3 +244,18 @@ def test_a_cron_trigger_of_an_sdk_function(kind: str, tmp_path: Path) -> None:
             sdk.stop()
     assert run["status"] == "completed", run
     assert run["output"] == "tick"
+
+
+def test_events_keep_the_meta_the_npm_sdk_sends(running: tuple[LiveServer, harness.SdkApp]) -> None:
+    server, sdk = running
+    meta = {"sessions": [{"id": "s-1"}], "propagated_sessions": ["s-0"]}
+    with server.client() as client:
+        answer = client.post(
+            "/e/dev-key", json=[{"name": "test/sequential", "data": {"start": 4}, "meta": meta}]
+        )
+        assert answer.status_code == 200, answer.text
+        [event_id] = answer.json()["ids"]
+        assert client.get(f"/v1/events/{event_id}").json()["meta"] == meta
+        run = wait_for_run(client, _run_of(client, event_id, sdk.function_id("sequential")))
+    assert run["status"] == "completed", run  # both SDKs take the event with its meta
+    assert run["output"] == {"sum": 9}

@@ -87,6 +87,7 @@ def stored_event(found: StoredEvent) -> models.Event:
         ts=value.ts or 0,
         user=value.user,
         v=value.v,
+        meta=value.meta,
         received_at=found.received_at,
         run_ids=found.run_ids,
     )

@@ -43,6 +43,7 @@ class EventInput(Model):
     ts: int | None = Field(None, description="milliseconds since the epoch")
     user: dict[str, Any] | None = None
     v: str | None = None
+    meta: dict[str, Any] | None = Field(None, description="kept as sent (the npm SDK's sessions)")
 
 
 class Event(Model):
@@ -52,6 +53,7 @@ class Event(Model):
     ts: int = Field(description="milliseconds since the epoch")
     user: dict[str, Any] | None
     v: str | None
+    meta: dict[str, Any] | None = None
     received_at: Time
     run_ids: list[str]
 

@@ -49,7 +49,13 @@ def step_from_row(row: Any) -> StepRecord:
 
 def event_from_row(row: Any) -> StoredEvent:
     event = Event(
-        name=row[1], data=from_json(row[2]), id=row[0], ts=row[3], user=from_json(row[4]), v=row[5]
+        name=row[1],
+        data=from_json(row[2]),
+        id=row[0],
+        ts=row[3],
+        user=from_json(row[4]),
+        v=row[5],
+        meta=from_json(row[7]),
     )
     return StoredEvent(event, row[6], [])
 

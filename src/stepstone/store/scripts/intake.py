@@ -64,6 +64,7 @@ def ingest(
             to_json(item.event.user),
             item.event.v,
             item.received_at,
+            to_json(item.event.meta),
         ]
         for item in events
     ]

@@ -32,7 +32,7 @@ INSERT INTO history (run_id, at, kind, data)
 SELECT run_id, ?, 'started', ? FROM jobs WHERE run_id = ANY(?::text[]) AND cancel = 0;
 
 -- name: get_run_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE id IN (
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id = ANY(?::text[])
 );
@@ -55,8 +55,8 @@ ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
 -- name: insert_events
 -- JSON rows as in ../queries.sql, read with json_array_elements.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at)
-SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta)
+SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision, r->>7
 FROM json_array_elements(?::json) AS r
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -192,7 +192,7 @@ WHERE r.id = ? AND h.kind = 'rerun' AND h.data::json->>'of' = ?
 ORDER BY h.run_id;
 
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE (?::text IS NULL OR name = ?)
   AND (?::double precision IS NULL OR received_at < ? OR (received_at = ? AND id < ?::text))
 ORDER BY received_at DESC, id DESC LIMIT ?;
