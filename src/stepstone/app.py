@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from .clock import Clock
+from .engine import runlog
 from .errors import ConfigError, RunNotFoundError
 from .events import validate_all
 from .expressions import Expression
@@ -404,7 +405,7 @@ class App:
             if run.status.is_final:
                 return run
             if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError(f"run {run_id} is still {run.status.value} after {timeout}s")
+                raise TimeoutError(_still_going(run, timeout))
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.2)
 
@@ -433,6 +434,7 @@ class App:
                 listener(run_id)
             run = await store.get_run(run_id)
             if run is not None and run.status is RunStatus.CANCELLED:
+                runlog.cancelled_idle(run)
                 stored = await store.get_event(run.event_ids[0]) if run.event_ids else None
                 first = stored.event if stored else None
                 await store.ingest(self.lifecycle_events(run, RunStatus.CANCELLED, event=first))
@@ -564,6 +566,21 @@ class _Portal:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()  # else its self-pipe and selector leak until collected
+
+
+def _still_going(run: Run, timeout: float) -> str:
+    """Why wait_for_run gave up: the run's status, and the error it is retrying after."""
+    message = f"run {run.id} ({run.function_id}) is still {run.status.value} after {timeout}s"
+    error = run.last_error()
+    if error is None:
+        return message
+    text = f"{error.get('name') or 'Error'}: {error.get('message') or ''}".rstrip(": ")
+    retrying = any(step.status is StepStatus.RETRYING for step in run.steps) or (
+        bool(run.history) and run.history[-1].kind == "retrying"
+    )
+    if retrying:
+        return f"{message}: it is retrying after {text}"
+    return f"{message}; its last error: {text}"
 
 
 def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dict[str, Any], str]:

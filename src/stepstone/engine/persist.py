@@ -10,6 +10,7 @@ from .. import ops
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..store import Claim, NewEvent, Store, Wait
 from ..waitkeys import index_of
+from . import runlog
 
 if TYPE_CHECKING:
     from ..app import App
@@ -35,6 +36,8 @@ class RunWriter:
         self.deadline: float | None = None  # timeouts.finish: a suspended run wakes by then
         # the run's log lines not saved yet: they ride along with the next write
         self.take_logs: Callable[[], list[HistoryEntry]] = list
+        self._began = app.clock.now()
+        runlog.started(claim, self._began)
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._app.clock.now()
@@ -43,6 +46,7 @@ class RunWriter:
             history = self.take_logs() + ([entry] if entry is not None else [])
             inline = op.alone and self._alone()
             await store.save_step(lease, op.step, op.output_json, history, inline=inline)
+            runlog.step_saved(self._app, self._claim.run, op.step, now)
         elif isinstance(op, ops.SendEvents):
             prepared = self._app.prepare_events(op.events)
             await store.save_step_with_events(lease, op.step, _ids_json(op.step), prepared)
@@ -135,6 +139,7 @@ class RunWriter:
                     HistoryEntry(now, "suspended", {"until": at, "why": outcome.reasons}),
                 ],
             )
+        runlog.outcome(app, self._claim, outcome, cancel, self._began, now)
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
         now = self._app.clock.now()

@@ -1,0 +1,233 @@
+"""What the command line prints: runs, events and functions as tables and text for
+people (local dates, durations like "1.2 s", errors whole), or as JSON for programs.
+
+User data (ids, outputs, errors) goes into `rich.text.Text`, never into markup."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .durations import format_duration
+from .function import FunctionDef
+from .records import HistoryEntry, Run, RunStatus, StepRecord
+from .server import encode
+from .store import StoredEvent
+
+STATUS_STYLE = {
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "yellow",
+    RunStatus.SKIPPED: "dim",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.QUEUED: "blue",
+    RunStatus.SLEEPING: "magenta",
+    RunStatus.WAITING: "magenta",
+}
+PREVIEW = 80  # characters of an output shown in a table cell; the JSON has it whole
+
+
+def local_time(ts: float | None) -> str:
+    """A timestamp as the local date and time, to the millisecond."""
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def took(start: float | None, end: float | None) -> str:
+    return "" if start is None or end is None else format_duration(max(0.0, end - start))
+
+
+def preview(value: Any, limit: int = PREVIEW) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_text(status: RunStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLE.get(status, ""))
+
+
+def print_json(console: Console, value: Any) -> None:
+    """`value` as indented JSON on the console's file, with no styling or wrapping."""
+    console.file.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    console.file.flush()
+
+
+# -- runs ----------------------------------------------------------------------------------
+def runs_table(runs: Sequence[Run]) -> Table:
+    """One row per run; the run id is never cut (it is what users copy)."""
+    table = Table("run", "function", "status", "created", "took", "error")
+    table.columns[0].no_wrap = True
+    table.columns[0].overflow = "fold"
+    for run in runs:
+        error = "" if not run.error else _error_line(run.error)
+        table.add_row(
+            Text(run.id),
+            Text(run.function_id),
+            status_text(run.status),
+            local_time(run.created_at),
+            took(run.started_at, run.ended_at),
+            Text(error, style="red"),
+        )
+    return table
+
+
+def run_view(run: Run) -> RenderableType:
+    """One run whole: its summary, output, last error (with its stack), steps, history."""
+    head = Text.assemble(("run ", "bold"), (run.id, "bold"), "  ", status_text(run.status))
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    facts.add_row("function", Text(run.function_id))
+    facts.add_row("events", Text(", ".join(run.event_ids) or "-"))
+    facts.add_row("created", local_time(run.created_at))
+    if run.started_at is not None:
+        facts.add_row("started", local_time(run.started_at))
+    if run.ended_at is not None:
+        spent = took(run.started_at or run.created_at, run.ended_at)
+        facts.add_row("ended", f"{local_time(run.ended_at)}  (took {spent})")
+    if run.attempt:
+        facts.add_row("attempt", str(run.attempt + 1))
+    parts: list[RenderableType] = [head, facts]
+    if run.output is not None:
+        parts += [Text("output", style="bold"), Text(json.dumps(run.output, indent=2))]
+    error = run.error or run.last_error()
+    if error:
+        label = "error" if run.error else "last error (still retrying)"
+        parts += [Text(label, style="bold red"), error_view(error)]
+    if run.steps:
+        parts.append(steps_table(run.steps))
+    if run.history:
+        parts.append(history_table(run.history))
+    return Group(*parts)
+
+
+def error_view(error: dict[str, Any]) -> Text:
+    """An error record whole: name, message and the stack, never cut."""
+    text = Text(_error_line(error), style="red")
+    stack = str(error.get("stack") or "").rstrip()
+    if stack:
+        text.append("\n" + stack, style="dim")
+    return text
+
+
+def steps_table(steps: Iterable[StepRecord]) -> Table:
+    table = Table("step", "kind", "status", "attempts", "took", "output / error", title="steps")
+    for step in steps:
+        detail = _error_line(step.error) if step.error else preview(step.output)
+        table.add_row(
+            Text(step.id),
+            step.kind,
+            step.status.value,
+            str(step.attempts),
+            took(step.started_at, step.ended_at),
+            Text(detail, style="red" if step.error else ""),
+        )
+    return table
+
+
+def history_table(history: Iterable[HistoryEntry]) -> Table:
+    table = Table("at", "what", "detail", title="history")
+    for entry in history:
+        table.add_row(local_time(entry.at), entry.kind, Text(_history_detail(entry.data)))
+    return table
+
+
+def _history_detail(data: dict[str, Any]) -> str:
+    """`key: value` pairs, times among them as local dates, errors whole."""
+    parts = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key in ("at", "until") and isinstance(value, int | float):
+            shown = local_time(float(value))
+        elif isinstance(value, dict) and "message" in value:
+            shown = _error_line(value)
+        elif isinstance(value, str):
+            shown = value
+        else:
+            shown = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}: {shown}")
+    return "  ".join(parts)
+
+
+def _error_line(error: dict[str, Any]) -> str:
+    name, message = error.get("name") or "Error", error.get("message") or ""
+    return f"{name}: {message}" if message else str(name)
+
+
+# -- events and functions ------------------------------------------------------------------
+def events_table(events: Sequence[StoredEvent]) -> Table:
+    table = Table("event", "name", "received", "runs", "data")
+    table.columns[0].no_wrap = True
+    table.columns[0].overflow = "fold"
+    for stored in events:
+        table.add_row(
+            Text(stored.event.id or ""),
+            Text(stored.event.name),
+            local_time(stored.received_at),
+            str(len(stored.run_ids)),
+            Text(preview(stored.event.data)),
+        )
+    return table
+
+
+def event_view(stored: StoredEvent, runs: Sequence[Run]) -> RenderableType:
+    head = Text.assemble(("event ", "bold"), (stored.event.id or "", "bold"))
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    facts.add_row("name", Text(stored.event.name))
+    facts.add_row("received", local_time(stored.received_at))
+    if stored.event.ts is not None:
+        facts.add_row("ts", local_time(stored.event.ts / 1000))
+    data = Text(json.dumps(stored.event.data, indent=2, ensure_ascii=False))
+    parts: list[RenderableType] = [head, facts, Text("data", style="bold"), data]
+    parts.append(runs_table(runs) if runs else Text("it started no runs", style="dim"))
+    return Group(*parts)
+
+
+def functions_table(functions: Sequence[FunctionDef]) -> Table:
+    table = Table("function", "triggers", "retries", "options")
+    for fn in functions:
+        config = fn.describe()
+        triggers = "\n".join(_trigger(t) for t in config.get("triggers") or []) or "-"
+        skip = {"id", "name", "retries", "triggers"}
+        options = "\n".join(
+            f"{key}: {json.dumps(value, ensure_ascii=False)}"
+            for key, value in config.items()
+            if key not in skip
+        )
+        table.add_row(Text(fn.id), Text(triggers), str(fn.retries), Text(options))
+    return table
+
+
+def _trigger(trigger: dict[str, Any]) -> str:
+    if "cron" in trigger:
+        tz = f" ({trigger['tz']})" if trigger.get("tz") else ""
+        return f"cron {trigger['cron']}{tz}"
+    condition = f" if {trigger['if']}" if trigger.get("if") else ""
+    return f"event {trigger['event']}{condition}"
+
+
+# -- JSON ----------------------------------------------------------------------------------
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        **encode.run_summary(run),
+        "output": run.output,
+        "steps": [encode.step(s) for s in run.steps],
+        "history": [encode.history(h) for h in run.history],
+    }
+
+
+def event_json(stored: StoredEvent, runs: Sequence[Run] | None = None) -> dict[str, Any]:
+    out = encode.stored_event(stored)
+    if runs is not None:
+        out["runs"] = [encode.run_summary(r) for r in runs]
+    return out
