@@ -105,7 +105,7 @@ def _database_name(app: App) -> str:
 
 
 def _announce(app: App) -> None:
-    err.print(Text.assemble(("database ", "dim"), _database_name(app)))
+    err.print(Text.assemble(("database ", "dim"), _database_name(app)), soft_wrap=True)
 
 
 def _open_existing(app_path: str, database: str | None) -> App:
@@ -390,7 +390,8 @@ def send(
                     f"warning: {path} did not exist: this created a new, empty database; "
                     "workers elsewhere will not see this event unless they use this file",
                     style="yellow",
-                )
+                ),
+                soft_wrap=True,
             )
         result = _run(_closing(app, _send_local(app, event, wait, timeout)))
     _print_sent(result, as_json)
@@ -458,7 +459,7 @@ def _send_http(
 ) -> list[dict[str, Any]]:
     base = url.rstrip("/")
     headers = {"authorization": f"Bearer {api_token}"} if api_token else {}
-    err.print(Text.assemble(("server ", "dim"), base))
+    err.print(Text.assemble(("server ", "dim"), base), soft_wrap=True)
     try:
         with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
             answer = http.post(f"/e/{event_key}", json={k: v for k, v in event.items() if v})
@@ -544,7 +545,7 @@ def runs(
         filters = " matching these filters" if function_id or status else " yet"
         console.print(Text(f"no runs{filters}"))
     else:
-        console.print(cliformat.runs_table(page.runs))
+        console.print(cliformat.runs_table(page.runs, console.width))
 
 
 @main.command(name="run")
@@ -599,7 +600,7 @@ def events(
     elif not found:
         console.print(Text("no events matching this name" if name else "no events yet"))
     else:
-        console.print(cliformat.events_table(found))
+        console.print(cliformat.events_table(found, console.width))
 
 
 @main.command()

@@ -6,10 +6,12 @@ User data (ids, outputs, errors) goes into `rich.text.Text`, never into markup."
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +32,7 @@ STATUS_STYLE = {
     RunStatus.SLEEPING: "magenta",
     RunStatus.WAITING: "magenta",
 }
+WIDE = 110  # columns a terminal needs for a table's error or data column
 PREVIEW = 80  # characters of an output shown in a table cell; the JSON has it whole
 
 
@@ -38,6 +41,30 @@ def local_time(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def short_time(ts: float | None, now: float | None = None) -> str:
+    """A local time for a table: `20:27:14` today, `12-01 20:27:14` this year, else dated."""
+    if ts is None:
+        return ""
+    moment, today = datetime.fromtimestamp(ts), datetime.fromtimestamp(now or time.time())
+    if moment.date() == today.date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%m-%d %H:%M:%S" if moment.year == today.year else "%Y-%m-%d %H:%M")
+
+
+def _table(*columns: str, wrap: str, keep: int | None = None, title: str | None = None) -> Table:
+    """A table where only the `wrap` column (long text) wraps. The first holds ids (`keep`:
+    the longest one's length), which are never wrapped or cut: they are what users copy."""
+    table = Table(*columns, title=title, box=box.SIMPLE_HEAD)
+    for column in table.columns:
+        if column.header == wrap:
+            column.overflow, column.ratio = "fold", 1
+        else:
+            column.no_wrap = True
+    if keep is not None:
+        table.columns[0].min_width, table.columns[0].overflow = keep, "ignore"
+    return table
 
 
 def took(start: float | None, end: float | None) -> str:
@@ -60,21 +87,24 @@ def print_json(console: Console, value: Any) -> None:
 
 
 # -- runs ----------------------------------------------------------------------------------
-def runs_table(runs: Sequence[Run]) -> Table:
-    """One row per run; the run id is never cut (it is what users copy)."""
-    table = Table("run", "function", "status", "created", "took", "error")
-    table.columns[0].no_wrap = True
-    table.columns[0].overflow = "fold"
+def runs_table(runs: Sequence[Run], width: int = 120) -> Table:
+    """One row per run; the run id is never cut (it is what users copy). On a terminal
+    narrower than `WIDE` there is no error column: `stepstone run` shows it."""
+    keep = max(len(run.id) for run in runs) if runs else None
+    wide = width >= WIDE
+    columns = ["run", "function", "status", "created", "took"] + (["error"] if wide else [])
+    table = _table(*columns, wrap="error" if wide else "function", keep=keep)
     for run in runs:
-        error = "" if not run.error else _error_line(run.error)
-        table.add_row(
+        cells: list[RenderableType] = [
             Text(run.id),
             Text(run.function_id),
             status_text(run.status),
-            local_time(run.created_at),
+            short_time(run.created_at),
             took(run.started_at, run.ended_at),
-            Text(error, style="red"),
-        )
+        ]
+        if wide:
+            cells.append(Text("" if not run.error else _error_line(run.error), style="red"))
+        table.add_row(*cells)
     return table
 
 
@@ -118,7 +148,8 @@ def error_view(error: dict[str, Any]) -> Text:
 
 
 def steps_table(steps: Iterable[StepRecord]) -> Table:
-    table = Table("step", "kind", "status", "attempts", "took", "output / error", title="steps")
+    columns = ("step", "kind", "status", "attempts", "took", "output / error")
+    table = _table(*columns, wrap="output / error", title="steps")
     for step in steps:
         detail = _error_line(step.error) if step.error else preview(step.output)
         table.add_row(
@@ -133,7 +164,7 @@ def steps_table(steps: Iterable[StepRecord]) -> Table:
 
 
 def history_table(history: Iterable[HistoryEntry]) -> Table:
-    table = Table("at", "what", "detail", title="history")
+    table = _table("at", "what", "detail", wrap="detail", title="history")
     for entry in history:
         table.add_row(local_time(entry.at), entry.kind, Text(_history_detail(entry.data)))
     return table
@@ -163,18 +194,21 @@ def _error_line(error: dict[str, Any]) -> str:
 
 
 # -- events and functions ------------------------------------------------------------------
-def events_table(events: Sequence[StoredEvent]) -> Table:
-    table = Table("event", "name", "received", "runs", "data")
-    table.columns[0].no_wrap = True
-    table.columns[0].overflow = "fold"
+def events_table(events: Sequence[StoredEvent], width: int = 120) -> Table:
+    keep = max(len(e.event.id or "") for e in events) if events else None
+    wide = width >= WIDE
+    columns = ["event", "name", "received", "runs"] + (["data"] if wide else [])
+    table = _table(*columns, wrap="data" if wide else "name", keep=keep)
     for stored in events:
-        table.add_row(
+        cells: list[RenderableType] = [
             Text(stored.event.id or ""),
             Text(stored.event.name),
-            local_time(stored.received_at),
+            short_time(stored.received_at),
             str(len(stored.run_ids)),
-            Text(preview(stored.event.data)),
-        )
+        ]
+        if wide:
+            cells.append(Text(preview(stored.event.data, 40)))
+        table.add_row(*cells)
     return table
 
 
@@ -194,7 +228,7 @@ def event_view(stored: StoredEvent, runs: Sequence[Run]) -> RenderableType:
 
 
 def functions_table(functions: Sequence[FunctionDef]) -> Table:
-    table = Table("function", "triggers", "retries", "options")
+    table = _table("function", "triggers", "retries", "options", wrap="options")
     for fn in functions:
         config = fn.describe()
         triggers = "\n".join(_trigger(t) for t in config.get("triggers") or []) or "-"
