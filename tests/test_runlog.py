@@ -108,6 +108,7 @@ def test_durations_read_as_people_write_them() -> None:
     assert format_duration(0.012) == "12 ms"
     assert format_duration(1.23) == "1.2 s"
     assert format_duration(185) == "3 min 5 s"
+    assert (format_duration(59.99), format_duration(0.9999)) == ("1 min", "1.0 s")
     assert format_duration(7200) == "2 h"
     assert format_duration(3 * 86400 + 3600) == "3 d 1 h"
 

@@ -60,9 +60,9 @@ def format_duration(seconds: float) -> str:
     """How long something took, for people: `0.4 ms`, `12 ms`, `1.2 s`, `3 min 5 s`, `2 h`."""
     if seconds < 0.01:
         return f"{seconds * 1000:.1f} ms"
-    if seconds < 1:
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
