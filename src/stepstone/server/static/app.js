@@ -91,6 +91,10 @@
     constructor(message, status) { super(message); this.status = status; }
   }
 
+  // "/v1/runs" is fetched as "v1/runs", relative to the page: the dashboard works at "/"
+  // and mounted under a sub-path of another app ("/stepstone/") alike.
+  const local = (path) => path.replace(/^\/+/, "");
+
   async function api(path, options) {
     const opts = options || {};
     const headers = { accept: "application/json" };
@@ -103,7 +107,7 @@
     }
     let response;
     try {
-      response = await fetch(path, { method: opts.method || "GET", headers, body, cache: "no-store" });
+      response = await fetch(local(path), { method: opts.method || "GET", headers, body, cache: "no-store" });
     } catch (err) {
       setLive(false);
       throw new ApiError(`the server did not answer (${err.message})`, 0);
@@ -651,7 +655,7 @@
     route();
   });
   window.addEventListener("hashchange", route);
-  fetch("/health", { cache: "no-store" }).then((r) => r.json()).then((info) => {
+  fetch(local("/health"), { cache: "no-store" }).then((r) => r.json()).then((info) => {
     document.getElementById("app-name").textContent = `${info.app}${info.dev ? " · dev" : ""}`;
   }).catch(() => setLive(false));
   updateSignOut();
