@@ -314,6 +314,17 @@ def test_send_wait_prints_the_outputs_of_the_runs(sqlite_url: str) -> None:
         assert done.returncode == 0, done.stderr
         assert re.search(r'run \w+ completed: \{"said": "hello ada"\}', done.stdout), done.stdout
         assert "warning" not in done.stderr  # a worker took the run
+        failed = subprocess.run(
+            [*send[:4], APP, "demo/broken", "-d", sqlite_url, "--wait"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert re.search(
+            r"run \w+ failed: NonRetriableError: the upstream answered 503", (failed.stdout)
+        )
     finally:
         worker.terminate()
         worker.communicate(timeout=30)

@@ -104,7 +104,7 @@ SHELL = [(b, c) for b in BLOCKS if b.kind == "sh" for c in _command_lines(b)]
 @pytest.mark.parametrize(("block", "args"), SHELL, ids=[f"{b.where} {a[0]}" for b, a in SHELL])
 def test_shell_commands_are_valid_command_lines(block: Block, args: list[str]) -> None:
     name, rest = args[0], args[1:]
-    with click.Context(main, info_name="stepstone") as context:
+    with click.Context(main, info_name="stepstone", **main.context_settings) as context:
         command = main.get_command(context, name)
         assert command is not None, f"{block.where}: no command {name!r}"
         try:

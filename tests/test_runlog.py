@@ -147,7 +147,9 @@ def test_a_worker_process_logs_plain_lines_or_json(tmp_path: Path) -> None:
     )
     for fmt in ("plain", "json"):
         database = f"sqlite:///{tmp_path / (fmt + '.db')}"
-        args = ["--log-format", fmt, "worker", f"{app_file}:app", "-d", database]
+        args = ["worker", f"{app_file}:app", "-d", database]
+        # the option goes before the command, or after it
+        args = ["--log-format", fmt, *args] if fmt == "plain" else [*args, "--log-format", fmt]
         worker = subprocess.Popen(
             [sys.executable, "-m", "stepstone", *args],
             cwd=ROOT,

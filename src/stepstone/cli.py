@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from .records import Run, RunStatus
 from .store import redact_url, store_from_url
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 DATABASE_HELP = "Database URL (default: $STEPSTONE_DATABASE_URL or the app's own)."
@@ -150,27 +151,45 @@ async def _closing(app: App, coro: Coroutine[Any, Any, T]) -> T:
         await app.close()
 
 
+def _set_log(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--log-level` and `--log-format`, given before the command or after it."""
+    if value is None or ctx.resilient_parsing:
+        return
+    chosen = ctx.find_root().meta.setdefault("stepstone.log", {"level": "info", "fmt": "auto"})
+    chosen["level" if param.name == "log_level" else "fmt"] = value.lower()
+    logformat.configure(chosen["level"], chosen["fmt"])
+
+
+def _log_options(*, default: bool) -> Callable[[F], F]:
+    def add(fn: F) -> F:
+        fn = click.option(
+            "--log-format",
+            type=click.Choice(logformat.FORMATS, case_sensitive=False),
+            default="auto" if default else None,
+            expose_value=False,
+            callback=_set_log,
+            help="auto (the default): rich on a terminal, plain lines otherwise; "
+            "json: one object per line.",
+        )(fn)
+        return click.option(
+            "--log-level",
+            type=click.Choice(logformat.LEVELS, case_sensitive=False),
+            default="info" if default else None,
+            expose_value=False,
+            callback=_set_log,
+            help="debug adds a line per step (default: info).",
+        )(fn)
+
+    return add
+
+
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version("stepstone"), "--version", "-V", prog_name="stepstone")
-@click.option(
-    "--log-level",
-    type=click.Choice(logformat.LEVELS, case_sensitive=False),
-    default="info",
-    show_default=True,
-    help="debug adds a line per step.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(logformat.FORMATS, case_sensitive=False),
-    default="auto",
-    help="auto (the default): rich on a terminal, plain lines otherwise; "
-    "json: one object per line.",
-)
-def main(log_level: str, log_format: str) -> None:
+@_log_options(default=True)
+def main() -> None:
     """stepstone: durable step functions.
 
     MODULE:APP names your App, e.g. examples.shop:app or path/to/file.py:app."""
-    logformat.configure(log_level.lower(), log_format.lower())
 
 
 # -- serving ---------------------------------------------------------------------------------
@@ -230,6 +249,7 @@ PORT = click.IntRange(0, 65535)
 
 @main.command()
 @_app_option
+@_log_options(default=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True, type=PORT)
 def dev(app_path: str, database: str | None, host: str, port: int) -> None:
@@ -240,6 +260,7 @@ def dev(app_path: str, database: str | None, host: str, port: int) -> None:
 
 @main.command()
 @_app_option
+@_log_options(default=False)
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8288, show_default=True, type=PORT)
 @click.option(
@@ -290,6 +311,7 @@ def start(
 
 @main.command()
 @_app_option
+@_log_options(default=False)
 @click.option(
     "--concurrency", default=100, show_default=True, type=click.IntRange(1), help="Runs at once."
 )
@@ -351,7 +373,11 @@ def worker(
     default=None,
     help="With --url --wait: the REST API's token (stepstone start).",
 )
-@click.option("--wait", is_flag=True, help="Wait for the runs the event starts; print outputs.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for the runs the event starts and print their outputs; exit 1 unless all completed.",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds --wait waits.")
 @_json_option
 def send(
@@ -395,6 +421,9 @@ def send(
             )
         result = _run(_closing(app, _send_local(app, event, wait, timeout)))
     _print_sent(result, as_json)
+    ended = [r["status"] for item in result for r in item.get("results", [])]
+    if any(status != RunStatus.COMPLETED.value for status in ended):
+        sys.exit(1)  # --wait: a run did not complete (its error is printed above)
 
 
 async def _send_local(
@@ -408,10 +437,11 @@ async def _send_local(
         runs += found
         sent.append({"event_id": event_id, "runs": [r.id for r in found]})
     if wait:
-        for item in sent:
-            item["results"] = [
-                _result(await _wait_or_timeout(app, run_id, timeout)) for run_id in item["runs"]
-            ]
+        with err.status(f"waiting for {len(runs)} run(s) to end"):
+            for item in sent:
+                item["results"] = [
+                    _result(await _wait_or_timeout(app, run_id, timeout)) for run_id in item["runs"]
+                ]
     elif runs:
         await _warn_if_unclaimed(app, [r.id for r in runs])
     return sent
@@ -471,7 +501,8 @@ def _send_http(
                 run_ids = [r["id"] for r in found.json().get("runs", [])]
                 item: dict[str, Any] = {"event_id": event_id, "runs": run_ids}
                 if wait:
-                    item["results"] = [_poll_http(http, run_id, timeout) for run_id in run_ids]
+                    with err.status(f"waiting for {len(run_ids)} run(s) to end"):
+                        item["results"] = [_poll_http(http, r, timeout) for r in run_ids]
                 sent.append(item)
             return sent
     except httpx.HTTPError as exc:
