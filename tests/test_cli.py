@@ -246,6 +246,7 @@ def test_events_lists_them_and_shows_one_with_its_runs(demo: str) -> None:
 def test_functions_show_triggers_and_options(demo: str) -> None:
     result = cli("functions", APP, "-d", demo)  # no database yet: the app's own functions
     assert result.exit_code == 0, result.output
+    assert "does not exist: this app's functions only" in result.stderr
     assert "event demo/limited if event.data.n > 1" in result.stdout
     assert "concurrency" in result.stdout and "greet" in result.stdout
     described = json.loads(cli("functions", APP, "-d", demo, "--json").stdout)

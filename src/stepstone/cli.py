@@ -642,7 +642,12 @@ def functions(app_path: str, database: str | None, as_json: bool) -> None:
     triggers and options."""
     app = _load(app_path, database)
     path = _sqlite_file(app.database_url)
-    if path is None or path.exists():
+    if path is not None and not path.exists():
+        err.print(
+            Text(f"database {_database_name(app)} does not exist: this app's functions only"),
+            soft_wrap=True,
+        )
+    else:
         _announce(app)
 
         async def published() -> None:
