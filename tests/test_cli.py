@@ -133,7 +133,7 @@ def test_the_default_database_is_named_with_the_directory_it_depends_on(
     result = cli("runs", APP)
     expected = tmp_path / ".stepstone" / "stepstone.db"
     assert result.exit_code == 2
-    assert f"no database at {expected} (the app's default, relative to {tmp_path})" in (
+    assert f"no database at {expected} (the app's own URL, relative to {tmp_path})" in (
         result.stderr
     )
     # the app reads the variable when it is created: a real process, then
@@ -169,7 +169,7 @@ def test_send_warns_when_it_creates_a_database_and_no_worker_takes_the_run(tmp_p
     finally:
         asyncio.run(clidemo.app.close())
     assert result.exit_code == 0, result.output
-    assert "did not exist: this created a new, empty database" in result.stderr
+    assert "does not exist: sending creates a new, empty database there" in result.stderr
     assert "warning: no worker has taken run " in result.stderr
     assert "is a worker running on" in result.stderr and "stepstone worker MODULE:APP" in (
         result.stderr

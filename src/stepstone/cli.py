@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 import httpx
@@ -119,7 +120,7 @@ def _open_existing(app_path: str, database: str | None) -> App:
             if database
             else "from $STEPSTONE_DATABASE_URL"
             if _from_env(app)
-            else f"the app's default, relative to {Path.cwd()}"
+            else f"the app's own URL, relative to {Path.cwd()}"
         )
         raise UserError(
             f"no database at {path} ({where}); run this where the worker runs, "
@@ -378,7 +379,13 @@ def worker(
     is_flag=True,
     help="Wait for the runs the event starts and print their outputs; exit 1 unless all completed.",
 )
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds --wait waits.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds --wait waits.",
+)
 @_json_option
 def send(
     target: tuple[str, ...],
@@ -413,8 +420,8 @@ def send(
         if path is not None and not path.exists():
             err.print(
                 Text(
-                    f"warning: {path} did not exist: this created a new, empty database; "
-                    "workers elsewhere will not see this event unless they use this file",
+                    f"warning: {path} does not exist: sending creates a new, empty database "
+                    "there; workers elsewhere see this event only if they use this file",
                     style="yellow",
                 ),
                 soft_wrap=True,
@@ -492,11 +499,13 @@ def _send_http(
     err.print(Text.assemble(("server ", "dim"), base), soft_wrap=True)
     try:
         with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
-            answer = http.post(f"/e/{event_key}", json={k: v for k, v in event.items() if v})
+            answer = http.post(
+                f"/e/{quote(event_key, safe='')}", json={k: v for k, v in event.items() if v}
+            )
             _check(answer)
             sent = []
             for event_id in answer.json()["ids"]:
-                found = http.get(f"/v1/events/{event_id}")
+                found = http.get(f"/v1/events/{quote(event_id, safe='')}")
                 _check(found)
                 run_ids = [r["id"] for r in found.json().get("runs", [])]
                 item: dict[str, Any] = {"event_id": event_id, "runs": run_ids}
@@ -512,7 +521,7 @@ def _send_http(
 def _poll_http(http: httpx.Client, run_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        answer = http.get(f"/v1/runs/{run_id}")
+        answer = http.get(f"/v1/runs/{quote(run_id, safe='')}")
         _check(answer)
         run = answer.json()
         if RunStatus(run["status"]).is_final:
