@@ -295,7 +295,7 @@ def _wait_for_banner(process: subprocess.Popen[str]) -> str:
     seen = ""
     for line in process.stdout:
         seen += line
-        if "functions" in line:
+        if line.startswith("  functions "):  # the banner's last line
             return seen
     raise AssertionError("it did not start:\n" + seen)
 

@@ -7,10 +7,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from .apps import odd_ids
 from .live_server import LiveServer, send_one, wait_for_run
 from .server_app import build_app
 
@@ -329,3 +331,44 @@ def test_outside_dev_mode_the_dashboard_asks_for_the_token(
         page.click("#sign-out")
         expect(page.locator("#login")).to_be_visible()
         context.close()
+
+
+# -- ids holding any text ------------------------------------------------------------------------
+def test_any_ids_show_as_text_and_link_by_encoding(watched: Watched, tmp_path: Path) -> None:
+    app = odd_ids.build_app(f"sqlite:///{tmp_path / 'odd.db'}")
+    with LiveServer(app, dev=True) as live, live.client() as http:
+        event = {"name": odd_ids.EVENT, "data": {"n": 3}, "id": odd_ids.EVENT_ID}
+        assert http.post("/v1/events", json=event).status_code == 200
+        [summary] = http.get(f"/v1/events/{quote(odd_ids.EVENT_ID, safe='')}").json()["runs"]
+        run_id = wait_for_run(http, summary["id"])["id"]
+        page = watched.page
+        page.goto(f"{live.url}/#/runs/{run_id}")
+        steps = page.locator("#waterfall .step-id")
+        expect(steps).to_have_text([odd_ids.STEP, "repeat", "repeat #2", odd_ids.INVOKE_STEP])
+        expect(page.locator("#run b, #run i")).to_have_count(0)  # the ids' markup stays text
+        watched.shot("odd-ids-run")
+        for occurrence in (0, 1):  # each use of a repeated id opens on its own
+            page.locator(
+                f'.wf-row[data-step-id="repeat"][data-step-occurrence="{occurrence}"]'
+            ).click()
+        details = page.locator('[data-step-detail="repeat"]')
+        expect(details).to_have_count(2)
+        # a rerun starts from an id's first use: the later one offers none
+        expect(details.nth(0).locator("[data-rerun-from]")).to_have_count(1)
+        expect(details.nth(1).locator("[data-rerun-from]")).to_have_count(0)
+        to_function = page.get_by_role("link", name=odd_ids.PARENT, exact=True)
+        encoded = quote(odd_ids.PARENT, safe="-_.!~*'()")  # what encodeURIComponent gives
+        expect(to_function).to_have_attribute("href", f"#/runs?function={encoded}")
+        to_function.click()
+        expect(page.locator("#function-filter")).to_have_value(odd_ids.PARENT)
+        expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_be_visible()
+        expect(page.locator("#runs-body tr")).to_have_count(1)
+
+        page.goto(f"{live.url}/#/events/{quote(odd_ids.EVENT_ID, safe='')}")
+        expect(page.locator("#event-title")).to_have_text(odd_ids.EVENT)
+        expect(page.locator(f'#event-runs tr[data-run-id="{run_id}"]')).to_contain_text(
+            odd_ids.PARENT
+        )
+        page.goto(f"{live.url}/#/functions")
+        expect(page.locator(".card h3")).to_have_text([odd_ids.CHILD, odd_ids.PARENT])
+        watched.shot("odd-ids")

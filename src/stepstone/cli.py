@@ -580,12 +580,12 @@ def runs(
     app = _open_existing(app_path, database)
     page = _run(_closing(app, app.list_runs(function_id=function_id, status=status, limit=limit)))
     if as_json:
-        cliformat.print_json(console, [cliformat.run_json(r) for r in page.runs])
-    elif not page.runs:
+        cliformat.print_json(console, [cliformat.run_json(r) for r in page])
+    elif not page:
         filters = " matching these filters" if function_id or status else " yet"
         console.print(Text(f"no runs{filters}"))
     else:
-        console.print(cliformat.runs_table(page.runs, console.width))
+        console.print(cliformat.runs_table(list(page), console.width))
 
 
 @main.command(name="run")
@@ -640,7 +640,7 @@ def events(
     elif not found:
         console.print(Text("no events matching this name" if name else "no events yet"))
     else:
-        console.print(cliformat.events_table(found, console.width))
+        console.print(cliformat.events_table(list(found), console.width))
 
 
 @main.command()
@@ -660,10 +660,10 @@ def functions(app_path: str, database: str | None, as_json: bool) -> None:
         _announce(app)
 
         async def published() -> None:
-            await app.refresh_registry(await app.store(), force=True)
+            await app.runtime.registry.refresh(await app.store(), force=True)
 
         _run(_closing(app, published()))
-    found = app.all_functions()
+    found = app.runtime.registry.all()
     if as_json:
         cliformat.print_json(console, [fn.describe() for fn in found])
     elif not found:
@@ -716,7 +716,7 @@ def rerun(
         ids = list(run_ids)
         if status is not None:
             page = await app.list_runs(function_id=function_id, status=status, limit=limit)
-            ids = [r.id for r in page.runs]
+            ids = [r.id for r in page]
 
         async def one(run_id: str) -> str:
             return await app.rerun(run_id, from_step=from_step)

@@ -153,7 +153,7 @@ def steps_table(steps: Iterable[StepRecord]) -> Table:
     for step in steps:
         detail = _error_line(step.error) if step.error else preview(step.output)
         table.add_row(
-            Text(step.id),
+            Text(step.label),
             step.kind,
             step.status.value,
             str(step.attempts),

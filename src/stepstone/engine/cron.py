@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from ..store import NewEvent
-
-if TYPE_CHECKING:
-    from ..app import App
-    from ..function import CronTrigger, FunctionDef
+from ..function import CronTrigger, FunctionDef
+from ..runtime import Runtime
 
 log = logging.getLogger("stepstone.cron")
-CRON_EVENT = "stepstone/scheduled.timer"
 
 
 def next_tick(trigger: CronTrigger, after: float) -> float:
@@ -29,17 +23,18 @@ def next_tick(trigger: CronTrigger, after: float) -> float:
 
 
 class CronScheduler:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     async def run(self) -> None:
-        jobs = [(fn, t) for fn in self.app.functions.values() for t in fn.cron_triggers]
+        local = self.runtime.registry.local.values()
+        jobs = [(fn, t) for fn in local for t in fn.cron_triggers]
         if not jobs:
             return
         await asyncio.gather(*(self._loop(fn, trigger) for fn, trigger in jobs))
 
     async def _loop(self, fn: FunctionDef, trigger: CronTrigger) -> None:
-        clock = self.app.clock
+        clock = self.runtime.clock
         tick = next_tick(trigger, clock.now())
         while True:
             await clock.sleep(tick - clock.now())
@@ -57,16 +52,4 @@ class CronScheduler:
 
     async def fire(self, fn: FunctionDef, trigger: CronTrigger, tick: float) -> None:
         """Create the run of one tick; any number of workers may call this for the same tick."""
-        raw = {
-            "name": CRON_EVENT,
-            # the id makes the tick's event, and so its run, unique across all workers
-            "id": f"cron:{fn.id}:{trigger.cron}:{int(tick)}",
-            "data": {"cron": trigger.cron, "function_id": fn.id, "tick": tick},
-            "ts": int(tick * 1000),
-        }
-        prepared = self.app.prepare_events(raw, internal=True)[0]
-        start = tick + (random.uniform(0, trigger.jitter) if trigger.jitter else 0.0)
-        run = self.app.new_run(fn, prepared.event, tick, available_at=start)
-        store = await self.app.store()
-        await store.ingest([NewEvent(prepared.event, prepared.data_json, tick, [run])])
-        self.app.wake_workers()
+        await self.runtime.intake.store([self.runtime.planner.cron_event(fn, trigger, tick)])

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ops
 from ..durations import format_duration as duration
+from ..errors import ConfigError
 from ..records import Run, StepRecord, StepStatus
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..registry import Registry
     from ..store import Claim
 
 log = logging.getLogger("stepstone.runs")
@@ -95,9 +96,11 @@ def _with_stack(message: str, error: dict[str, Any] | None, run_id: str, key: st
     return message
 
 
-def _attempts(app: App, run: Run) -> int | None:
-    fn = app.functions.get(run.function_id)
-    return None if fn is None else fn.retries + 1
+def _attempts(registry: Registry, run: Run) -> int | None:
+    try:
+        return registry.get(run.function_id).max_attempts
+    except ConfigError:
+        return None
 
 
 def started(claim: Claim, now: float) -> None:
@@ -111,7 +114,7 @@ def started(claim: Claim, now: float) -> None:
         _emit(logging.DEBUG, f"{_label(run)} resumed", _fields(run, "run.resumed"))
 
 
-def step_saved(app: App, run: Run, step: StepRecord, now: float) -> None:
+def step_saved(registry: Registry, run: Run, step: StepRecord, now: float) -> None:
     """A step's state was saved: completed (DEBUG), an attempt failed, or out of attempts."""
     label, name = _label(run), f"step {step.id!r}"
     if step.status is StepStatus.COMPLETED:
@@ -126,7 +129,7 @@ def step_saved(app: App, run: Run, step: StepRecord, now: float) -> None:
             _fields(run, "step.completed", step=step.id, attempts=step.attempts),
         )
     elif step.status is StepStatus.RETRYING:
-        total = _attempts(app, run)
+        total = _attempts(registry, run)
         of = f" of {total}" if total else ""
         next_at = "" if step.wake_at is None else f"; next attempt at {when(step.wake_at, now)}"
         message = (
@@ -161,21 +164,26 @@ def step_saved(app: App, run: Run, step: StepRecord, now: float) -> None:
 
 
 def outcome(
-    app: App, claim: Claim, outcome: ops.Outcome, cancel: str | None, started_at: float, now: float
+    registry: Registry,
+    claim: Claim,
+    outcome: ops.Outcome,
+    stop: ops.Stop | None,
+    started_at: float,
+    now: float,
 ) -> None:
     """The invocation's outcome was saved: the run ended, will be retried, or waits."""
     run = claim.run
     label = _label(run)
     seconds = max(0.0, now - (run.started_at or started_at))
     took = duration(seconds)
-    ended = _ending(outcome, cancel, took)
+    ended = _ending(outcome, stop, took)
     if ended is not None:
         level, kind, text, error = ended
         message = _with_stack(f"{label} {text}", error, run.id, "")
         _emit(level, message, _fields(run, f"run.{kind}", duration=seconds, error=_short(error)))
         _forget(run.id)
     elif isinstance(outcome, ops.RunRetry):
-        total = _attempts(app, run)
+        total = _attempts(registry, run)
         of = f" of {total}" if total else ""
         message = (
             f"{label} failed (attempt {run.attempt + 1}{of}): {_error_text(outcome.error)}; "
@@ -191,21 +199,21 @@ def outcome(
         )
         _emit(logging.WARNING, _with_stack(message, outcome.error, run.id, ""), fields)
     elif isinstance(outcome, ops.Suspended):
-        why = ", ".join(outcome.reasons) or "waiting"
+        why = [each.detail for each in outcome.suspensions]
         until = "" if outcome.at is None else f" until {when(outcome.at, now)}"
         _emit(
             logging.DEBUG,
-            f"{label} suspended{until}: {why}",
-            _fields(run, "run.suspended", until=outcome.at, why=outcome.reasons),
+            f"{label} suspended{until}: {', '.join(why) or 'waiting'}",
+            _fields(run, "run.suspended", until=outcome.at, why=why),
         )
 
 
 def _ending(
-    outcome: ops.Outcome, cancel: str | None, took: str
+    outcome: ops.Outcome, stop: ops.Stop | None, took: str
 ) -> tuple[int, str, str, dict[str, Any] | None] | None:
     """(level, kind, text, error) of an outcome that ends the run, else None."""
-    if cancel is not None:
-        why = "" if cancel == "cancelled" else f" ({cancel})"
+    if stop is not None:
+        why = "" if stop == ops.CANCELLED else f" ({stop})"
         return logging.INFO, "cancelled", f"cancelled after {took}{why}", None
     if isinstance(outcome, ops.RunCompleted):
         return logging.INFO, "completed", f"completed in {took}", None

@@ -11,22 +11,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import ops
-from ..errors import ConfigError, LeaseLostError
+from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
 from ..ids import new_id
 from ..options import TimeoutLimits
 from ..records import Event
+from ..runtime import Runtime
 from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger("stepstone.worker")
 
@@ -35,18 +33,19 @@ log = logging.getLogger("stepstone.worker")
 class _Active:
     lease: Lease
     invocation: Invocation | None = None
-    cancel_reason: str | None = None  # set once the run must stop: cancelled or timed out
+    stop: ops.Stop | None = None  # set once the run must stop: cancelled or timed out
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
 
 
 class Worker:
-    """Runs functions of `app`; many workers, in many processes, may share one database."""
+    """Runs the functions of a runtime's registry; many workers, in many processes, may
+    share one database."""
 
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
         *,
         concurrency: int = 100,
         lease_seconds: float = 30.0,
@@ -62,7 +61,8 @@ class Worker:
             raise ConfigError("worker concurrency must be at least 1")
         if lease_seconds <= 0.2:
             raise ConfigError("lease_seconds must be more than 0.2")
-        self.app = app
+        self.runtime = runtime
+        self.clock = runtime.clock
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         # None: the store's default (often on SQLite; a slow fallback where it pushes wake-ups)
@@ -83,7 +83,7 @@ class Worker:
         self.claim_ahead = 0.0 if claim_ahead is None else claim_ahead
         self._held = 0
         self._crons = crons
-        self._pacer = StartPacer(self.app.clock.now())
+        self._pacer = StartPacer(self.clock.now())
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -110,17 +110,18 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._store = store = await self.app.store()
+        runtime = self.runtime
+        self._store = store = await runtime.store()
         if self._poll_option is None:
             self.poll_interval = store.poll_interval
         if self._claim_ahead_option is None:
             self.claim_ahead = store.claim_ahead
         if self.change_poll > 0:
             self._probe = store.change_probe()
-        await self.app.publish_functions()
-        self.app.add_waker(self.wake)
-        self.app.add_taker(self)
-        self.app.add_cancel_listener(self._cancel)
+        await runtime.registry.publish(store, self.clock.now())
+        runtime.signals.add_waker(self.wake)
+        runtime.signals.add_taker(self)
+        runtime.signals.add_cancel_listener(self._cancel)
         # wake-ups and cancels from other processes (PostgreSQL: LISTEN/NOTIFY)
         await store.subscribe(self.wake, self._cancel)
         self._tasks = [
@@ -128,9 +129,9 @@ class Worker:
             asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
         ]
         if self._crons:
-            scheduler = CronScheduler(self.app)
+            scheduler = CronScheduler(runtime)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
-        log.info("worker %s started on %s", self.id, redact_url(self.app.database_url))
+        log.info("worker %s started on %s", self.id, redact_url(runtime.database_url))
 
     async def run_forever(self) -> None:
         await self.start()
@@ -143,9 +144,10 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
-        self.app.remove_waker(self.wake)
-        self.app.remove_taker(self)
-        self.app.remove_cancel_listener(self._cancel)
+        signals = self.runtime.signals
+        signals.remove_waker(self.wake)
+        signals.remove_taker(self)
+        signals.remove_cancel_listener(self._cancel)
         if self._store is not None:
             try:
                 await self._store.unsubscribe(self.wake)
@@ -191,7 +193,7 @@ class Worker:
         while not self._stopping:
             free = self._free_slots()
             if free > 0:
-                asked, now = min(free, 50), self.app.clock.now()
+                asked, now = min(free, 50), self.clock.now()
                 allowed = self._pacer.allowance(asked, now)
                 try:
                     claims = await store.claim(
@@ -231,7 +233,7 @@ class Worker:
             except Exception:
                 due = None
             if due is not None:
-                soon = due - self.app.clock.now()
+                soon = due - self.clock.now()
                 # a run due beyond the look-ahead is claimed that much early; one due
                 # within it that the last claim left (a live lease, a gated run) at its time
                 if soon > self.claim_ahead:
@@ -285,8 +287,8 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return None
-        until = self.app.clock.now() + self.lease_seconds
-        return Handoff(self.id, min(free, 50), frozenset(self.app.functions), until)
+        until = self.clock.now() + self.lease_seconds
+        return Handoff(self.id, min(free, 50), frozenset(self.runtime.registry.local), until)
 
     def accept(self, claims: list[Claim]) -> None:
         """Runs a send leased to this worker (see handoff), as if it had claimed them."""
@@ -295,7 +297,7 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
-        active = _Active(claim.lease, cancel_reason="cancelled" if claim.cancel_requested else None)
+        active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
         self._active[claim.lease.run_id] = active
         task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
@@ -303,28 +305,28 @@ class Worker:
 
     async def _execute(self, claim: Claim, active: _Active) -> None:
         assert self._store is not None
-        writer = RunWriter(self.app, self._store, claim, alone=self._alone)
+        runtime = self.runtime
+        writer = RunWriter(runtime, self._store, claim, alone=self._alone)
         run = claim.run
         try:
             if claim.due is not None:  # claimed ahead of its time: it starts then
                 self._held += 1
                 try:
-                    await self.app.clock.sleep(claim.due - self.app.clock.now())
+                    await self.clock.sleep(claim.due - self.clock.now())
                 finally:
                     self._held -= 1
-            fn = self.app.functions.get(run.function_id)
-            if fn is not None and fn.timeouts is not None and active.cancel_reason is None:
+            fn = runtime.registry.local.get(run.function_id)
+            if fn is not None and fn.timeouts is not None and active.stop is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
-            if active.cancel_reason is not None:
-                await writer.outcome(ops.Abandoned("cancelled"), cancel=active.cancel_reason)
+            if active.stop is not None:
+                await writer.outcome(ops.Abandoned(str(active.stop)), stop=active.stop)
                 return
             if fn is None:
-                error = {
-                    "name": "FunctionNotFound",
-                    "message": f"no function {run.function_id!r} is registered in app "
-                    f"{self.app.id!r} on worker {self.id}; deploy it, then rerun this run",
-                    "stack": "",
-                }
+                error = error_record(
+                    "FunctionNotFound",
+                    f"no function {run.function_id!r} is registered in app "
+                    f"{runtime.app_id!r} on worker {self.id}; deploy it, then rerun this run",
+                )
                 await writer.outcome(ops.RunFailed(error))
                 return
             invocation = Invocation(
@@ -336,26 +338,26 @@ class Worker:
                     steps=run.steps,
                 ),
                 emit=writer.checkpoint,
-                clock=self.app.clock,
-                limits=self.app.limits,
-                backoff=fn.backoff or self.app.backoff,
+                clock=self.clock,
+                limits=runtime.limits,
+                backoff=fn.backoff or runtime.backoff,
                 sync_pool=self._step_pool,
                 function_pool=self._fn_pool,
-                retry_after_min=self.app.retry_after_min,
-                resolve_function=self.app.function_id,
+                retry_after_min=runtime.retry_after_min,
+                resolve_function=runtime.registry.resolve,
                 new_event_ids=self._event_dicts,
             )
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
-            if active.cancel_reason is not None:
-                invocation.stop(active.cancel_reason)
+            if active.stop is not None:
+                invocation.stop(str(active.stop))
             outcome = await invocation.execute()
             if active.lost:
                 return
             active.ending = True
-            await writer.outcome(outcome, cancel=active.cancel_reason)
+            await writer.outcome(outcome, stop=active.stop)
             if isinstance(outcome, ops.Suspended) and outcome.at is not None:
-                self._pacer.suspended(run.id, outcome.at, self.app.clock.now())
+                self._pacer.suspended(run.id, outcome.at, self.clock.now())
         except LeaseLostError:
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
@@ -372,17 +374,21 @@ class Worker:
     def _arm_timeouts(
         self, claim: Claim, limits: TimeoutLimits, active: _Active, writer: RunWriter
     ) -> None:
-        run, now = claim.run, self.app.clock.now()
+        run, now = claim.run, self.clock.now()
         started = run.started_at if run.started_at is not None else now
         if limits.start is not None and started - run.created_at > limits.start:
-            active.cancel_reason = f"timed out: not started within timeouts.start={limits.start}s"
+            active.stop = ops.Stop(
+                ops.StopKind.TIMED_OUT, f"not started within timeouts.start={limits.start}s"
+            )
             return
         if limits.finish is None:
             return
         deadline = started + limits.finish
-        reason = f"timed out: not finished within timeouts.finish={limits.finish}s"
+        reason = ops.Stop(
+            ops.StopKind.TIMED_OUT, f"not finished within timeouts.finish={limits.finish}s"
+        )
         if now >= deadline:
-            active.cancel_reason = reason
+            active.stop = reason
             return
         writer.deadline = deadline
         assert self._loop is not None
@@ -394,7 +400,7 @@ class Worker:
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         # validate and give ids only: the runs they start are planned once, when saved
-        return [event.to_dict() for event, _ in validate_all(events, self.app.limits)]
+        return [event.to_dict() for event, _ in validate_all(events, self.runtime.limits)]
 
     # -- leases ------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
@@ -404,7 +410,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.app.refresh_registry(self._store)
+                await self.runtime.registry.refresh(self._store)
             except Exception:
                 log.warning("worker %s could not reload the function registry", self.id)
             if not self._active:
@@ -412,7 +418,7 @@ class Worker:
             leases = [a.lease for a in self._active.values()]
             try:
                 lost, cancel = await self._store.renew(
-                    leases, self.app.clock.now() + self.lease_seconds
+                    leases, self.clock.now() + self.lease_seconds
                 )
             except Exception:
                 log.exception("worker %s could not renew its leases", self.id)
@@ -430,7 +436,7 @@ class Worker:
             for run_id in cancel:
                 self._cancel(run_id)
 
-    def _cancel(self, run_id: str, reason: str = "cancelled") -> None:
+    def _cancel(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -443,9 +449,9 @@ class Worker:
                 return
         self._cancel_here(run_id, reason)
 
-    def _cancel_here(self, run_id: str, reason: str = "cancelled") -> None:
+    def _cancel_here(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
         active = self._active.get(run_id)
-        if active is not None and active.cancel_reason is None:
-            active.cancel_reason = reason
+        if active is not None and active.stop is None:
+            active.stop = reason
             if active.invocation is not None:
-                active.invocation.stop(reason)
+                active.invocation.stop(str(reason))

@@ -39,13 +39,21 @@ def make_server(
     event_keys: Sequence[str] = (),
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    signing_key: str | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for `app`; run it with `await server.serve(sockets=[bind(...)])`
     and stop it with `server.should_exit = True`."""
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(app, dev=dev, event_keys=event_keys, api_token=api_token, max_body=max_body),
+        create_app(
+            app,
+            dev=dev,
+            event_keys=event_keys,
+            api_token=api_token,
+            max_body=max_body,
+            signing_key=signing_key,
+        ),
         log_level="warning",
         access_log=False,  # its lines would carry event keys in paths
         lifespan="off",

@@ -42,7 +42,8 @@ class Api:
             Route("/v1/runs/{run_id}/rerun", p(self.rerun), methods=["POST"]),
             Route("/v1/events", p(self.list_events), methods=["GET"]),
             Route("/v1/events", p(self.send), methods=["POST"]),
-            Route("/v1/events/{event_id}", p(self.get_event), methods=["GET"]),
+            # `path`: an event id is the sender's own (any text), and may hold a `/`
+            Route("/v1/events/{event_id:path}", p(self.get_event), methods=["GET"]),
         ]
 
     def _protected(self, handler: Handler) -> Handler:
@@ -84,7 +85,7 @@ class Api:
             created_before=_timestamp("created_before", query.get("created_before")),
         )
         return JSONResponse(
-            {"runs": [encode.run_summary(r) for r in page.runs], "next_cursor": page.next_cursor}
+            {"runs": [encode.run_summary(r) for r in page], "next_cursor": page.next_cursor}
         )
 
     async def get_run(self, request: Request) -> Response:
@@ -119,15 +120,11 @@ class Api:
 
     async def list_events(self, request: Request) -> Response:
         query = _query(request, {"name", "limit", "cursor"})
-        limit = _limit(query.get("limit"))
-        # one more than asked tells whether another page exists
-        found = await self.app.list_events(
-            name=query.get("name"), limit=limit + 1, cursor=query.get("cursor")
+        page = await self.app.list_events(
+            name=query.get("name"), limit=_limit(query.get("limit")), cursor=query.get("cursor")
         )
-        found, more = found[:limit], len(found) > limit
-        next_cursor = found[-1].event.id if more else None
         return JSONResponse(
-            {"events": [encode.stored_event(e) for e in found], "next_cursor": next_cursor}
+            {"events": [encode.stored_event(e) for e in page], "next_cursor": page.next_cursor}
         )
 
     async def get_event(self, request: Request) -> Response:

@@ -16,11 +16,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ConfigError, EventError, RunNotFoundError
+from ..sdk.signing import parse_signing_key
 from .api import Api
 from .auth import Credentials
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .intake import Intake
 from .middleware import HttpMiddleware
+from .sdk_routes import SdkRoutes
 
 if TYPE_CHECKING:
     from ..app import App
@@ -36,12 +38,15 @@ def create_app(
     event_keys: Sequence[str] = (),
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    signing_key: str | None = None,
 ) -> Starlette:
     """The HTTP side of `app`: event intake, REST API under /v1 and the dashboard at /.
 
-    Outside dev mode an API token and at least one event key are required (ConfigError).
+    Outside dev mode an API token and at least one event key are required (ConfigError),
+    and SDK apps sync (POST /fn/register) with the `signing_key`'s bearer token.
     """
     credentials = Credentials(dev=dev, event_keys=event_keys, api_token=api_token)
+    sdk_key = None if signing_key is None else parse_signing_key(signing_key)
 
     async def health(request: Request) -> Response:
         return JSONResponse(
@@ -54,6 +59,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *Intake(app, credentials, max_body).routes(),
         *Api(app, credentials, max_body).routes(),
+        *SdkRoutes(app, dev=dev, signing_key=sdk_key, max_body=max_body).routes(),
         Route("/health", health, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -36,6 +36,7 @@ def run_detail(run: Run, events: list[StoredEvent]) -> dict[str, Any]:
 def step(record: StepRecord) -> dict[str, Any]:
     return {
         "id": record.id,
+        "occurrence": record.occurrence,
         "hashed_id": record.hashed_id,
         "kind": record.kind,
         "status": record.status.value,

@@ -89,6 +89,10 @@ SCHEMAS: dict[str, Any] = {
     "Step": _object(
         {
             "id": {"type": "string", "description": "the id the function gave the step"},
+            "occurrence": {
+                "type": "integer",
+                "description": "which use of the id this is, from 0 (a step in a loop)",
+            },
             "hashed_id": {"type": "string"},
             "kind": {"type": "string", "enum": ["run", "sleep", "wait", "invoke", "send"]},
             "status": {"type": "string", "enum": [s.value for s in StepStatus]},
@@ -100,7 +104,7 @@ SCHEMAS: dict[str, Any] = {
             "wake_at": {**_MAYBE_TIME, "description": "when a sleep, wait or retry is due"},
             "detail": {"type": "object", "nullable": True, "additionalProperties": True},
         },
-        ["id", "hashed_id", "kind", "status", "attempts"],
+        ["id", "occurrence", "hashed_id", "kind", "status", "attempts"],
     ),
     "HistoryEntry": _object(
         {

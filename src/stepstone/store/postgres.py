@@ -42,7 +42,9 @@ from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import ClaimScript, SqlStore, Tx, resolved
+from .scripts.claim import ClaimScript
+from .sql_store import SqlStore
+from .tx import Tx, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")

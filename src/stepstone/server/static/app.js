@@ -419,6 +419,10 @@
   }
 
   const KIND_LABEL = { run: "step", sleep: "sleep", wait: "wait", invoke: "invoke", send: "send" };
+  // A step id used again in a run (a step in a loop) keeps its id; the occurrence (0, 1, ...)
+  // tells the uses apart: shown as "repeat", "repeat #2", ...; keyed as `id#occurrence`.
+  const stepLabel = (step) => (step.occurrence ? `${step.id} #${step.occurrence + 1}` : step.id);
+  const stepKey = (id, occurrence) => `${id}#${occurrence || 0}`;
 
   function waterfall(run, expanded, final, rerun, rerender) {
     const steps = [...run.steps].sort((a, b) => (a.started_at || 0) - (b.started_at || 0));
@@ -430,7 +434,8 @@
     const retries = {};
     for (const entry of run.history) {
       if (entry.kind === "step.retrying" && entry.data && entry.data.step) {
-        (retries[entry.data.step] = retries[entry.data.step] || []).push(entry);
+        const key = stepKey(entry.data.step, entry.data.occurrence);
+        (retries[key] = retries[key] || []).push(entry);
       }
     }
     const t0 = Math.min(run.started_at || run.created_at, ...steps.map((s) => s.started_at || Infinity),
@@ -446,7 +451,8 @@
       h("div", { style: "text-align:right" }, "Duration · attempts")));
 
     for (const step of steps) {
-      const stepRetries = retries[step.id] || [];
+      const key = stepKey(step.id, step.occurrence);
+      const stepRetries = retries[key] || [];
       const firstStart = stepRetries.length ? Math.min(step.started_at || Infinity, ...stepRetries.map((e) => e.at)) : step.started_at;
       const waiting = !step.ended_at && ["sleeping", "waiting", "invoking"].includes(step.status);
       const start = step.started_at || t0;
@@ -462,11 +468,12 @@
       else if (step.kind === "wait" && step.status === "waiting") meta = `waiting for ${(step.detail || {}).event || "an event"}`;
       else if (step.kind === "invoke" && step.status === "invoking") meta = "waiting for the invoked run";
       else meta = fmtDuration((step.ended_at || end) - (firstStart || start));
-      const open = expanded.has(step.id);
-      const row = h("div", { class: `wf-row${open ? " open" : ""}`, "data-step-id": step.id, role: "button", tabindex: "0",
-        onclick: () => { if (open) expanded.delete(step.id); else expanded.add(step.id); rerender(); } },
+      const open = expanded.has(key);
+      const row = h("div", { class: `wf-row${open ? " open" : ""}`, "data-step-id": step.id,
+        "data-step-occurrence": step.occurrence || 0, role: "button", tabindex: "0",
+        onclick: () => { if (open) expanded.delete(key); else expanded.add(key); rerender(); } },
       h("div", { class: "wf-name" }, h("span", { class: "kind" }, KIND_LABEL[step.kind] || step.kind),
-        h("span", { class: "step-id", title: step.id }, step.id)),
+        h("span", { class: "step-id", title: stepLabel(step) }, stepLabel(step))),
       track,
       h("div", { class: "wf-meta" }, h("span", { class: "dur" }, meta), " · ",
         badge(step.status), step.attempts > 1 ? ` ${step.attempts}×` : ""));
@@ -483,8 +490,9 @@
       step.ended_at ? h("span", { class: "subtle" }, `· ended ${fmtTime(step.ended_at)}`) : null,
       step.wake_at && !step.ended_at ? h("span", { class: "subtle" }, `· resumes by ${fmtTime(step.wake_at)}`) : null,
       step.kind === "run" ? h("span", { class: "subtle" }, `· ${step.attempts} attempt${step.attempts === 1 ? "" : "s"}`) : null,
-      h("span", { class: "actions" }, h("button", { class: "btn small", type: "button", "data-rerun-from": step.id,
-        onclick: (e) => { e.stopPropagation(); rerun(step.id); } }, "Rerun from this step"))));
+      // a rerun starts from a step id's first use: offered there only, where it means that
+      step.occurrence ? null : h("span", { class: "actions" }, h("button", { class: "btn small", type: "button",
+        "data-rerun-from": step.id, onclick: (e) => { e.stopPropagation(); rerun(step.id); } }, "Rerun from this step"))));
     if (step.detail) body.append(h("div", { class: "field" }, h("label", null, "Detail"), jsonBlock(step.detail)));
     if (stepRetries.length) {
       body.append(h("label", null, "Failed attempts"), h("ol", { class: "attempts" }, stepRetries.map((e) =>

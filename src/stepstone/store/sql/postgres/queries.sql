@@ -49,7 +49,7 @@ FROM runs WHERE id = ANY(?::text[]);
 
 -- name: run_steps_many
 SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended_at, kind,
-       wake_at, detail
+       wake_at, detail, occurrence
 FROM steps WHERE run_id = ANY(?::text[])
 ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
@@ -116,9 +116,9 @@ SELECT fence FROM jobs WHERE run_id = ? FOR SHARE;
 -- FOR SHARE as in check_fence; casts because a parameter in a SELECT list has no type
 -- of its own (a NULL would be taken for text).
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
+                   ended_at, wake_at, detail, occurrence)
 SELECT run_id, ?::text, ?::text, ?::text, ?::text, ?::integer, ?::text, ?::text,
-       ?::double precision, ?::double precision, ?::double precision, ?::text
+       ?::double precision, ?::double precision, ?::double precision, ?::text, ?::integer
 FROM jobs WHERE run_id = ? AND fence = ? FOR SHARE
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
@@ -129,10 +129,10 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 -- Many lone step checkpoints in one statement: JSON rows (run_id, fence, then the columns
 -- of save_step_fenced after the run id), each written only under its own lease.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
+                   ended_at, wake_at, detail, occurrence)
 SELECT j.run_id, r->>2, r->>3, r->>4, r->>5, (r->>6)::integer, r->>7, r->>8,
        (r->>9)::double precision, (r->>10)::double precision, (r->>11)::double precision,
-       r->>12
+       r->>12, (r->>13)::integer
 FROM json_array_elements(?::json) AS r
 JOIN jobs AS j ON j.run_id = r->>0 AND j.fence = (r->>1)::integer
 FOR SHARE OF j
@@ -160,7 +160,8 @@ DELETE FROM waits WHERE run_id = ANY(?::text[]);
 
 -- name: run_steps
 -- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
-SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail,
+       occurrence
 FROM steps WHERE run_id = ? ORDER BY started_at NULLS FIRST, ended_at NULLS FIRST;
 
 -- name: list_runs
@@ -178,3 +179,11 @@ SELECT id, name, data, ts, user_data, v, received_at FROM events
 WHERE (?::text IS NULL OR name = ?)
   AND (?::double precision IS NULL OR received_at < ? OR (received_at = ? AND id < ?::text))
 ORDER BY received_at DESC, id DESC LIMIT ?;
+
+-- name: waits_of_names
+WITH names AS (SELECT unnest(?::text[]) AS name)
+SELECT event, run_id, hashed_id, condition, trigger_event, expires_at, kind, NULL AS match_path
+FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
+UNION ALL
+SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
+FROM wait_paths WHERE event IN (SELECT name FROM names);
