@@ -25,6 +25,7 @@ from stepstone.store import (
     Store,
     SyncedAppRecord,
     Wait,
+    run_search,
     store_from_url,
 )
 
@@ -292,6 +293,10 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
     assert first is not None and first.status is RunStatus.COMPLETED
     assert first.output == {"n": 0} and first.ended_at == T0 + 2
     assert [h.kind for h in first.history] == ["queued", "started", "log", "completed"]
+    # its open wait was closed by its end, at the end's time
+    assert [(s.id, s.status, s.ended_at) for s in first.steps] == [
+        ("wait", StepStatus.CANCELLED, T0 + 2)
+    ]
     assert await store.get_event(announced.event.id or "") is not None
     failed = await store.get_run(queued[1], with_history=True)
     assert failed is not None and failed.status is RunStatus.FAILED and failed.error == error
@@ -457,6 +462,39 @@ async def test_finish_failed_keeps_the_error(store: Store) -> None:
     assert run is not None and run.status is RunStatus.FAILED and run.error == error
 
 
+async def test_a_run_end_closes_every_step_it_left_open(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    done = step("done", ended_at=T0 + 1)
+    await store.save_step(lease, done, "1")
+    await store.save_step(
+        lease, step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99), None
+    )
+    await store.save_step(lease, step("again", StepStatus.RETRYING, wake_at=T0 + 30), None)
+    await store.finish(lease, status=RunStatus.CANCELLED, output_json=None, error=None, at=T0 + 5)
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert {s.id: (s.status, s.ended_at) for s in run.steps} == {
+        "done": (StepStatus.COMPLETED, T0 + 1),
+        "nap": (StepStatus.CANCELLED, T0 + 5),
+        "again": (StepStatus.CANCELLED, T0 + 5),
+    }
+
+
+async def test_cancel_of_a_sleeping_run_closes_its_sleep(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    await store.save_step(
+        lease, step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99), None
+    )
+    await store.reschedule(lease, at=T0 + 99, now=T0, status=RunStatus.SLEEPING)
+    assert await store.request_cancel(run_id, T0 + 2) is True
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.CANCELLED
+    [nap] = run.steps
+    assert (nap.status, nap.ended_at, nap.wake_at) == (StepStatus.CANCELLED, T0 + 2, T0 + 99)
+
+
 # -- operator actions -----------------------------------------------------------------------
 async def test_cancel_of_a_queued_run_ends_it_at_once(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
@@ -617,6 +655,72 @@ async def test_a_repeated_step_id_is_stored_with_its_occurrence(store: Store) ->
     await store.create_runs([rerun], [(rerun.id, uses[2])])
     copied = await store.get_run(rerun.id)
     assert copied is not None and copied.steps == [uses[2]]
+
+
+async def test_list_runs_finds_runs_by_their_event_name_with_wildcards(store: Store) -> None:
+    charge = new_event("billing/charge", functions=("a", "b"))
+    refund = new_event("billing/refund")
+    odd = new_event("shop/100%_[done]?")
+    await store.ingest([charge, refund, odd, new_event("Billing/charge")])
+
+    async def found(pattern: str) -> set[str]:
+        return {r.id for r in await store.list_runs(event_name=pattern)}
+
+    assert await found("billing/charge") == {r.id for r in charge.runs}
+    assert await found("billing/*") == {r.id for r in charge.runs + refund.runs}
+    assert await found("*/re*d") == {refund.runs[0].id}
+    assert await found("billing/charg") == set()  # no wildcard: the whole name
+    assert await found("shop/100%_[done]?") == {odd.runs[0].id}  # only * is special
+    assert await found("shop/1_0*") == set()
+    both = await store.list_runs(event_name="billing/*", function_id="b")
+    assert [r.id for r in both] == [charge.runs[1].id]
+
+
+async def test_list_runs_filters_by_the_trigger_event_in_bounded_pages(store: Store) -> None:
+    items = [new_event("acct/x", data={"n": n}) for n in range(12)]
+    await store.ingest(items)
+    even = [i.runs[0].id for i in items if i.event.data["n"] % 2 == 0]
+
+    def is_even(event: Event) -> bool:
+        return event.data["n"] % 2 == 0
+
+    page = await store.list_runs(event_filter=is_even, limit=4)
+    assert [r.id for r in page] == sorted(even, reverse=True)[:4]
+    rest = await store.list_runs(event_filter=is_even, limit=4, cursor=page.next_cursor)
+    assert [r.id for r in rest] == sorted(even, reverse=True)[4:]
+    assert rest.next_cursor is None
+    none = await store.list_runs(event_filter=lambda e: False)
+    assert (none.items, none.next_cursor) == ([], None)
+
+
+async def test_a_filtered_scan_stops_after_scan_max_runs_with_a_cursor(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_search, "SCAN_PAGE", 3)
+    monkeypatch.setattr(run_search, "SCAN_MAX", 6)
+    items = [new_event("acct/y", data={"n": n}) for n in range(10)]
+    await store.ingest(items)
+    newest_first = [i.runs[0].id for i in reversed(items)]
+    page = await store.list_runs(event_filter=lambda e: e.data["n"] == 0)
+    assert (page.items, page.next_cursor) == ([], newest_first[5])  # six read, none matched
+    page = await store.list_runs(event_filter=lambda e: e.data["n"] == 0, cursor=newest_first[5])
+    assert [r.id for r in page] == [newest_first[-1]]
+
+
+async def test_run_events_and_reruns_of(store: Store) -> None:
+    first = new_event("test/a", data={"k": 1})
+    await store.ingest([first, new_event("test/b")])
+    old = first.runs[0]
+    [stored] = await store.run_events([old.id])
+    assert (stored.event.name, stored.event.data) == ("test/a", {"k": 1})
+    assert await store.run_events([]) == []
+    reruns = [NewRun(new_id(), "fn", old.event_ids, T0 + n, T0 + n) for n in (1, 2)]
+    other = NewRun(new_id(), "fn", old.event_ids, T0 + 3, T0 + 3)  # same event, not a rerun
+    await store.create_runs([*reruns, other])
+    for run in reruns:
+        await store.add_history(run.id, HistoryEntry(run.created_at, "rerun", {"of": old.id}))
+    assert await store.reruns_of(old.id) == [r.id for r in reruns]
+    assert await store.reruns_of(reruns[0].id) == []
 
 
 async def test_get_run_returns_steps_and_history(store: Store) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from .clock import Clock
 from .errors import ConfigError, RunNotFoundError
+from .expressions import Expression
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from .function import EventTrigger, FunctionDef, TriggerSpec, build_function
 from .limits import Limits
@@ -180,6 +181,12 @@ class App:
         await runtime.registry.publish(await runtime.store(), runtime.clock.now())
 
     # -- reading -----------------------------------------------------------------------
+    async def known_functions(self) -> list[FunctionDef]:
+        """This app's functions, then those other processes and synced SDK apps published."""
+        registry = self.runtime.registry
+        await registry.refresh(await self.store())
+        return registry.all()
+
     async def get_run(self, run_id: str, *, history: bool = True) -> Run | None:
         return await (await self.store()).get_run(run_id, with_history=history)
 
@@ -192,10 +199,19 @@ class App:
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        event: str | None = None,
+        if_: str | None = None,
     ) -> Page[Run]:
         """Runs, newest first (without their steps): iterate over the page; pass its
-        `next_cursor` as `cursor` for the next one."""
+        `next_cursor` as `cursor` for the next one.
+
+        `event`: runs of events with this name (`*` matches any characters); `if_`: a CEL
+        expression over the trigger event (`event.data.account == "acme"`). A search with
+        `if_` reads at most 5,000 runs per call: it may answer fewer runs than `limit`
+        and a `next_cursor` to go on from.
+        """
         _check_limit(limit)
+        event_filter = None if if_ is None else _trigger_filter(if_)
         return await (await self.store()).list_runs(
             function_id=function_id,
             status=None if status is None else RunStatus(status),
@@ -203,7 +219,17 @@ class App:
             cursor=cursor,
             created_after=created_after,
             created_before=created_before,
+            event_name=event,
+            event_filter=event_filter,
         )
+
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of these runs (their triggers), in no order."""
+        return await (await self.store()).run_events(run_ids)
+
+    async def reruns_of(self, run_id: str) -> list[str]:
+        """The ids of the runs `rerun` started from this run, oldest first."""
+        return await (await self.store()).reruns_of(run_id)
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await (await self.store()).runs_for_event(event_id)
@@ -279,6 +305,16 @@ class App:
         await store.add_history(new.id, HistoryEntry(now, "rerun", {"of": run_id}))
         await self.runtime.intake.settle(store, report.cancelled)
         return new.id
+
+    async def invoke(self, function: Any, data: dict[str, Any] | None = None) -> str:
+        """Start a run of this one function (whatever else listens to its events) with an
+        event `stepstone/function.invoked` carrying `data`; return the run's id."""
+        runtime = self.runtime
+        await runtime.registry.refresh(await self.store())
+        fn = runtime.registry.get(runtime.registry.resolve(function))
+        planned = runtime.planner.direct_invoke(fn, data or {})
+        await runtime.intake.store([planned])
+        return planned.runs[0].id
 
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Any:
@@ -365,3 +401,10 @@ def _still_going(run: Run, timeout: float) -> str:
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:
         raise ConfigError("limit must be from 1 to 1000")
+
+
+def _trigger_filter(source: str) -> Callable[[Event], bool]:
+    """A CEL expression over `event` (a run's trigger) as a predicate; raises ConfigError
+    when it does not compile."""
+    expression = Expression(source, where="the runs' filter `if`")
+    return lambda event: expression.matches({"event": event.to_dict()})

@@ -145,6 +145,48 @@ def _json_option(fn: Any) -> Any:
     )
 
 
+def _server_app_option(fn: Any) -> Any:
+    """MODULE:APP, optional where SDK apps alone may bring the functions."""
+    fn = click.argument("app_path", metavar="[MODULE:APP]", required=False)(fn)
+    fn = click.option("--database", "-d", default=None, help=DATABASE_HELP)(fn)
+    return click.option(
+        "--sdk-url",
+        "-u",
+        "sdk_urls",
+        multiple=True,
+        help="The serve URL of an SDK app to sync at start (repeat for several apps).",
+    )(fn)
+
+
+def _signing_key_option(fn: Any) -> Any:
+    return click.option(
+        "--signing-key",
+        envvar="STEPSTONE_SIGNING_KEY",
+        default=None,
+        help="signkey-<env>-<hex>: SDK apps sync with it, and calls to them are signed "
+        "with it (prefer the env var).",
+    )(fn)
+
+
+def _use_signing_key(app: App, signing_key: str | None) -> None:
+    """Calls to SDK apps are signed with the key (their answers checked with it)."""
+    if not signing_key:
+        return
+    from .sdk.signing import parse_signing_key
+
+    try:
+        app.runtime.signing_key = parse_signing_key(signing_key, what="--signing-key")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--signing-key") from None
+
+
+def _app_or_none(app_path: str | None, database: str | None) -> App:
+    """The app a command line names, or, for SDK apps alone, an app of no functions."""
+    if app_path is None:
+        return App("stepstone", database=database)
+    return _load(app_path, database)
+
+
 async def _closing(app: App, coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await coro
@@ -202,6 +244,8 @@ async def _serve(
     listen: tuple[str, int] | None = None,
     event_keys: list[str] | None = None,
     api_token: str | None = None,
+    signing_key: str | None = None,
+    sdk_urls: Sequence[str] = (),
 ) -> None:
     """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -212,7 +256,13 @@ async def _serve(
     if listen is not None:
         from .server import bind, make_server
 
-        server = make_server(app, dev=dev, event_keys=event_keys or [], api_token=api_token)
+        server = make_server(
+            app,
+            dev=dev,
+            event_keys=event_keys or [],
+            api_token=api_token,
+            signing_key=signing_key,
+        )
         try:
             sock = bind(*listen)
         except OSError as exc:
@@ -237,6 +287,8 @@ async def _serve(
             soft_wrap=True,
         )
     console.print(Text(f"  functions  {', '.join(app.functions) or '(none)'}"), soft_wrap=True)
+    for url in sdk_urls:
+        await _sync(url, dev=dev)
     await stop.wait()
     if server is not None and server_task is not None:
         server.should_exit = True
@@ -245,22 +297,43 @@ async def _serve(
     await app.close()
 
 
+async def _sync(url: str, *, dev: bool) -> None:
+    from .server.sdk_sync import SyncError, sync_app
+
+    try:
+        await sync_app(url, dev=dev)
+    except SyncError as exc:
+        console.print(Text.assemble(("sync failed ", "yellow"), str(exc)), soft_wrap=True)
+    else:
+        console.print(Text(f"  synced     {url}"), soft_wrap=True)
+
+
 PORT = click.IntRange(0, 65535)
 
 
 @main.command()
-@_app_option
+@_server_app_option
 @_log_options(default=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True, type=PORT)
-def dev(app_path: str, database: str | None, host: str, port: int) -> None:
-    """Worker, HTTP API and dashboard on one machine; any event key, no API token."""
-    app = _load(app_path, database)
-    _run(_serve(app, dev=True, listen=(host, port), worker_options={"poll_interval": 0.1}))
+def dev(
+    app_path: str | None, database: str | None, sdk_urls: tuple[str, ...], host: str, port: int
+) -> None:
+    """Worker, HTTP API and dashboard on one machine; any event key, no API token.
+
+    Apps written with the official SDKs sync to it (INNGEST_DEV=1,
+    INNGEST_BASE_URL=http://127.0.0.1:8288), or are synced with -u URL.
+    """
+    app = _app_or_none(app_path, database)
+    options = {"poll_interval": 0.1}
+    _run(_serve(app, dev=True, listen=(host, port), worker_options=options, sdk_urls=sdk_urls))
+
+
+LEASE = click.FloatRange(0.2, min_open=True)
 
 
 @main.command()
-@_app_option
+@_server_app_option
 @_log_options(default=False)
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8288, show_default=True, type=PORT)
@@ -278,15 +351,27 @@ def dev(app_path: str, database: str | None, host: str, port: int) -> None:
     help="Bearer token for the REST API and the dashboard (prefer the env var: "
     "command lines are visible to other users).",
 )
+@_signing_key_option
 @click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    type=LEASE,
+    help="Seconds a claimed run stays this worker's without renewal.",
+)
 def start(
-    app_path: str,
+    app_path: str | None,
     database: str | None,
+    sdk_urls: tuple[str, ...],
     host: str,
     port: int,
     event_keys: tuple[str, ...],
     api_token: str | None,
+    signing_key: str | None,
     concurrency: int,
+    lease_seconds: float,
 ) -> None:
     """Production: worker, HTTP event API, REST API and dashboard; keys and a token required."""
     keys = [k.strip() for item in event_keys for k in item.split(",") if k.strip()]
@@ -297,7 +382,8 @@ def start(
             "give --api-token (or set STEPSTONE_API_TOKEN): outside dev mode the REST API "
             "and the dashboard need a token"
         )
-    app = _load(app_path, database)
+    app = _app_or_none(app_path, database)
+    _use_signing_key(app, signing_key)
     _run(
         _serve(
             app,
@@ -305,14 +391,17 @@ def start(
             listen=(host, port),
             event_keys=keys,
             api_token=api_token.strip(),
-            worker_options={"concurrency": concurrency},
+            signing_key=signing_key or None,
+            sdk_urls=sdk_urls,
+            worker_options={"concurrency": concurrency, "lease_seconds": lease_seconds},
         )
     )
 
 
 @main.command()
-@_app_option
+@_server_app_option
 @_log_options(default=False)
+@_signing_key_option
 @click.option(
     "--concurrency", default=100, show_default=True, type=click.IntRange(1), help="Runs at once."
 )
@@ -321,7 +410,7 @@ def start(
     "lease_seconds",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(0.2, min_open=True),
+    type=LEASE,
     help="Seconds a claimed run stays ours without renewal.",
 )
 @click.option(
@@ -333,20 +422,23 @@ def start(
     "(default: 0.25 on SQLite; 5 on PostgreSQL, where LISTEN/NOTIFY wakes it).",
 )
 def worker(
-    app_path: str,
+    app_path: str | None,
     database: str | None,
+    sdk_urls: tuple[str, ...],
+    signing_key: str | None,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
 ) -> None:
-    """Run a worker: claim and execute runs until stopped."""
-    app = _load(app_path, database)
+    """Run a worker: claim and execute runs until stopped (those of SDK apps too)."""
+    app = _app_or_none(app_path, database)
+    _use_signing_key(app, signing_key)
     options = {
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
     }
-    _run(_serve(app, dev=False, worker_options=options))
+    _run(_serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls))
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -580,7 +672,7 @@ def runs(
     app = _open_existing(app_path, database)
     page = _run(_closing(app, app.list_runs(function_id=function_id, status=status, limit=limit)))
     if as_json:
-        cliformat.print_json(console, [cliformat.run_json(r) for r in page])
+        cliformat.print_json(console, [cliformat.run_json(r, whole=False) for r in page])
     elif not page:
         filters = " matching these filters" if function_id or status else " yet"
         console.print(Text(f"no runs{filters}"))

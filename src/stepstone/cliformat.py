@@ -5,6 +5,7 @@ User data (ids, outputs, errors) goes into `rich.text.Text`, never into markup."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,6 @@ from rich.text import Text
 from .durations import format_duration
 from .function import FunctionDef
 from .records import HistoryEntry, Run, RunStatus, StepRecord
-from .server import encode
 from .store import StoredEvent
 
 STATUS_STYLE = {
@@ -251,17 +251,22 @@ def _trigger(trigger: dict[str, Any]) -> str:
 
 
 # -- JSON ----------------------------------------------------------------------------------
-def run_json(run: Run) -> dict[str, Any]:
-    return {
-        **encode.run_summary(run),
-        "output": run.output,
-        "steps": [encode.step(s) for s in run.steps],
-        "history": [encode.history(h) for h in run.history],
-    }
+def run_json(run: Run, *, whole: bool = True) -> dict[str, Any]:
+    """A run as JSON: its fields (times in seconds since the epoch); `whole`: with its
+    output, steps and history."""
+    out = dataclasses.asdict(run)
+    if not whole:
+        for key in ("output", "steps", "history"):
+            out.pop(key, None)
+    return out
 
 
 def event_json(stored: StoredEvent, runs: Sequence[Run] | None = None) -> dict[str, Any]:
-    out = encode.stored_event(stored)
+    out: dict[str, Any] = {
+        **dataclasses.asdict(stored.event),
+        "received_at": stored.received_at,
+        "run_ids": list(stored.run_ids),
+    }
     if runs is not None:
-        out["runs"] = [encode.run_summary(r) for r in runs]
+        out["runs"] = [run_json(r, whole=False) for r in runs]
     return out

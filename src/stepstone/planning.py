@@ -123,6 +123,14 @@ class Planner:
         )
         return NewEvent(event, data_json, now, [child])
 
+    def direct_invoke(self, fn: FunctionDef, data: dict[str, Any]) -> NewEvent:
+        """The event of an operator's invoke (the dashboard's, `App.invoke`): a run of `fn`
+        alone, as an invoke from a step starts one, but with no parent to resume."""
+        raw = {"name": INVOKED, "data": data}
+        [(event, data_json)] = validate_all(raw, self.limits, internal=True)
+        now = self.clock.now()
+        return NewEvent(event, data_json, now, [self.new_run(fn, event, now)])
+
     def cron_event(self, fn: FunctionDef, trigger: CronTrigger, tick: float) -> NewEvent:
         """The event of one cron tick and the run it starts. Its id makes the tick one run
         however many workers fire it."""

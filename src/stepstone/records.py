@@ -38,6 +38,7 @@ class StepStatus(enum.StrEnum):
     SLEEPING = "sleeping"
     WAITING = "waiting"
     INVOKING = "invoking"
+    CANCELLED = "cancelled"  # left open (a sleep, a wait, an invoke, a retry) when its run ended
 
     def __str__(self) -> str:
         return self.value

@@ -12,6 +12,7 @@ from .limits import Limits
 from .planning import Planner
 from .registry import Registry
 from .retry import Backoff, default_backoff
+from .sdk.signing import SigningKey
 from .signals import Signals
 from .store import Store, store_from_url
 
@@ -26,6 +27,7 @@ class Runtime:
         limits: Limits | None = None,
         clock: Clock | None = None,
         retry_after_min: float = 1.0,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self.app_id = app_id
         self.database_url = database_url
@@ -33,6 +35,8 @@ class Runtime:
         self.limits = limits or Limits()
         self.clock = clock or Clock()
         self.retry_after_min = retry_after_min
+        # signs call requests to SDK apps, and checks their answers (production); None: dev
+        self.signing_key = signing_key
         self.registry = Registry(app_id)
         self.signals = Signals()
         self.planner = Planner(self.registry, self.clock, self.limits)

@@ -6,6 +6,7 @@ that each step ran exactly as often as it should. Its functions mirror js_app.cj
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -218,7 +219,27 @@ async def scheduled(ctx: inngest.Context) -> str:
     return "tick"
 
 
+@client.create_function(fn_id="slow", trigger=inngest.TriggerEvent(event="test/slow"))
+async def slow(ctx: inngest.Context) -> str:
+    """A step long enough to kill the worker that waits for it (tests only, no js twin)."""
+
+    async def before() -> str:
+        effect("slow:before")
+        return "before"
+
+    await ctx.step.run("before", before)
+
+    async def long() -> str:
+        effect("slow:start")
+        await asyncio.sleep(float(ctx.event.data.get("seconds", 3)))  # type: ignore[arg-type]
+        effect("slow:end")
+        return "long"
+
+    return await ctx.step.run("long", long)
+
+
 FUNCTIONS = [
+    slow,
     sequential,
     flaky,
     parallel,

@@ -165,7 +165,7 @@ def _step_history(step: StepRecord, now: float) -> HistoryEntry | None:
                 **_step_named(step),
                 "attempt": step.attempts,
                 "at": step.wake_at,
-                "error": _short(step.error),
+                "error": _with_stack(step.error),
             },
         )
     if step.status is StepStatus.FAILED:
@@ -194,6 +194,19 @@ def _short(error: dict[str, Any] | None) -> dict[str, Any] | None:
     if error is None:
         return None
     return {"name": error.get("name"), "message": error.get("message")}
+
+
+MAX_STACK = 8192  # of a failed attempt's stack kept in the history (the end: the raise)
+
+
+def _with_stack(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A failed attempt's error as its history entry keeps it: the dashboard shows each
+    attempt's stack, and the step itself keeps only its latest error."""
+    short = _short(error)
+    if short is None or error is None:
+        return short
+    stack = str(error.get("stack") or "")
+    return {**short, "stack": stack[-MAX_STACK:]}
 
 
 def _ids_json(step: StepRecord) -> str:

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import httpx
+
 from .. import ops
 from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
+from ..function import FunctionDef
 from ..ids import new_id
 from ..options import TimeoutLimits
 from ..records import Event
@@ -25,6 +28,7 @@ from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
+from .remote import RemoteInvocation
 
 log = logging.getLogger("stepstone.worker")
 
@@ -32,7 +36,7 @@ log = logging.getLogger("stepstone.worker")
 @dataclass
 class _Active:
     lease: Lease
-    invocation: Invocation | None = None
+    invocation: Invocation | RemoteInvocation | None = None
     stop: ops.Stop | None = None  # set once the run must stop: cancelled or timed out
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
@@ -94,6 +98,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
         self.claimed = 0  # runs claimed by this worker, for tests and stats
+        self._http: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Worker:
@@ -163,6 +168,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
         self._step_pool.shutdown(wait=False, cancel_futures=True)
         self._fn_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -315,7 +322,7 @@ class Worker:
                     await self.clock.sleep(claim.due - self.clock.now())
                 finally:
                     self._held -= 1
-            fn = runtime.registry.local.get(run.function_id)
+            fn = self._function_of(run.function_id)
             if fn is not None and fn.timeouts is not None and active.stop is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
             if active.stop is not None:
@@ -329,24 +336,7 @@ class Worker:
                 )
                 await writer.outcome(ops.RunFailed(error))
                 return
-            invocation = Invocation(
-                InvocationInput(
-                    function=fn,
-                    run_id=run.id,
-                    attempt=run.attempt,
-                    events=claim.events or [Event(name="stepstone/missing.event")],
-                    steps=run.steps,
-                ),
-                emit=writer.checkpoint,
-                clock=self.clock,
-                limits=runtime.limits,
-                backoff=fn.backoff or runtime.backoff,
-                sync_pool=self._step_pool,
-                function_pool=self._fn_pool,
-                retry_after_min=runtime.retry_after_min,
-                resolve_function=runtime.registry.resolve,
-                new_event_ids=self._event_dicts,
-            )
+            invocation = self._invocation(claim, fn, writer)
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
             if active.stop is not None:
@@ -370,6 +360,58 @@ class Worker:
             self._active.pop(run.id, None)
             self._pacer.finished()
             self._wake.set()
+
+    def _function_of(self, function_id: str) -> FunctionDef | None:
+        """The function a run belongs to: one of this process's, or one an SDK app synced
+        (it runs over HTTP from any worker); None when neither knows it."""
+        registry = self.runtime.registry
+        fn = registry.local.get(function_id)
+        if fn is None:
+            with contextlib.suppress(ConfigError):
+                published = registry.get(function_id)
+                fn = published if published.runtime is not None else None
+        return fn
+
+    def _invocation(
+        self, claim: Claim, fn: FunctionDef, writer: RunWriter
+    ) -> Invocation | RemoteInvocation:
+        runtime, run = self.runtime, claim.run
+        data = InvocationInput(
+            function=fn,
+            run_id=run.id,
+            attempt=run.attempt,
+            events=claim.events or [Event(name="stepstone/missing.event")],
+            steps=run.steps,
+        )
+        if fn.runtime is not None:
+            return RemoteInvocation(
+                data,
+                emit=writer.checkpoint,
+                clock=self.clock,
+                backoff=fn.backoff or runtime.backoff,
+                client=self._http_client(),
+                signing_key=runtime.signing_key,
+                limits=runtime.limits,
+                retry_after_min=runtime.retry_after_min,
+            )
+        return Invocation(
+            data,
+            emit=writer.checkpoint,
+            clock=self.clock,
+            limits=runtime.limits,
+            backoff=fn.backoff or runtime.backoff,
+            sync_pool=self._step_pool,
+            function_pool=self._fn_pool,
+            retry_after_min=runtime.retry_after_min,
+            resolve_function=runtime.registry.resolve,
+            new_event_ids=self._event_dicts,
+        )
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """One connection pool for this worker's calls to SDK apps (opened on first use)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=None, follow_redirects=False)
+        return self._http
 
     def _arm_timeouts(
         self, claim: Claim, limits: TimeoutLimits, active: _Active, writer: RunWriter

@@ -339,7 +339,21 @@ class Store(abc.ABC):
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
-    ) -> RunPage: ...
+        event_name: str | None = None,
+        event_filter: Callable[[Event], bool] | None = None,
+    ) -> RunPage:
+        """Runs, newest first. `event_name`: runs of an event whose name matches it (`*`
+        matches any characters). `event_filter`: runs whose trigger event it passes; such
+        a search reads runs in bounded pages, and may answer fewer than `limit` runs with
+        a `next_cursor` to go on from (run_search.SCAN_MAX)."""
+
+    @abc.abstractmethod
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of these runs, in no order."""
+
+    @abc.abstractmethod
+    async def reruns_of(self, run_id: str) -> list[str]:
+        """The ids of the runs started as reruns of this run, oldest first."""
 
     @abc.abstractmethod
     async def runs_for_event(self, event_id: str) -> list[Run]: ...

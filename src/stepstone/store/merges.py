@@ -43,9 +43,9 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
 
 def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     """Ends the runs among `scripts` that need no flow control released and start no
-    runs, in five statements whatever their number; returns their checks by position.
-    The statements are those of `RunEnd`, in its order: jobs, history, runs, waits,
-    the announcing events."""
+    runs, in six statements whatever their number; returns their checks by position.
+    The statements are those of `RunEnd`, in its order: jobs, history, runs, open
+    steps, waits, the announcing events."""
     ends: dict[str, tuple[int, RunEnd]] = {}
     for n, each in enumerate(scripts):
         if isinstance(each, RunEnd) and each.mergeable:
@@ -56,6 +56,7 @@ def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     jobs = tx("end_jobs", to_json([[end.lease.run_id, end.lease.fence] for _, end in items]))
     tx("insert_history_rows", to_json([row for _, end in items for row in end.history_rows()]))
     runs = tx("finish_runs", to_json([end.run_row() for _, end in items]))
+    tx("close_open_steps_many", to_json([[end.lease.run_id, end.at] for _, end in items]))
     tx("delete_waits_many", Many(ends))
     announced = [event for _, end in items for event in end.follow_up]
     for _, end in items:

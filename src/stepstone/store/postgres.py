@@ -37,7 +37,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError
-from . import queries, redact_url
+from . import queries, redact_url, run_search
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
 from .postgres_listen import Listener
@@ -68,6 +68,7 @@ class _BatchFailed(Exception):
 class PostgresStore(SqlStore):
     # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
     poll_interval = 5.0
+    name_pattern = staticmethod(run_search.like_pattern)
     claim_ahead = 0.1  # a claim travels to the server and queues behind other writes
 
     def __init__(

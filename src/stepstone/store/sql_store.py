@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..records import HistoryEntry, Page, Run, RunStatus, StepRecord
+from . import run_search
 from .base import (
     Claim,
     Handoff,
@@ -31,12 +32,14 @@ from .scripts.endings import cancel_run
 from .scripts.intake import ingest, insert_run, insert_wait
 from .scripts.registry import replace_functions
 from .scripts.run_end import RunEnd
-from .tx import Deferred, Tx, check_fence, from_json, insert_history, to_json
+from .tx import Deferred, Many, Tx, check_fence, from_json, insert_history, to_json
 
 T = TypeVar("T")
 
 
 class SqlStore(Store, abc.ABC):
+    # an event-name pattern as the dialect's list_runs query matches it
+    name_pattern: Callable[[str], str] = staticmethod(run_search.glob_pattern)
     """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
 
     @abc.abstractmethod
@@ -269,29 +272,67 @@ class SqlStore(Store, abc.ABC):
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        event_name: str | None = None,
+        event_filter: run_search.EventFilter | None = None,
     ) -> RunPage:
         status_text = None if status is None else RunStatus(status).value
+        pattern = None if event_name is None else self.name_pattern(event_name)
 
-        def script(tx: Tx) -> RunPage:
+        def page(tx: Tx, after: str | None, size: int) -> list[Run]:
             rows = tx(
                 "list_runs",
                 function_id,
                 function_id,
                 status_text,
                 status_text,
-                cursor,
-                cursor,
+                after,
+                after,
                 created_after,
                 created_after,
                 created_before,
                 created_before,
-                limit + 1,
+                pattern,
+                pattern,
+                size,
             ).fetchall()
-            runs = [run_from_row(row) for row in rows[:limit]]
-            more = len(rows) > limit
-            return RunPage(runs, runs[-1].id if more and runs else None)
+            return [run_from_row(row) for row in rows]
+
+        def script(tx: Tx) -> RunPage:
+            if event_filter is None:
+                runs = page(tx, cursor, limit + 1)
+                more = len(runs) > limit
+                runs = runs[:limit]
+                return RunPage(runs, runs[-1].id if more and runs else None)
+            # the filter needs each run's trigger event: scan in pages, up to SCAN_MAX
+            found: list[Run] = []
+            after, scanned = cursor, 0
+            while scanned < run_search.SCAN_MAX:
+                batch = page(tx, after, run_search.SCAN_PAGE)
+                scanned += len(batch)
+                ids = Many(run.id for run in batch)
+                rows = tx("get_run_events", ids).fetchall()
+                events = {row[0]: event_from_row(row).event for row in rows}
+                for run in run_search.keep(batch, events, event_filter):
+                    found.append(run)
+                    if len(found) == limit:
+                        return RunPage(found, run.id)
+                if len(batch) < run_search.SCAN_PAGE:
+                    return RunPage(found, None)
+                after = batch[-1].id
+            return RunPage(found, after)  # scanned SCAN_MAX runs: the caller may go on
 
         return await self._read(script)
+
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        def script(tx: Tx) -> list[StoredEvent]:
+            return [event_from_row(row) for row in tx("get_run_events", Many(run_ids)).fetchall()]
+
+        return await self._read(script) if run_ids else []
+
+    async def reruns_of(self, run_id: str) -> list[str]:
+        return await self._read(
+            lambda tx: [row[0] for row in tx("reruns_of", run_id, run_id).fetchall()]
+        )
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await self._read(

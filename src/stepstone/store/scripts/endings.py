@@ -27,6 +27,7 @@ def finish_run(
     read by the caller with resume_parent."""
     parent = tx("finish_run", status.value, output_json, to_json(error), at, run_id)
     tx("delete_run_waits", run_id)
+    tx("close_open_steps", at, run_id)  # a sleep, wait or retry in progress ends with the run
     data = {"error": error} if error else {}
     insert_history(tx, run_id, HistoryEntry(at, status.value, data))
     return parent
@@ -76,6 +77,7 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
         return False
     tx("delete_job", run_id)
     tx("delete_run_waits", run_id)
+    tx("close_open_steps", now, run_id)
     tx("flow_release", run_id, "s:")
     insert_history(tx, run_id, HistoryEntry(now, "cancelled"))
     parent = tx("run_parent", run_id).fetchone()

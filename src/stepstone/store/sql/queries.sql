@@ -275,6 +275,20 @@ UPDATE runs SET status = ?, attempt = COALESCE(?, attempt) WHERE id = ?;
 UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?
 RETURNING parent_run_id, parent_step;
 
+-- name: close_open_steps
+-- A run's end closes the steps it left open (a sleep, a wait, an invoke, a retry).
+UPDATE steps SET status = 'cancelled', ended_at = ?
+WHERE run_id = ? AND status IN ('sleeping', 'waiting', 'invoking', 'retrying');
+
+-- name: close_open_steps_many
+-- Many run ends (merges.py): JSON rows (run_id, ended_at), as close_open_steps.
+UPDATE steps SET status = 'cancelled', ended_at = r.ended_at
+FROM (
+    SELECT json_extract(value, '$[0]') AS run_id, json_extract(value, '$[1]') AS ended_at
+    FROM json_each(?)
+) AS r
+WHERE steps.run_id = r.run_id AND steps.status IN ('sleeping', 'waiting', 'invoking', 'retrying');
+
 -- name: delete_job
 DELETE FROM jobs WHERE run_id = ?;
 
@@ -360,7 +374,19 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
 FROM runs
 WHERE (? IS NULL OR function_id = ?) AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?)
   AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?)
+  AND (? IS NULL OR EXISTS (
+      SELECT 1 FROM json_each(runs.event_ids) AS j JOIN events e ON e.id = j.value
+      WHERE e.name GLOB ?
+  ))
 ORDER BY id DESC LIMIT ?;
+
+-- name: reruns_of
+-- The runs started by App.rerun of this run: they share its events (history says "rerun").
+SELECT DISTINCT h.run_id FROM runs r, json_each(r.event_ids) AS j
+JOIN run_events e ON e.event_id = j.value
+JOIN history h ON h.run_id = e.run_id
+WHERE r.id = ? AND h.kind = 'rerun' AND json_extract(h.data, '$.of') = ?
+ORDER BY h.run_id;
 
 -- name: runs_for_event
 SELECT r.id, r.function_id, r.status, r.attempt, r.event_ids, r.output, r.error, r.created_at,

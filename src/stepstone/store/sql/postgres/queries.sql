@@ -155,6 +155,11 @@ FROM json_array_elements(?::json) AS r
 WHERE runs.id = r->>0
 RETURNING runs.id, runs.parent_run_id, runs.parent_step;
 
+-- name: close_open_steps_many
+UPDATE steps SET status = 'cancelled', ended_at = (r->>1)::double precision
+FROM json_array_elements(?::json) AS r
+WHERE steps.run_id = r->>0 AND steps.status IN ('sleeping', 'waiting', 'invoking', 'retrying');
+
 -- name: delete_waits_many
 DELETE FROM waits WHERE run_id = ANY(?::text[]);
 
@@ -172,7 +177,19 @@ WHERE (?::text IS NULL OR function_id = ?) AND (?::text IS NULL OR status = ?)
   AND (?::text IS NULL OR id < ?)
   AND (?::double precision IS NULL OR created_at >= ?)
   AND (?::double precision IS NULL OR created_at < ?)
+  AND (?::text IS NULL OR EXISTS (
+      SELECT 1 FROM json_array_elements_text(runs.event_ids::json) AS j(id)
+      JOIN events e ON e.id = j.id
+      WHERE e.name LIKE ? ESCAPE '\'
+  ))
 ORDER BY id DESC LIMIT ?;
+
+-- name: reruns_of
+SELECT DISTINCT h.run_id FROM runs r, json_array_elements_text(r.event_ids::json) AS j(id)
+JOIN run_events e ON e.event_id = j.id
+JOIN history h ON h.run_id = e.run_id
+WHERE r.id = ? AND h.kind = 'rerun' AND h.data::json->>'of' = ?
+ORDER BY h.run_id;
 
 -- name: list_events
 SELECT id, name, data, ts, user_data, v, received_at FROM events
