@@ -329,7 +329,15 @@ def dev(
     _run(_serve(app, dev=True, listen=(host, port), worker_options=options, sdk_urls=sdk_urls))
 
 
-LEASE = click.FloatRange(0.2, min_open=True)
+def _lease_option(fn: Any) -> Any:
+    return click.option(
+        "--lease",
+        "lease_seconds",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(0.2, min_open=True),
+        help="Seconds a claimed run stays this worker's without renewal.",
+    )(fn)
 
 
 @main.command()
@@ -353,14 +361,7 @@ LEASE = click.FloatRange(0.2, min_open=True)
 )
 @_signing_key_option
 @click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1))
-@click.option(
-    "--lease",
-    "lease_seconds",
-    default=30.0,
-    show_default=True,
-    type=LEASE,
-    help="Seconds a claimed run stays this worker's without renewal.",
-)
+@_lease_option
 def start(
     app_path: str | None,
     database: str | None,
@@ -405,14 +406,7 @@ def start(
 @click.option(
     "--concurrency", default=100, show_default=True, type=click.IntRange(1), help="Runs at once."
 )
-@click.option(
-    "--lease",
-    "lease_seconds",
-    default=30.0,
-    show_default=True,
-    type=LEASE,
-    help="Seconds a claimed run stays ours without renewal.",
-)
+@_lease_option
 @click.option(
     "--poll",
     "poll_interval",
