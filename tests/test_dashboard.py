@@ -17,6 +17,7 @@ from stepstone.store import run_search
 
 from .apps import odd_ids
 from .live_server import LiveServer, send_one, wait_for_run
+from .sdk import harness
 from .server_app import build_app
 
 CHROMIUM = os.environ.get("STEPSTONE_CHROMIUM", "/usr/bin/chromium")
@@ -670,3 +671,34 @@ def test_any_ids_show_as_text_and_link_by_encoding(watched: Watched, tmp_path: P
         page.goto(f"{live.url}/#/functions")
         expect(page.locator(".card h3")).to_have_text([odd_ids.CHILD, odd_ids.PARENT])
         watched.shot("odd-ids")
+
+
+# -- apps written with the official SDKs -----------------------------------------------------
+def test_the_apps_page_lists_synced_sdk_apps_and_syncs_them_again(
+    watched: Watched, tmp_path: Path
+) -> None:
+    app = build_app(f"sqlite:///{tmp_path / 'apps.db'}")
+    with LiveServer(app, dev=True) as live:
+        page = watched.page
+        page.goto(f"{live.url}/#/apps")
+        expect(page.locator("#apps .empty")).to_contain_text("No SDK app has synced yet")
+        sdk = harness.start_app(
+            "py", live.url, tmp_path, app_id="shop-py", extra_env={"SDK_TEST_FUNCTIONS": "sleeper"}
+        )
+        try:
+            assert httpx.put(sdk.url, timeout=30).status_code == 200
+            card = page.locator('[data-app-id="shop-py"]')
+            expect(card.locator("h3")).to_have_text("shop-py")  # the page polls: it appears
+            expect(card.locator(".app-url")).to_have_text(sdk.url)
+            expect(card.locator(".app-sdk")).to_contain_text("py:v0.5.19")
+            expect(card.locator(".app-functions a")).to_have_text(["shop-py-sleeper"])
+            expect(card.locator(".app-error")).to_have_count(0)
+            card.locator("[data-resync]").click()
+            expect(page.locator("#toast")).to_contain_text("shop-py synced.")
+            watched.shot("apps", docs=True)
+        finally:
+            sdk.stop()
+        watched.expected.append("ERR_CONNECTION_REFUSED")
+        card.locator("[data-resync]").click()  # the app is gone: the sync fails, and says why
+        expect(page.locator("#toast")).to_contain_text("did not sync")
+        expect(card.locator(".app-error")).to_contain_text("could not reach the app")

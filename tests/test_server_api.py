@@ -17,6 +17,7 @@ from stepstone.server.openapi import openapi_document
 
 from .live_server import LiveServer, send_one, wait_for_run
 from .openapi_check import ResponseChecker, checked_client
+from .sdk import harness
 from .server_app import build_app
 
 INJECTIONS = [
@@ -605,6 +606,30 @@ async def test_an_unexpected_error_is_a_500_without_details(tmp_path: Path) -> N
         "error": "internal error; the server's log has the details",
         "status": 500,
     }
+
+
+def test_synced_sdk_apps_are_listed_and_synced_again(
+    server: LiveServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    sdk = harness.start_app(
+        "py", server.url, tmp_path, app_id="api-py", extra_env={"SDK_TEST_FUNCTIONS": "sequential"}
+    )
+    try:
+        assert httpx.put(sdk.url, timeout=30).status_code == 200
+        [app] = [a for a in client.get("/v1/apps").json()["apps"] if a["id"] == "api-py"]
+        assert app["url"] == sdk.url and app["sdk"].startswith("py:") and app["error"] is None
+        assert app["functions"] == ["api-py-sequential"]
+        again = client.post("/v1/apps/sync", json={"app_id": "api-py"})
+        assert again.json() == {"app_id": "api-py", "synced": True, "error": None}
+    finally:
+        sdk.stop()
+    gone = client.post("/v1/apps/sync", json={"app_id": "api-py"}).json()
+    assert gone["synced"] is False and "could not reach" in gone["error"]
+    # only an app that synced before, at its own URL: the server calls nothing else
+    assert "no app 'elsewhere'" in _error(
+        client.post("/v1/apps/sync", json={"app_id": "elsewhere"}), 404
+    )
+    assert _error(client.post("/v1/apps/sync", json={"url": "http://10.0.0.1/"}), 400)
 
 
 def test_every_operation_answered_as_its_document_says(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -20,7 +21,7 @@ from .planning import FAILED, RawEvents
 from .records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord, StepStatus
 from .retry import Backoff
 from .runtime import Runtime
-from .store import Store, StoredEvent
+from .store import Store, StoredEvent, SyncedAppRecord
 
 T = TypeVar("T")
 
@@ -186,6 +187,15 @@ class App:
         registry = self.runtime.registry
         await registry.refresh(await self.store())
         return registry.all()
+
+    async def synced_apps(self) -> list[SyncedAppRecord]:
+        """The apps written with an official SDK that synced to this app's database."""
+        return await (await self.store()).list_apps()
+
+    async def record_sync_failure(self, app: SyncedAppRecord, error: str) -> None:
+        """A sync of `app` that failed: it shows with its error; its functions stay."""
+        failed = dataclasses.replace(app, error=error, synced_at=self.clock.now())
+        await (await self.store()).save_app(failed, None)
 
     async def get_run(self, run_id: str, *, history: bool = True) -> Run | None:
         return await (await self.store()).get_run(run_id, with_history=history)

@@ -58,6 +58,8 @@ def validate(
         raise EventError(f"{where}: 'name' is required and must be a non-empty string")
     if len(name) > limits.max_event_name:
         raise EventError(f"{where}: 'name' is longer than {limits.max_event_name} characters")
+    if "\x00" in name:
+        raise EventError(f"{where}: 'name' must not hold a NUL character (\\u0000)")
     if name.startswith(RESERVED_PREFIX) and not internal:
         raise EventError(f"{where}: names starting with {RESERVED_PREFIX!r} are reserved")
     data = fields.get("data")
@@ -70,6 +72,8 @@ def validate(
         not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH
     ):
         raise EventError(f"{where}: 'id' must be a string of 1-{MAX_ID_LENGTH} characters")
+    if event_id is not None and "\x00" in event_id:
+        raise EventError(f"{where}: 'id' must not hold a NUL character (\\u0000)")
     ts = fields.get("ts")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
         raise EventError(f"{where}: 'ts' must be milliseconds since the epoch (an integer)")

@@ -33,7 +33,7 @@ class Registry:
 
     def get(self, function_id: str) -> FunctionDef:
         """A function of this process, or one another process published."""
-        fn = self.local.get(function_id)
+        fn = self.local.get(self._local_id(function_id))
         if fn is None and function_id in self._published:
             fn = self._published[function_id][1]
         if fn is None:
@@ -43,9 +43,21 @@ class Registry:
     def resolve(self, function: Any) -> str:
         """The id of a function given as its id or as the object `@app.function` returned."""
         function_id = function.id if isinstance(function, FunctionDef) else function
-        known = function_id in self.local or function_id in self._published
-        if not isinstance(function_id, str) or not known:
+        if not isinstance(function_id, str):
             raise ConfigError(f"no function {function_id!r} is registered in app {self.app_id!r}")
+        function_id = self._local_id(function_id)
+        if function_id not in self.local and function_id not in self._published:
+            raise ConfigError(f"no function {function_id!r} is registered in app {self.app_id!r}")
+        return function_id
+
+    def _local_id(self, function_id: str) -> str:
+        """SDK apps name a function `<app id>-<function id>`: an SDK function invoking one of
+        this app's functions names it so."""
+        prefix = f"{self.app_id}-"
+        if function_id not in self.local and function_id.startswith(prefix):
+            bare = function_id[len(prefix) :]
+            if bare in self.local:
+                return bare
         return function_id
 
     def all(self) -> list[FunctionDef]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import stepstone
+from stepstone.testing import TestClock
 from tests.helpers import make_app
 from tests.live_server import LiveServer, wait_for, wait_for_run
 from tests.sdk import harness
@@ -24,6 +27,17 @@ def running(
     kind: str = request.param
     workdir = tmp_path_factory.mktemp(f"{kind}-on-stepstone")
     app = make_app(f"sqlite:///{workdir / 'stepstone.db'}")
+
+    # native functions beside the SDK app's: each side invokes the other
+    @app.function(id="double")
+    async def double(ctx: stepstone.Context) -> Any:
+        return await ctx.step.run("double", lambda: ctx.event.data["n"] * 2)
+
+    @app.function(id="native-invoker", trigger="native/invoke")
+    async def native_invoker(ctx: stepstone.Context) -> Any:
+        target = f"{ctx.event.data['kind']}-app-sequential"
+        return await ctx.step.invoke("call", function=target, data={"start": 3})
+
     with LiveServer(app, dev=True) as server:
         sdk = harness.start_app(kind, server.url, workdir)
         try:
@@ -149,6 +163,23 @@ def test_an_invoke_of_another_function(running: tuple[LiveServer, harness.SdkApp
     assert run["output"] == {"sum": 21}
 
 
+def test_a_native_function_invokes_an_sdk_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
+    server, sdk = running
+    with server.client() as client:
+        event_id = _send(client, "native/invoke", {"kind": sdk.kind})
+        run = wait_for_run(client, _run_of(client, event_id, "native-invoker"))
+    assert run["status"] == "completed", run
+    assert run["output"] == {"sum": 7}
+
+
+def test_an_sdk_function_invokes_a_native_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
+    server, sdk = running
+    with server.client() as client:
+        run = _ran(client, sdk, "invoke-native", {"app": server.app.id, "function": "double"})
+    assert run["status"] == "completed", run
+    assert run["output"] == 40
+
+
 def test_send_event_from_a_step(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
     with server.client() as client:
@@ -189,3 +220,27 @@ def test_the_runs_are_in_the_dashboards_api(running: tuple[LiveServer, harness.S
     assert [s["hashed_id"] for s in again["steps"]] == [
         s["hashed_id"] for s in run["steps"]
     ] and all(len(s["hashed_id"]) == 40 for s in again["steps"])
+
+
+@pytest.mark.parametrize("kind", ["py", "js"])
+def test_a_cron_trigger_of_an_sdk_function(kind: str, tmp_path: Path) -> None:
+    clock = TestClock(start=1_800_000_000.0 + 60)  # a minute past an hour
+    app = make_app(f"sqlite:///{tmp_path / 'cron.db'}", clock=clock)
+    with LiveServer(app, dev=True) as server, server.client() as client:
+        sdk = harness.start_app(kind, server.url, tmp_path)
+        try:
+            assert httpx.put(sdk.url, timeout=30).status_code == 200
+            scheduled = sdk.function_id("scheduled")
+
+            def ran() -> dict[str, Any] | None:
+                # an hour passes each time: "0 * * * *" fires once the worker has taken up
+                # the synced function's trigger
+                clock.advance(3600)
+                found = client.get("/v1/runs", params={"function": scheduled}).json()
+                return found["runs"][0] if found["runs"] else None
+
+            run = wait_for_run(client, wait_for(ran, what="the cron run")["id"])
+        finally:
+            sdk.stop()
+    assert run["status"] == "completed", run
+    assert run["output"] == "tick"

@@ -6,7 +6,7 @@
 
 const fs = require("node:fs");
 const express = require("express");
-const { Inngest, NonRetriableError } = require("inngest");
+const { Inngest, NonRetriableError, referenceFunction } = require("inngest");
 const { serve } = require("inngest/express");
 
 const LEDGER = process.env.SDK_TEST_LEDGER;
@@ -154,6 +154,15 @@ const invoker = inngest.createFunction(
   },
 );
 
+// Invokes a function of another app (a native stepstone one) by its id.
+const invokeNative = inngest.createFunction(
+  { id: "invoke-native", triggers: [{ event: "test/invoke-native" }] },
+  async ({ event, step }) => {
+    const target = referenceFunction({ appId: event.data.app, functionId: event.data.function });
+    return await step.invoke("call", { function: target, data: { n: 20 } });
+  },
+);
+
 const sender = inngest.createFunction(
   { id: "sender", triggers: [{ event: "test/sender" }] },
   async ({ step }) => {
@@ -222,6 +231,7 @@ const functions = [
   nonretriable,
   catcher,
   invoker,
+  invokeNative,
   sender,
   failing,
   limited,

@@ -238,8 +238,22 @@ async def slow(ctx: inngest.Context) -> str:
     return await ctx.step.run("long", long)
 
 
+@client.create_function(
+    fn_id="invoke-native", trigger=inngest.TriggerEvent(event="test/invoke-native")
+)
+async def invoke_native(ctx: inngest.Context) -> object:
+    """Invokes a function of another app (a native stepstone one) by its id."""
+    return await ctx.step.invoke_by_id(
+        "call",
+        app_id=str(ctx.event.data["app"]),
+        function_id=str(ctx.event.data["function"]),
+        data={"n": 20},
+    )
+
+
 FUNCTIONS = [
     slow,
+    invoke_native,
     sequential,
     flaky,
     parallel,

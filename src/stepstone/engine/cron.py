@@ -23,15 +23,35 @@ def next_tick(trigger: CronTrigger, after: float) -> float:
 
 
 class CronScheduler:
-    def __init__(self, runtime: Runtime) -> None:
+    """Fires the cron triggers of the functions this worker can run: its own, and those of
+    synced SDK apps (which come and go as apps sync: the set is looked at again every
+    `rescan` seconds)."""
+
+    def __init__(self, runtime: Runtime, *, rescan: float = 2.0) -> None:
         self.runtime = runtime
+        self.rescan = rescan
+        self._loops: dict[tuple[str, CronTrigger], asyncio.Task[None]] = {}
+
+    def _wanted(self) -> dict[tuple[str, CronTrigger], FunctionDef]:
+        registry = self.runtime.registry
+        runnable = [fn for fn in registry.all() if fn.id in registry.local or fn.runtime]
+        return {(fn.id, t): fn for fn in runnable for t in fn.cron_triggers}
 
     async def run(self) -> None:
-        local = self.runtime.registry.local.values()
-        jobs = [(fn, t) for fn in local for t in fn.cron_triggers]
-        if not jobs:
-            return
-        await asyncio.gather(*(self._loop(fn, trigger) for fn, trigger in jobs))
+        try:
+            while True:
+                wanted = self._wanted()
+                for key in [k for k in self._loops if k not in wanted]:
+                    self._loops.pop(key).cancel()  # the function is gone, or changed
+                for key, fn in wanted.items():
+                    if key not in self._loops:
+                        self._loops[key] = asyncio.create_task(self._loop(fn, key[1]))
+                await asyncio.sleep(self.rescan)
+        finally:
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+            self._loops.clear()
 
     async def _loop(self, fn: FunctionDef, trigger: CronTrigger) -> None:
         clock = self.runtime.clock

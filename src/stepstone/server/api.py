@@ -44,6 +44,8 @@ class Api:
             # a function id may hold "/": matched as a path, up to the last segment
             Route("/v1/functions/{function_id:path}/stats", p(self.stats), methods=["GET"]),
             Route("/v1/functions/{function_id:path}/invoke", p(self.invoke), methods=["POST"]),
+            Route("/v1/apps", p(self.apps), methods=["GET"]),
+            Route("/v1/apps/sync", p(self.resync), methods=["POST"]),
             Route("/v1/runs", p(self.list_runs), methods=["GET"]),
             Route("/v1/runs/bulk", p(self.bulk), methods=["POST"]),
             Route("/v1/runs/{run_id}", p(self.get_run), methods=["GET"]),
@@ -110,6 +112,48 @@ class Api:
         function_id = await self._function_id(request)
         body = _model(models.Invoke, await read_json(request, self.max_body, empty={}))
         return respond(models.Started(run_id=await self.app.invoke(function_id, body.data)))
+
+    async def apps(self, request: Request) -> Response:
+        found = await self.app.synced_apps()
+        functions = await self._functions()
+        return respond(
+            models.AppList(
+                apps=[
+                    models.SyncedApp(
+                        id=app.id,
+                        url=app.url,
+                        sdk=app.sdk,
+                        framework=app.framework,
+                        app_version=app.app_version,
+                        synced_at=app.synced_at,
+                        error=app.error,
+                        functions=[
+                            fn.id
+                            for fn in functions
+                            if fn.runtime is not None and fn.runtime.app_id == app.id
+                        ],
+                    )
+                    for app in found
+                ]
+            )
+        )
+
+    async def resync(self, request: Request) -> Response:
+        """Only an app that synced before, at the URL it gave: this server calls no other."""
+        body = _model(models.Resync, await read_json(request, self.max_body))
+        known = {app.id: app for app in await self.app.synced_apps()}
+        app = known.get(body.app_id)
+        if app is None:
+            names = ", ".join(sorted(known)) or "none"
+            raise ApiError(404, f"no app {body.app_id!r} has synced; synced apps: {names}")
+        from .sdk_sync import SyncError, sync_app
+
+        try:
+            await sync_app(app.url, dev=self.credentials.dev)
+        except SyncError as exc:
+            await self.app.record_sync_failure(app, str(exc))
+            return respond(models.Resynced(app_id=app.id, synced=False, error=str(exc)))
+        return respond(models.Resynced(app_id=app.id, synced=True, error=None))
 
     async def list_runs(self, request: Request) -> Response:
         query = _query(

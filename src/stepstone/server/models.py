@@ -183,6 +183,12 @@ class SingletonOption(Model):
     key: str | None
 
 
+class HttpRuntime(Model):
+    type: Literal["http"]
+    url: str = Field(description="where the SDK app serves the function")
+    app_id: str | None
+
+
 class Function(Model):
     """A function's definition; an option it does not set is left out."""
 
@@ -200,6 +206,9 @@ class Function(Model):
     priority: PriorityOption | None = None
     idempotency: str | None = None
     singleton: SingletonOption | None = None
+    runtime: HttpRuntime | None = Field(
+        None, description="set for a function of an app written with an official SDK"
+    )
 
 
 class FunctionList(Model):
@@ -235,6 +244,33 @@ class Invoke(Model):
 
 class Started(Model):
     run_id: str
+
+
+class SyncedApp(Model):
+    """An app written with an official SDK that synced to this server."""
+
+    id: str
+    url: str = Field(description="the app's serve URL")
+    sdk: str = Field(description="the SDK and its version, e.g. py:v0.5.19")
+    framework: str | None
+    app_version: str | None
+    synced_at: Time = Field(description="its last sync, successful or not")
+    error: str | None = Field(description="why the last sync failed; null: it succeeded")
+    functions: list[str] = Field(description="the ids of its functions")
+
+
+class AppList(Model):
+    apps: list[SyncedApp]
+
+
+class Resync(Model):
+    app_id: str
+
+
+class Resynced(Model):
+    app_id: str
+    synced: bool
+    error: str | None
 
 
 class CancelRequested(Model):
@@ -285,5 +321,7 @@ RESPONSES: list[type[Model]] = [
     CancelRequested,
     Rerun,
     BulkResult,
+    AppList,
+    Resynced,
 ]
-REQUESTS: list[type[Model]] = [EventInput, Invoke, RerunRequest, BulkRequest]
+REQUESTS: list[type[Model]] = [EventInput, Invoke, RerunRequest, BulkRequest, Resync]

@@ -115,6 +115,24 @@ def openapi_document(app_id: str) -> dict[str, Any]:
                 },
             }
         },
+        "/v1/apps": {
+            "get": {
+                "summary": "The apps written with an official SDK that synced to this server",
+                "security": bearer,
+                "responses": {"200": _ok("the apps", _ref("AppList")), **_errors(401)},
+            }
+        },
+        "/v1/apps/sync": {
+            "post": {
+                "summary": "Ask a synced app to sync again (its serve URL is called with PUT)",
+                "security": bearer,
+                "requestBody": {"required": True, **_json(_ref("Resync"))},
+                "responses": {
+                    "200": _ok("whether it synced, and why not", _ref("Resynced")),
+                    **_errors(400, 401, 404),
+                },
+            }
+        },
         "/v1/runs": {
             "get": {
                 "summary": "Runs, newest first",

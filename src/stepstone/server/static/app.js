@@ -3,6 +3,7 @@
 // talks to the API, js/router.js maps the URL to a page of js/pages/.
 import { TOKEN_KEY, health, onUnauthorized, setLive } from "./js/api.js";
 import { fill, h, main } from "./js/dom.js";
+import { appsPage } from "./js/pages/apps.js";
 import { eventPage, eventsPage } from "./js/pages/events.js";
 import { functionPage, functionsPage } from "./js/pages/functions.js";
 import { runPage } from "./js/pages/run.js";
@@ -16,6 +17,7 @@ register([
   ["events", false, eventsPage],
   ["functions", true, functionPage],
   ["functions", false, functionsPage],
+  ["apps", false, appsPage],
 ]);
 
 let signingIn = false;
