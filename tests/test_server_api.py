@@ -549,7 +549,8 @@ def test_openapi_describes_every_endpoint(server: LiveServer, client: httpx.Clie
 def test_dashboard_is_served_with_a_strict_content_policy(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    assert '<script type="module" src="/static/app.js"' in page.text
+    # relative: the page may be mounted under a sub-path
+    assert '<script type="module" src="static/app.js"' in page.text
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert page.headers["x-content-type-options"] == "nosniff"

@@ -266,7 +266,7 @@ class App:
             if run.status.is_final:
                 return run
             if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError(f"run {run_id} is still {run.status.value} after {timeout}s")
+                raise TimeoutError(_still_going(run, timeout))
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.2)
 
@@ -391,6 +391,21 @@ class _Portal:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()  # else its self-pipe and selector leak until collected
+
+
+def _still_going(run: Run, timeout: float) -> str:
+    """Why wait_for_run gave up: the run's status, and the error it is retrying after."""
+    message = f"run {run.id} ({run.function_id}) is still {run.status.value} after {timeout}s"
+    error = run.last_error()
+    if error is None:
+        return message
+    text = f"{error.get('name') or 'Error'}: {error.get('message') or ''}".rstrip(": ")
+    retrying = any(step.status is StepStatus.RETRYING for step in run.steps) or (
+        bool(run.history) and run.history[-1].kind == "retrying"
+    )
+    if retrying:
+        return f"{message}: it is retrying after {text}"
+    return f"{message}; its last error: {text}"
 
 
 def _check_limit(limit: int) -> None:

@@ -54,3 +54,21 @@ def to_timestamp(when: datetime | float | int | str) -> float:
             when = when.replace(tzinfo=UTC)
         return when.timestamp()
     raise ConfigError(f"expected a datetime, an ISO 8601 string or a timestamp, got {when!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """How long something took, for people: `0.4 ms`, `12 ms`, `1.2 s`, `3 min 5 s`, `2 h`."""
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    if round(seconds * 1000) < 1000:
+        return f"{seconds * 1000:.0f} ms"
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from .engine import runlog
 from .planning import Planner, RawEvents
 from .records import RunStatus
 from .signals import Signals
@@ -59,6 +60,7 @@ class Intake:
             run = await store.get_run(run_id)
             if run is None or run.status is not RunStatus.CANCELLED:
                 continue  # a worker holds it: it ends the run, and announces it then
+            runlog.cancelled_idle(run)
             stored = await store.get_event(run.event_ids[0]) if run.event_ids else None
             first = stored.event if stored else None
             announced = self.planner.lifecycle_events(run, RunStatus.CANCELLED, event=first)

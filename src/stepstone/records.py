@@ -136,6 +136,17 @@ class Run:
                 return item
         raise KeyError(f"run {self.id} has no step {step_label(step_id, occurrence)!r}")
 
+    def last_error(self) -> dict[str, Any] | None:
+        """The error of the latest failed attempt (of a step or of the code outside steps),
+        or None: what a run that has not ended yet is retrying after."""
+        found = [(s.ended_at or s.started_at or 0.0, s.error) for s in self.steps if s.error]
+        found += [
+            (entry.at, entry.data["error"])
+            for entry in self.history
+            if entry.kind == "retrying" and isinstance(entry.data.get("error"), dict)
+        ]
+        return max(found, key=lambda item: item[0])[1] if found else None
+
 
 @dataclass(frozen=True)
 class Page(Generic[T]):

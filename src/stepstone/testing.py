@@ -13,15 +13,18 @@ function that sleeps for a week takes milliseconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .app import App
 from .clock import Clock
+from .errors import ConfigError
 from .function import FunctionDef
 from .ids import hash_step_id
 from .records import Event, Run, RunStatus, StepRecord, StepStatus
+from .step import Context
 from .store import NewEvent
 
 __all__ = ["TestClock", "run_function"]
@@ -68,6 +71,65 @@ class TestClock(Clock):
         await future
 
 
+class _StepIds:
+    """Wraps a function's `ctx.step`: notes each step id it asks for (the n-th repeat of
+    an id as `id:n`, as stubs name it), then does what the real one does."""
+
+    def __init__(self, step: Any, called: list[str]) -> None:
+        self._step = step
+        self._called = called
+        self._counts: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        tool = getattr(self._step, name)
+        if not callable(tool):
+            return tool
+
+        def noted(step_id: str, *args: Any, **kwargs: Any) -> Any:
+            count = self._counts.get(step_id, 0)
+            self._counts[step_id] = count + 1
+            self._called.append(step_id if count == 0 else f"{step_id}:{count}")
+            return tool(step_id, *args, **kwargs)
+
+        return noted
+
+
+def _recording(fn: FunctionDef, called: list[str]) -> FunctionDef:
+    """`fn`, its handler given a ctx whose step tools note the ids they are called with."""
+    handler = fn.handler
+
+    def with_ids(ctx: Context) -> Context:
+        return dataclasses.replace(ctx, step=_StepIds(ctx.step, called))
+
+    if fn.is_async:
+
+        async def recorded(ctx: Context) -> Any:
+            return await handler(with_ids(ctx))
+
+    else:
+
+        def recorded(ctx: Context) -> Any:  # type: ignore[misc]
+            return handler(with_ids(ctx))
+
+    return dataclasses.replace(fn, handler=recorded)
+
+
+def _check_stubs(fn_id: str, steps: Mapping[str, Any], called: list[str], run: Run) -> None:
+    """A stub for a step id the function never asked for is a typo, or a stale test."""
+    unused = [step_id for step_id in steps if step_id not in called]
+    if not unused:
+        return
+    names = ", ".join(repr(s) for s in unused)
+    real = ", ".join(repr(s) for s in dict.fromkeys(called)) or "none"
+    ended = f"the run ended {run.status.value}"
+    if run.error:
+        ended += f" with {run.error.get('name')}: {run.error.get('message')}"
+    raise ConfigError(
+        f"run_function: function {fn_id!r} never called the stubbed step(s) {names}; "
+        f"the steps it called: {real} ({ended})"
+    )
+
+
 def _finish(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -101,6 +163,9 @@ async def run_function(
     fn_id = function.id if isinstance(function, FunctionDef) else function
     planner = sandbox.runtime.planner
     fn = sandbox.runtime.registry.get(fn_id)
+    called: list[str] = []  # the step ids the function asks for, in order, with repeats
+    if steps:
+        sandbox.functions[fn_id] = fn = _recording(fn, called)
     try:
         store = await sandbox.store()
         prepared = planner.events(event)[0]
@@ -128,6 +193,7 @@ async def run_function(
                 current = await store.get_run(run.id, with_history=True)
                 assert current is not None
                 if current.status.is_final:
+                    _check_stubs(fn_id, steps or {}, called, current)
                     return current
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"run {run.id} still {current.status} after {timeout}s")

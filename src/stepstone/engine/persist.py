@@ -12,6 +12,7 @@ from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..runtime import Runtime
 from ..store import Claim, IntakeReport, Store, Wait
 from ..waitkeys import index_of
+from . import runlog
 
 
 class RunWriter:
@@ -32,6 +33,8 @@ class RunWriter:
         self.deadline: float | None = None  # timeouts.finish: a suspended run wakes by then
         # the run's log lines not saved yet: they ride along with the next write
         self.take_logs: Callable[[], list[HistoryEntry]] = list
+        self._began = runtime.clock.now()
+        runlog.started(claim, self._began)
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._runtime.clock.now()
@@ -40,6 +43,7 @@ class RunWriter:
             history = self.take_logs() + ([entry] if entry is not None else [])
             inline = op.alone and self._alone()
             await store.save_step(lease, op.step, op.output_json, history, inline=inline)
+            runlog.step_saved(self._runtime.registry, self._claim.run, op.step, now)
         elif isinstance(op, ops.SendEvents):
             planned = self._runtime.planner.events(op.events)
             report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)
@@ -119,6 +123,7 @@ class RunWriter:
                     ),
                 ],
             )
+        runlog.outcome(self._runtime.registry, self._claim, outcome, stop, self._began, now)
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
         now = self._runtime.clock.now()
