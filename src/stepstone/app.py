@@ -316,6 +316,11 @@ class App:
         await runtime.intake.store([planned])
         return planned.runs[0].id
 
+    async def pending_migrations(self) -> list[int]:
+        """The migrations this version knows and the database lacks (empty: its schema is
+        current); raises when the database does not answer."""
+        return await (await self.store()).pending_migrations()
+
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Any:
         """An in-process worker; `async with app.worker(): ...` runs it for the block."""

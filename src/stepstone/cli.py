@@ -105,8 +105,10 @@ async def _serve(
     api_token: str | None = None,
     signing_key: str | None = None,
     sdk_urls: Sequence[str] = (),
+    metrics_port: int | None = None,
 ) -> None:
-    """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
+    """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM; with
+    `metrics_port` (a worker alone) the probes and metrics on that port."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,11 +128,21 @@ async def _serve(
             sock = bind(*listen)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {listen[0]}:{listen[1]}: {exc}") from None
+    elif metrics_port is not None:
+        from .server import bind
+        from .server.probes import make_worker_server
+
+        server = make_worker_server(app)
+        try:
+            sock = bind("0.0.0.0", metrics_port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on port {metrics_port}: {exc}") from None
     worker = app.worker(**worker_options)
     await worker.start()
     server_task = None
-    if server is not None and sock is not None and listen is not None:
+    if server is not None and sock is not None:
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
+    if sock is not None and listen is not None:
         host, port = sock.getsockname()[:2]
         url = f"http://{host}:{port}"
         console.print(f"[bold green]stepstone[/] {'dev server' if dev else 'server'} on {url}")
@@ -142,6 +154,8 @@ async def _serve(
         console.print(
             f"[bold green]stepstone[/] worker {worker.id} on {redact_url(app.database_url)}"
         )
+        if sock is not None:
+            console.print(f"  probes     http://0.0.0.0:{sock.getsockname()[1]}/readyz")
     console.print(f"  functions  {', '.join(app.functions) or '(none)'}")
     for url in sdk_urls:
         await _sync(url, dev=dev)
@@ -264,6 +278,12 @@ def start(
     help="Seconds between checks for due work when nothing wakes the worker "
     "(default: 0.25 on SQLite; 5 on PostgreSQL, where LISTEN/NOTIFY wakes it).",
 )
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=int,
+    help="Serve /healthz, /readyz and /metrics on this port (0: any free port).",
+)
 def worker(
     app_path: str | None,
     database: str | None,
@@ -272,6 +292,7 @@ def worker(
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker: claim and execute runs until stopped (those of SDK apps too)."""
     app = _app_or_none(app_path, database)
@@ -281,7 +302,9 @@ def worker(
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
     }
-    _run(_serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls))
+    _run(
+        _serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls, metrics_port=metrics_port)
+    )
 
 
 @main.command()

@@ -22,6 +22,7 @@ from .auth import Credentials
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .intake import Intake
 from .middleware import HttpMiddleware
+from .probes import probe_routes
 from .sdk_routes import SdkRoutes
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def create_app(
         *Api(app, credentials, max_body).routes(),
         *SdkRoutes(app, dev=dev, signing_key=sdk_key, max_body=max_body).routes(),
         Route("/health", health, methods=["GET"]),
+        *probe_routes(app),
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -182,6 +182,11 @@ class Store(abc.ABC):
         """Stop the calls registered by `subscribe(wake, ...)`."""
         return None
 
+    @abc.abstractmethod
+    async def pending_migrations(self) -> list[int]:
+        """Asks the database which migrations this code knows and the schema lacks (empty:
+        the schema is current); raises when the database does not answer."""
+
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod
     async def ingest(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..records import HistoryEntry, Page, Run, RunStatus, StepRecord
-from . import run_search
+from . import migrations, run_search
 from .base import (
     Claim,
     Handoff,
@@ -38,9 +38,11 @@ T = TypeVar("T")
 
 
 class SqlStore(Store, abc.ABC):
+    """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
+
+    dialect: str  # the folder of its SQL files: "sqlite" or "postgres"
     # an event-name pattern as the dialect's list_runs query matches it
     name_pattern: Callable[[str], str] = staticmethod(run_search.glob_pattern)
-    """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
 
     @abc.abstractmethod
     async def _write(self, script: Callable[[Tx], T]) -> T: ...
@@ -57,6 +59,10 @@ class SqlStore(Store, abc.ABC):
         transaction around it (and so without the BEGIN and COMMIT round trips). It may
         run twice if the connection is lost before its answer; it must be idempotent."""
         return await (self._write_inline(script) if inline else self._write(script))
+
+    async def pending_migrations(self) -> list[int]:
+        rows = await self._read(lambda tx: tx("applied_migrations").fetchall())
+        return [version for version, _, _ in migrations.pending(self.dialect, (r[0] for r in rows))]
 
     # -- intake ------------------------------------------------------------------------
     async def ingest(

@@ -57,6 +57,8 @@ def _split_statements(script: str) -> list[str]:
 
 
 class SQLiteStore(SqlStore):
+    dialect = "sqlite"
+
     def __init__(
         self,
         path: str | None,

@@ -434,3 +434,7 @@ ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at, error = excluded.
 
 -- name: list_apps
 SELECT id, url, sdk, framework, app_version, synced_at, error FROM apps ORDER BY id;
+
+-- name: applied_migrations
+-- The versions of the schema's migrations, for the readiness probe.
+SELECT version FROM schema_migrations;
