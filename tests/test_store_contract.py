@@ -369,6 +369,49 @@ async def test_a_renewal_after_the_release_leaves_the_due_time_alone(store: Stor
     assert woken.run.id == run_id
 
 
+async def test_release_hands_live_leases_back_at_once(store: Store) -> None:
+    """A stopping worker releases its runs: each is due at the time given (a held run
+    keeps its due time), and another worker claims it with a new fence; a lease that was
+    lost or whose run ended is left alone."""
+    [lost_id] = await queue_runs(store, 1)
+    lost = await claim_one(store, "w1")
+    now = T0 + LEASE + 1
+    assert (await claim_one(store, "w2", now=now)).run.id == lost_id  # taken over
+    kept_id, held_id, ended_id = await queue_runs(store, 3, at=now)
+    leases = {c.run.id: c.lease for c in await store.claim("w1", 3, now, LEASE)}
+    await store.finish(
+        leases[ended_id], status=RunStatus.COMPLETED, output_json=None, error=None, at=now
+    )
+    pairs = [
+        (leases[kept_id], now),
+        (leases[held_id], now + 0.5),
+        (leases[ended_id], now),
+        (lost.lease, now),
+    ]
+    assert sorted(await store.release(pairs, now, "w1")) == sorted([kept_id, held_id])
+    assert await store.next_due() == now  # not a lease later
+    [again] = await store.claim("w3", 5, now, LEASE)
+    assert again.run.id == kept_id and again.lease.fence == leases[kept_id].fence + 1
+    [early] = await store.claim("w3", 5, now + 0.5, LEASE)
+    assert early.run.id == held_id
+    run = await store.get_run(kept_id, with_history=True)
+    assert run is not None
+    assert [h.data for h in run.history if h.kind == "released"] == [{"worker": "w1"}]
+    assert await store.release([], now, "w1") == []
+
+
+async def test_a_run_woken_while_leased_is_released_due_now(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    waiting = step("wait", StepStatus.WAITING, kind="wait")
+    await store.register_wait(
+        lease, waiting, Wait(run_id, waiting.hashed_id, "go", None, {}, T0 + 99)
+    )
+    await store.ingest([new_event("go", functions=())])  # resumes the wait: wakes the run
+    assert await store.release([(lease, T0 + 50)], T0 + 1, "w1") == [run_id]
+    assert await store.next_due() == T0 + 1
+
+
 async def _sleeping_run(store: Store, **sleeps: float) -> str:
     """A run claimed at T0 that sleeps in the named steps until their times, released
     until the first of them."""

@@ -78,6 +78,29 @@ def _use_signing_key(app: App, signing_key: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--signing-key") from None
 
 
+def _grace_option(fn: Any) -> Any:
+    return click.option(
+        "--grace",
+        default="30s",
+        show_default=True,
+        help="On SIGTERM or SIGINT, how long running steps may take to finish and be saved "
+        "before the runs go back to the queue (a second signal stops at once).",
+    )(fn)
+
+
+def _grace(value: str) -> float:
+    from .durations import parse_duration
+
+    try:
+        return (
+            float(value)
+            if value.replace(".", "", 1).isdigit()
+            else (parse_duration(value, what="--grace"))
+        )
+    except (ValueError, StepstoneError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+
+
 def _app_or_none(app_path: str | None, database: str | None) -> App:
     """The app a command line names, or, for SDK apps alone, an app of no functions."""
     if app_path is None:
@@ -111,8 +134,15 @@ async def _serve(
     `metrics_port` (a worker alone) the probes and metrics on that port."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    worker = app.worker(**worker_options)
+
+    def on_signal() -> None:  # the first stops gracefully, a second at once
+        if stop.is_set():
+            worker.abort()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     server = sock = None
     if listen is not None:
         from .server import bind, make_server
@@ -137,7 +167,6 @@ async def _serve(
             sock = bind("0.0.0.0", metrics_port)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on port {metrics_port}: {exc}") from None
-    worker = app.worker(**worker_options)
     await worker.start()
     server_task = None
     if server is not None and sock is not None:
@@ -214,6 +243,7 @@ def dev(
     "command lines are visible to other users).",
 )
 @_signing_key_option
+@_grace_option
 @click.option("--concurrency", default=100, show_default=True)
 @click.option(
     "--lease",
@@ -231,6 +261,7 @@ def start(
     event_keys: tuple[str, ...],
     api_token: str | None,
     signing_key: str | None,
+    grace: str,
     concurrency: int,
     lease_seconds: float,
 ) -> None:
@@ -254,7 +285,11 @@ def start(
             api_token=api_token.strip(),
             signing_key=signing_key or None,
             sdk_urls=sdk_urls,
-            worker_options={"concurrency": concurrency, "lease_seconds": lease_seconds},
+            worker_options={
+                "concurrency": concurrency,
+                "lease_seconds": lease_seconds,
+                "grace": _grace(grace),
+            },
         )
     )
 
@@ -262,6 +297,7 @@ def start(
 @main.command()
 @_server_app_option
 @_signing_key_option
+@_grace_option
 @click.option("--concurrency", default=100, show_default=True, help="Runs at once.")
 @click.option(
     "--lease",
@@ -289,6 +325,7 @@ def worker(
     database: str | None,
     sdk_urls: tuple[str, ...],
     signing_key: str | None,
+    grace: str,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
@@ -301,6 +338,7 @@ def worker(
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
+        "grace": _grace(grace),
     }
     _run(
         _serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls, metrics_port=metrics_port)

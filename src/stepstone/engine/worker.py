@@ -31,6 +31,7 @@ from .persist import RunWriter
 from .remote import RemoteInvocation
 
 log = logging.getLogger("stepstone.worker")
+RELEASE_TIMEOUT = 10.0  # seconds a stopping worker gives the database to take its runs back
 
 
 @dataclass
@@ -41,6 +42,9 @@ class _Active:
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
+    held: float | None = None  # claimed ahead: the time it is due, until it starts
+    handed_back: bool = False  # its lease is to be released as the worker stops
+    task: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -58,7 +62,7 @@ class Worker:
         worker_id: str | None = None,
         sync_threads: int = 16,
         crons: bool = True,
-        shutdown_timeout: float = 10.0,
+        grace: float = 30.0,
         claim_ahead: float | None = None,
     ) -> None:
         if concurrency < 1:
@@ -77,7 +81,12 @@ class Worker:
         self.change_poll = change_poll
         self._probe: Callable[[], bool] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
-        self.shutdown_timeout = shutdown_timeout
+        if grace < 0:
+            raise ConfigError("grace must be 0 seconds or more")
+        # on stop, how long the steps running may take to finish and be saved
+        self.grace = grace
+        self._abort: asyncio.Event | None = None  # set: stop without waiting any more
+        self._released: list[tuple[Lease, float]] = []  # runs to hand back on stop
         if claim_ahead is not None and not 0 <= claim_ahead <= 1:
             raise ConfigError("claim_ahead must be from 0 to 1 second")
         # a sleeping or retrying run due this soon is claimed early and held until its
@@ -115,6 +124,7 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._abort = asyncio.Event()
         runtime = self.runtime
         self._store = store = await runtime.store()
         if self._poll_option is None:
@@ -146,6 +156,9 @@ class Worker:
             await self.stop()
 
     async def stop(self) -> None:
+        """Stop claiming, let the steps running finish within `grace` seconds and be saved,
+        then hand every run this worker still holds back to the database at once: another
+        worker resumes it now, not when its lease would have expired."""
         if self._stopping:
             return
         self._stopping = True
@@ -159,19 +172,81 @@ class Worker:
             except Exception:
                 log.exception("worker %s could not unsubscribe from wake-ups", self.id)
         self._wake.set()
-        if self._runs:
-            _done, pending = await asyncio.wait(list(self._runs), timeout=self.shutdown_timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:  # a claim on its way spawns its runs before they are counted
+            await asyncio.wait([self._tasks[0]], timeout=self.grace)
+        await self._wind_down()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release()
         if self._http is not None:
             await self._http.aclose()
         self._step_pool.shutdown(wait=False, cancel_futures=True)
         self._fn_pool.shutdown(wait=False, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Cut a stop's grace short (a second SIGTERM): runs still in a step are dropped
+        and handed back as they are (their steps run again elsewhere)."""
+        self._stopping = True
+        if self._abort is not None:
+            self._abort.set()
+
+    async def _wind_down(self) -> None:
+        """Runs claimed ahead go back at once; the others stop at their next step, and
+        those still in a step when the grace ends are dropped and go back as they are."""
+        if not self._active:
+            return
+        log.info(
+            "worker %s stopping: %d runs in flight, %gs grace",
+            self.id,
+            len(self._active),
+            self.grace,
+        )
+        for active in list(self._active.values()):
+            if active.held is not None:
+                self._hand_back(active, active.held)
+                if active.task is not None:
+                    active.task.cancel()
+            elif active.invocation is not None:
+                active.invocation.stop("the worker is shutting down")
+        assert self._abort is not None
+        aborted = asyncio.create_task(self._abort.wait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        try:
+            while self._runs and not aborted.done() and loop.time() < deadline:
+                await asyncio.wait(
+                    [*self._runs, aborted],
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            aborted.cancel()
+        now = self.clock.now()
+        for active in list(self._active.values()):
+            self._hand_back(active, now)
+        pending = list(self._runs)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _hand_back(self, active: _Active, at: float) -> None:
+        if not active.lost and not active.handed_back:
+            active.handed_back = True
+            self._released.append((active.lease, at))
+
+    async def _release(self) -> None:
+        leases, self._released = self._released, []
+        if not leases or self._store is None:
+            return
+        try:
+            released = await asyncio.wait_for(
+                self._store.release(leases, self.clock.now(), self.id), RELEASE_TIMEOUT
+            )
+        except Exception:
+            log.exception("worker %s could not hand its runs back; their leases expire", self.id)
+            return
+        log.info("worker %s handed %d runs back to the queue", self.id, len(released))
 
     @property
     def busy(self) -> bool:
@@ -305,8 +380,11 @@ class Worker:
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
         active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
+        if self._stopping:  # leased by a send as this worker stops: straight back
+            self._hand_back(active, claim.due or self.clock.now())
+            return
         self._active[claim.lease.run_id] = active
-        task = asyncio.create_task(self._execute(claim, active))
+        task = active.task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
 
@@ -318,10 +396,15 @@ class Worker:
         try:
             if claim.due is not None:  # claimed ahead of its time: it starts then
                 self._held += 1
+                active.held = claim.due
                 try:
                     await self.clock.sleep(claim.due - self.clock.now())
                 finally:
                     self._held -= 1
+                    active.held = None
+            if self._stopping:
+                self._hand_back(active, self.clock.now())
+                return
             fn = self._function_of(run.function_id)
             if fn is not None and fn.timeouts is not None and active.stop is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
@@ -343,6 +426,9 @@ class Worker:
                 invocation.stop(str(active.stop))
             outcome = await invocation.execute()
             if active.lost:
+                return
+            if self._stopping and isinstance(outcome, ops.Abandoned) and active.stop is None:
+                self._hand_back(active, self.clock.now())  # stopped for the shutdown
                 return
             active.ending = True
             await writer.outcome(outcome, stop=active.stop)

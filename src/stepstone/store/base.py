@@ -251,6 +251,15 @@ class Store(abc.ABC):
         """Extend leases; returns (run ids whose lease was lost, run ids asked to cancel)."""
 
     @abc.abstractmethod
+    async def release(
+        self, leases: Sequence[tuple[Lease, float]], now: float, owner: str
+    ) -> list[str]:
+        """Hand runs back at once, each (lease, due time): a stopping worker's, so that
+        another worker resumes them without waiting for the leases to expire. A lease that
+        no longer holds is left alone; a run woken meanwhile is due `now`. Returns the run
+        ids released (each gets a "released" history entry naming `owner`)."""
+
+    @abc.abstractmethod
     async def next_due(self) -> float | None:
         """When the earliest job becomes due (None when there is none)."""
 

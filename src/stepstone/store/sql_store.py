@@ -154,6 +154,22 @@ class SqlStore(Store, abc.ABC):
 
         return await self._write(script)
 
+    async def release(
+        self, leases: Sequence[tuple[Lease, float]], now: float, owner: str
+    ) -> list[str]:
+        if not leases:
+            return []
+
+        def script(tx: Tx) -> list[str]:
+            rows = to_json([[lease.run_id, lease.fence, at] for lease, at in leases])
+            released = [row[0] for row in tx("release_leases", now, rows).fetchall()]
+            entry = HistoryEntry(now, "released", {"worker": owner})
+            for run_id in released:
+                insert_history(tx, run_id, entry)
+            return released
+
+        return await self._write(script)
+
     async def next_due(self) -> float | None:
         def script(tx: Tx) -> float | None:
             row = tx("next_due").fetchone()

@@ -438,3 +438,15 @@ SELECT id, url, sdk, framework, app_version, synced_at, error FROM apps ORDER BY
 -- name: applied_migrations
 -- The versions of the schema's migrations, for the readiness probe.
 SELECT version FROM schema_migrations;
+
+-- name: release_leases
+-- A stopping worker hands its runs back: JSON rows (run_id, fence, at). Each job whose
+-- lease still holds is freed and due at its `at`, or at once (the second parameter) when
+-- something woke it meanwhile; returns the run ids released.
+UPDATE jobs SET owner = NULL, wake = 0,
+    available_at = CASE WHEN jobs.wake = 1 THEN ? ELSE json_extract(l.value, '$[2]') END
+FROM json_each(?) AS l
+WHERE jobs.owner IS NOT NULL
+  AND jobs.run_id = json_extract(l.value, '$[0]')
+  AND jobs.fence = json_extract(l.value, '$[1]')
+RETURNING jobs.run_id;

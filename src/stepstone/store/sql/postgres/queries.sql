@@ -204,3 +204,13 @@ FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
 UNION ALL
 SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
 FROM wait_paths WHERE event IN (SELECT name FROM names);
+
+-- name: release_leases
+UPDATE jobs SET owner = NULL, wake = 0,
+    available_at = CASE WHEN jobs.wake = 1 THEN ? ELSE l.at END
+FROM (
+    SELECT r->>0 AS run_id, (r->>1)::integer AS fence, (r->>2)::double precision AS at
+    FROM json_array_elements(?::json) AS r
+) AS l
+WHERE jobs.owner IS NOT NULL AND jobs.run_id = l.run_id AND jobs.fence = l.fence
+RETURNING jobs.run_id;
