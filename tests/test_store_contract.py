@@ -400,6 +400,17 @@ async def test_release_hands_live_leases_back_at_once(store: Store) -> None:
     assert await store.release([], now, "w1") == []
 
 
+async def test_backlog_counts_runs_due_and_not_leased(store: Store) -> None:
+    assert await store.backlog(T0) == (0, None)
+    await queue_runs(store, 2, at=T0 - 5)
+    await queue_runs(store, 1, at=T0 + 5)  # not due yet
+    assert await store.backlog(T0) == (2, T0 - 5)
+    await claim_one(store, now=T0)  # the oldest, leased: no longer waiting
+    count, oldest = await store.backlog(T0)
+    assert count == 1 and oldest is not None and T0 - 5 <= oldest <= T0
+    assert (await store.backlog(T0 + LEASE + 1))[0] == 3  # an expired lease waits again
+
+
 async def test_a_run_woken_while_leased_is_released_due_now(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease

@@ -321,6 +321,11 @@ class App:
         current); raises when the database does not answer."""
         return await (await self.store()).pending_migrations()
 
+    async def backlog(self) -> tuple[int, float]:
+        """How many runs wait for a worker now, and for how many seconds the oldest has."""
+        due, oldest = await (await self.store()).backlog(self.clock.now())
+        return due, 0.0 if oldest is None else max(0.0, self.clock.now() - oldest)
+
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Any:
         """An in-process worker; `async with app.worker(): ...` runs it for the block."""

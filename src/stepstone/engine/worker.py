@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .. import ops
+from .. import metrics, ops
 from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
@@ -146,6 +147,7 @@ class Worker:
         if self._crons:
             scheduler = CronScheduler(runtime)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
+        metrics.worker_running(1)
         log.info("worker %s started on %s", self.id, redact_url(runtime.database_url))
 
     async def run_forever(self) -> None:
@@ -179,6 +181,8 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._release()
+        if self._loop is not None:
+            metrics.worker_running(-1)
         if self._http is not None:
             await self._http.aclose()
         self._step_pool.shutdown(wait=False, cancel_futures=True)
@@ -246,6 +250,7 @@ class Worker:
         except Exception:
             log.exception("worker %s could not hand its runs back; their leases expire", self.id)
             return
+        metrics.released(len(released))
         log.info("worker %s handed %d runs back to the queue", self.id, len(released))
 
     @property
@@ -277,6 +282,7 @@ class Worker:
             if free > 0:
                 asked, now = min(free, 50), self.clock.now()
                 allowed = self._pacer.allowance(asked, now)
+                began = time.perf_counter()
                 try:
                     claims = await store.claim(
                         self.id,
@@ -290,6 +296,7 @@ class Worker:
                     log.exception("worker %s could not claim runs; retrying", self.id)
                     await asyncio.sleep(min(1.0, self.poll_interval * 4))
                     continue
+                metrics.claimed(time.perf_counter() - began)
                 started = 0
                 for claim in claims:
                     if claim.lease.fence == 1:
@@ -379,6 +386,8 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
+        if claim.lease.fence == 1:
+            metrics.run_started(claim.run.function_id)
         active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
         if self._stopping:  # leased by a send as this worker stops: straight back
             self._hand_back(active, claim.due or self.clock.now())
@@ -435,6 +444,8 @@ class Worker:
             if isinstance(outcome, ops.Suspended) and outcome.at is not None:
                 self._pacer.suspended(run.id, outcome.at, self.clock.now())
         except LeaseLostError:
+            if not active.lost:
+                metrics.lease_lost()
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
             raise
@@ -558,6 +569,7 @@ class Worker:
                     # and says so, if it was taken over)
                     continue
                 log.warning("run %s: lease lost; another worker took it over", run_id)
+                metrics.lease_lost()
                 active.lost = True
                 if active.invocation is not None:
                     active.invocation.stop("lease lost")

@@ -21,6 +21,7 @@ from .api import Api
 from .auth import Credentials
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .intake import Intake
+from .metrics import metrics_routes
 from .middleware import HttpMiddleware
 from .probes import probe_routes
 from .sdk_routes import SdkRoutes
@@ -63,6 +64,7 @@ def create_app(
         *SdkRoutes(app, dev=dev, signing_key=sdk_key, max_body=max_body).routes(),
         Route("/health", health, methods=["GET"]),
         *probe_routes(app),
+        *metrics_routes(app, None if credentials.api_open else credentials),
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

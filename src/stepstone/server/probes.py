@@ -61,7 +61,9 @@ def probe_routes(app: App) -> list[BaseRoute]:
 
 def worker_app(app: App) -> Starlette:
     """What `stepstone worker --metrics-port` serves: the probes and /metrics, no API."""
-    return Starlette(routes=probe_routes(app))
+    from .metrics import metrics_routes
+
+    return Starlette(routes=[*probe_routes(app), *metrics_routes(app, None)])
 
 
 def make_worker_server(app: App) -> uvicorn.Server:

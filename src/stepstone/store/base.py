@@ -260,6 +260,11 @@ class Store(abc.ABC):
         ids released (each gets a "released" history entry naming `owner`)."""
 
     @abc.abstractmethod
+    async def backlog(self, now: float) -> tuple[int, float | None]:
+        """How many runs are due by `now` and wait for a worker (an expired lease too), and
+        the due time of the oldest (None when none waits)."""
+
+    @abc.abstractmethod
     async def next_due(self) -> float | None:
         """When the earliest job becomes due (None when there is none)."""
 

@@ -170,6 +170,10 @@ class SqlStore(Store, abc.ABC):
 
         return await self._write(script)
 
+    async def backlog(self, now: float) -> tuple[int, float | None]:
+        row = await self._read(lambda tx: tx("backlog", now).fetchone())
+        return int(row[0]), None if row[1] is None else float(row[1])
+
     async def next_due(self) -> float | None:
         def script(tx: Tx) -> float | None:
             row = tx("next_due").fetchone()

@@ -450,3 +450,7 @@ WHERE jobs.owner IS NOT NULL
   AND jobs.run_id = json_extract(l.value, '$[0]')
   AND jobs.fence = json_extract(l.value, '$[1]')
 RETURNING jobs.run_id;
+
+-- name: backlog
+-- Jobs due now and not leased (a lease that expired is due), and the oldest due time.
+SELECT count(*), min(available_at) FROM jobs WHERE available_at <= ?;
