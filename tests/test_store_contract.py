@@ -22,6 +22,7 @@ from stepstone.store import (
     IntakeReport,
     NewEvent,
     NewRun,
+    Pruned,
     Store,
     SyncedAppRecord,
     Wait,
@@ -409,6 +410,37 @@ async def test_backlog_counts_runs_due_and_not_leased(store: Store) -> None:
     count, oldest = await store.backlog(T0)
     assert count == 1 and oldest is not None and T0 - 5 <= oldest <= T0
     assert (await store.backlog(T0 + LEASE + 1))[0] == 3  # an expired lease waits again
+
+
+async def test_prune_deletes_finished_runs_before_the_cutoff_in_batches(store: Store) -> None:
+    ended = await queue_runs(store, 3)
+    for claim in await store.claim("w1", 3, T0, LEASE):
+        await store.save_step(claim.lease, step("a"), '"out"', [HistoryEntry(T0, "log", {})])
+        await store.finish(
+            claim.lease, status=RunStatus.COMPLETED, output_json="1", error=None, at=T0 + 1
+        )
+    [recent] = await queue_runs(store, 1, at=T0 + 50)
+    recent_lease = (await claim_one(store, now=T0 + 50)).lease
+    await store.finish(
+        recent_lease, status=RunStatus.FAILED, output_json=None, error=None, at=T0 + 50
+    )
+    going = await _sleeping_run(store, nap=T0 + 10**7)  # claimed at T0, never ends
+    lonely = new_event("nobody/listens", functions=(), at=T0)
+    await store.ingest([lonely])
+    assert await store.prune(T0 + 40, limit=2) == Pruned(2, 2)  # a batch: the oldest first
+    assert await store.prune(T0 + 40, limit=2) == Pruned(1, 2)
+    assert await store.prune(T0 + 40, limit=2) == Pruned(0, 0)
+    for run_id in ended:
+        assert await store.get_run(run_id) is None
+    assert await store.get_event(lonely.event.id or "") is None
+    kept = await store.get_run(recent)
+    assert kept is not None and kept.status is RunStatus.FAILED  # ended after the cutoff
+    still = await store.get_run(going, with_history=True)
+    assert still is not None and still.status is RunStatus.SLEEPING and still.steps
+    assert still.event_ids and await store.get_event(still.event_ids[0]) is not None
+    assert await store.next_due() == T0 + 10**7  # its job is untouched
+    assert await store.prune(T0 + 10**8, limit=10) == Pruned(1, 1)  # the recent one
+    assert await store.get_run(going) is not None
 
 
 async def test_a_run_woken_while_leased_is_released_due_now(store: Store) -> None:

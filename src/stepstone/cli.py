@@ -101,6 +101,24 @@ def _grace(value: str) -> float:
         raise click.BadParameter(str(exc), param_hint="--grace") from None
 
 
+def _retention_option(fn: Any) -> Any:
+    return click.option(
+        "--retention",
+        default=None,
+        help="Delete finished runs (and the events no run needs) this long after they "
+        "ended, e.g. 7d; 0 keeps everything (default: the app's, 7 days).",
+    )(fn)
+
+
+def _use_retention(app: App, retention: str | None) -> None:
+    if retention is None:
+        return
+    try:
+        app.retention = "0s" if retention.strip() == "0" else retention
+    except StepstoneError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retention") from None
+
+
 def _app_or_none(app_path: str | None, database: str | None) -> App:
     """The app a command line names, or, for SDK apps alone, an app of no functions."""
     if app_path is None:
@@ -244,6 +262,7 @@ def dev(
 )
 @_signing_key_option
 @_grace_option
+@_retention_option
 @click.option("--concurrency", default=100, show_default=True)
 @click.option(
     "--lease",
@@ -262,6 +281,7 @@ def start(
     api_token: str | None,
     signing_key: str | None,
     grace: str,
+    retention: str | None,
     concurrency: int,
     lease_seconds: float,
 ) -> None:
@@ -276,6 +296,7 @@ def start(
         )
     app = _app_or_none(app_path, database)
     _use_signing_key(app, signing_key)
+    _use_retention(app, retention)
     _run(
         _serve(
             app,
@@ -298,6 +319,7 @@ def start(
 @_server_app_option
 @_signing_key_option
 @_grace_option
+@_retention_option
 @click.option("--concurrency", default=100, show_default=True, help="Runs at once.")
 @click.option(
     "--lease",
@@ -326,6 +348,7 @@ def worker(
     sdk_urls: tuple[str, ...],
     signing_key: str | None,
     grace: str,
+    retention: str | None,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
@@ -334,6 +357,7 @@ def worker(
     """Run a worker: claim and execute runs until stopped (those of SDK apps too)."""
     app = _app_or_none(app_path, database)
     _use_signing_key(app, signing_key)
+    _use_retention(app, retention)
     options = {
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
@@ -343,6 +367,29 @@ def worker(
     _run(
         _serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls, metrics_port=metrics_port)
     )
+
+
+@main.command()
+@click.argument("app_path", metavar="[MODULE:APP]", required=False)
+@click.option("--database", "-d", default=None, help=DATABASE_HELP)
+@click.option(
+    "--older-than",
+    default=None,
+    help="Delete the runs that ended longer ago than this (24h or more; default: the "
+    "app's retention, 7 days), with their steps, history and the events no run needs.",
+)
+def prune(app_path: str | None, database: str | None, older_than: str | None) -> None:
+    """Delete finished runs past retention now, in small batches (workers also do it)."""
+    app = _app_or_none(app_path, database)
+
+    async def go() -> None:
+        try:
+            done = await app.prune(older_than)
+        finally:
+            await app.close()
+        console.print(f"pruned {done.runs} runs and {done.events} events")
+
+    _run(go())
 
 
 @main.command()

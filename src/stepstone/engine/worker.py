@@ -29,6 +29,7 @@ from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
+from .pruning import prune_forever
 from .remote import RemoteInvocation
 
 log = logging.getLogger("stepstone.worker")
@@ -65,6 +66,7 @@ class Worker:
         crons: bool = True,
         grace: float = 30.0,
         claim_ahead: float | None = None,
+        prune_interval: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("worker concurrency must be at least 1")
@@ -97,6 +99,7 @@ class Worker:
         self.claim_ahead = 0.0 if claim_ahead is None else claim_ahead
         self._held = 0
         self._crons = crons
+        self.prune_interval = prune_interval  # how often it deletes runs past retention
         self._pacer = StartPacer(self.clock.now())
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
@@ -144,6 +147,9 @@ class Worker:
             asyncio.create_task(self._claim_loop(), name="stepstone-claim"),
             asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
         ]
+        if self.prune_interval > 0:
+            pruning = prune_forever(runtime, store, self.prune_interval)
+            self._tasks.append(asyncio.create_task(pruning, name="stepstone-prune"))
         if self._crons:
             scheduler = CronScheduler(runtime)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))

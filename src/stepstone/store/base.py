@@ -131,6 +131,14 @@ RunPage = Page[Run]
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """What a prune deleted: finished runs (with their steps and history) and events."""
+
+    runs: int
+    events: int
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     event: Event
     received_at: float
@@ -258,6 +266,12 @@ class Store(abc.ABC):
         another worker resumes them without waiting for the leases to expire. A lease that
         no longer holds is left alone; a run woken meanwhile is due `now`. Returns the run
         ids released (each gets a "released" history entry naming `owner`)."""
+
+    @abc.abstractmethod
+    async def prune(self, before: float, *, limit: int) -> Pruned:
+        """Delete up to `limit` runs that ended before `before`, with their steps, history,
+        waits and flow keys, and up to `limit` events received before then that no run
+        links to any more; one short transaction. Runs not ended are never touched."""
 
     @abc.abstractmethod
     async def backlog(self, now: float) -> tuple[int, float | None]:

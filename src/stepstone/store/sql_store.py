@@ -18,6 +18,7 @@ from .base import (
     Lease,
     NewEvent,
     NewRun,
+    Pruned,
     RunPage,
     Store,
     StoredEvent,
@@ -167,6 +168,19 @@ class SqlStore(Store, abc.ABC):
             for run_id in released:
                 insert_history(tx, run_id, entry)
             return released
+
+        return await self._write(script)
+
+    async def prune(self, before: float, *, limit: int) -> Pruned:
+        def script(tx: Tx) -> Pruned:
+            ids = Many(row[0] for row in tx("prune_pick_runs", before, limit).fetchall())
+            if ids:
+                for query in ("prune_steps", "prune_history", "prune_waits", "prune_flow_keys"):
+                    tx(query, ids)
+                tx("prune_run_links", ids).fetchall()
+                tx("prune_runs", ids)
+            events = tx("prune_events", before, limit).fetchall()
+            return Pruned(len(ids), len(events))
 
         return await self._write(script)
 
