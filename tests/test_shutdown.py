@@ -81,6 +81,37 @@ async def test_leaving_the_worker_block_saves_running_steps_and_hands_runs_back(
         await app.close()
 
 
+async def test_an_abort_skips_the_grace_and_still_hands_the_run_back(database_url: str) -> None:
+    app = stepstone.App("abort", database=database_url)
+    in_step = asyncio.Event()
+
+    @app.function(id="slow", trigger="abort/go")
+    async def slow(ctx: stepstone.Context) -> None:
+        async def long() -> None:
+            in_step.set()
+            await asyncio.sleep(60)
+
+        await ctx.step.run("long", long)
+
+    worker = app.worker(lease_seconds=LEASE, grace=60)
+    try:
+        await worker.start()
+        [event_id] = await app.send({"name": "abort/go"})
+        await asyncio.wait_for(in_step.wait(), 30)
+        worker.abort()  # a second signal, before the stop has begun
+        began = time.monotonic()
+        await worker.stop()
+        assert time.monotonic() - began < 5
+        [run] = await app.runs_for_event(event_id)
+        due = await (await app.store()).next_due()
+        assert due is not None and due <= time.time()
+        saved = await app.get_run(run.id)
+        assert saved is not None and saved.status == "running"
+    finally:
+        await worker.stop()
+        await app.close()
+
+
 async def test_sigterm_hands_runs_in_flight_to_another_worker_at_once(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -196,8 +196,8 @@ class Worker:
 
     def abort(self) -> None:
         """Cut a stop's grace short (a second SIGTERM): runs still in a step are dropped
-        and handed back as they are (their steps run again elsewhere)."""
-        self._stopping = True
+        and handed back as they are (their steps run again elsewhere). Before a stop, it
+        makes that stop skip its grace."""
         if self._abort is not None:
             self._abort.set()
 
