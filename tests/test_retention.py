@@ -105,7 +105,7 @@ async def test_finished_runs_go_and_the_database_stays_flat(database_url: str) -
                 events = [{"name": "keep/quick", "data": {"n": n}} for n in range(per_cycle)]
                 ids = await app.send(events)
                 last = (await app.runs_for_event(ids[-1]))[0]
-                for event_id in (ids[0], ids[-1]):
+                for event_id in ids:
                     [run] = await app.runs_for_event(event_id)
                     assert (await app.wait_for_run(run.id, timeout=60)).status == "completed"
                 page = await app.list_runs(function_id="quick", limit=1000)
@@ -124,6 +124,11 @@ async def test_finished_runs_go_and_the_database_stays_flat(database_url: str) -
                 )
                 counts.append(tuple(_rows(database_url, t) for t in TABLES))
                 if database_url.startswith("sqlite:///"):
+
+                    async def given_back() -> bool:  # the prune after the deletes, at most
+                        return _pages(database_url)[1] < 64
+
+                    await _until(given_back, "the free pages to go back")
                     sizes.append(_pages(database_url))
             # the runs still going are untouched, and go on
             nap = await app.get_run(napping.id)

@@ -433,7 +433,7 @@ class SQLiteStore(SqlStore):
 
     async def prune(self, before: float, *, limit: int) -> Pruned:
         pruned = await super().prune(before, limit=limit)
-        if self.path and (pruned.runs or pruned.events):
+        if self.path:  # this prune's free pages, or those a busy file kept the last time
             await asyncio.get_running_loop().run_in_executor(None, self._give_space_back)
         return pruned
 
@@ -443,7 +443,8 @@ class SQLiteStore(SqlStore):
         its own: the pragma runs to its end only outside the writer's transactions."""
         conn = self._connect()
         try:
-            conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+            if conn.execute("PRAGMA freelist_count").fetchone()[0]:
+                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
         except sqlite3.Error as exc:  # busy: the next prune gives it back
             log.debug("incremental vacuum skipped: %s", exc)
         finally:
