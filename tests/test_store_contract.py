@@ -22,6 +22,7 @@ from stepstone.store import (
     IntakeReport,
     NewEvent,
     NewRun,
+    Pruned,
     Store,
     SyncedAppRecord,
     Wait,
@@ -367,6 +368,91 @@ async def test_a_renewal_after_the_release_leaves_the_due_time_alone(store: Stor
     assert await store.next_due() == T0 + 10
     woken = await claim_one(store, now=T0 + 10)
     assert woken.run.id == run_id
+
+
+async def test_release_hands_live_leases_back_at_once(store: Store) -> None:
+    """A stopping worker releases its runs: each is due at the time given (a held run
+    keeps its due time), and another worker claims it with a new fence; a lease that was
+    lost or whose run ended is left alone."""
+    [lost_id] = await queue_runs(store, 1)
+    lost = await claim_one(store, "w1")
+    now = T0 + LEASE + 1
+    assert (await claim_one(store, "w2", now=now)).run.id == lost_id  # taken over
+    kept_id, held_id, ended_id = await queue_runs(store, 3, at=now)
+    leases = {c.run.id: c.lease for c in await store.claim("w1", 3, now, LEASE)}
+    await store.finish(
+        leases[ended_id], status=RunStatus.COMPLETED, output_json=None, error=None, at=now
+    )
+    pairs = [
+        (leases[kept_id], now),
+        (leases[held_id], now + 0.5),
+        (leases[ended_id], now),
+        (lost.lease, now),
+    ]
+    assert sorted(await store.release(pairs, now, "w1")) == sorted([kept_id, held_id])
+    assert await store.next_due() == now  # not a lease later
+    [again] = await store.claim("w3", 5, now, LEASE)
+    assert again.run.id == kept_id and again.lease.fence == leases[kept_id].fence + 1
+    [early] = await store.claim("w3", 5, now + 0.5, LEASE)
+    assert early.run.id == held_id
+    run = await store.get_run(kept_id, with_history=True)
+    assert run is not None
+    assert [h.data for h in run.history if h.kind == "released"] == [{"worker": "w1"}]
+    assert await store.release([], now, "w1") == []
+
+
+async def test_backlog_counts_runs_due_and_not_leased(store: Store) -> None:
+    assert await store.backlog(T0) == (0, None)
+    await queue_runs(store, 2, at=T0 - 5)
+    await queue_runs(store, 1, at=T0 + 5)  # not due yet
+    assert await store.backlog(T0) == (2, T0 - 5)
+    await claim_one(store, now=T0)  # the oldest, leased: no longer waiting
+    count, oldest = await store.backlog(T0)
+    assert count == 1 and oldest is not None and T0 - 5 <= oldest <= T0
+    assert (await store.backlog(T0 + LEASE + 1))[0] == 3  # an expired lease waits again
+
+
+async def test_prune_deletes_finished_runs_before_the_cutoff_in_batches(store: Store) -> None:
+    ended = await queue_runs(store, 3)
+    for claim in await store.claim("w1", 3, T0, LEASE):
+        await store.save_step(claim.lease, step("a"), '"out"', [HistoryEntry(T0, "log", {})])
+        await store.finish(
+            claim.lease, status=RunStatus.COMPLETED, output_json="1", error=None, at=T0 + 1
+        )
+    [recent] = await queue_runs(store, 1, at=T0 + 50)
+    recent_lease = (await claim_one(store, now=T0 + 50)).lease
+    await store.finish(
+        recent_lease, status=RunStatus.FAILED, output_json=None, error=None, at=T0 + 50
+    )
+    going = await _sleeping_run(store, nap=T0 + 10**7)  # claimed at T0, never ends
+    lonely = new_event("nobody/listens", functions=(), at=T0)
+    await store.ingest([lonely])
+    assert await store.prune(T0 + 40, limit=2) == Pruned(2, 2)  # a batch: the oldest first
+    assert await store.prune(T0 + 40, limit=2) == Pruned(1, 2)
+    assert await store.prune(T0 + 40, limit=2) == Pruned(0, 0)
+    for run_id in ended:
+        assert await store.get_run(run_id) is None
+    assert await store.get_event(lonely.event.id or "") is None
+    kept = await store.get_run(recent)
+    assert kept is not None and kept.status is RunStatus.FAILED  # ended after the cutoff
+    still = await store.get_run(going, with_history=True)
+    assert still is not None and still.status is RunStatus.SLEEPING and still.steps
+    assert still.event_ids and await store.get_event(still.event_ids[0]) is not None
+    assert await store.next_due() == T0 + 10**7  # its job is untouched
+    assert await store.prune(T0 + 10**8, limit=10) == Pruned(1, 1)  # the recent one
+    assert await store.get_run(going) is not None
+
+
+async def test_a_run_woken_while_leased_is_released_due_now(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    waiting = step("wait", StepStatus.WAITING, kind="wait")
+    await store.register_wait(
+        lease, waiting, Wait(run_id, waiting.hashed_id, "go", None, {}, T0 + 99)
+    )
+    await store.ingest([new_event("go", functions=())])  # resumes the wait: wakes the run
+    assert await store.release([(lease, T0 + 50)], T0 + 1, "w1") == [run_id]
+    assert await store.next_due() == T0 + 1
 
 
 async def _sleeping_run(store: Store, **sleeps: float) -> str:

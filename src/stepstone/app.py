@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .clock import Clock
+from .durations import Duration
 from .errors import ConfigError, RunNotFoundError
 from .expressions import Expression
 from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
@@ -19,9 +20,10 @@ from .limits import Limits
 from .options import Cancel, Timeouts
 from .planning import FAILED, RawEvents
 from .records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord, StepStatus
+from .retention import retention_seconds
 from .retry import Backoff
 from .runtime import Runtime
-from .store import Store, StoredEvent, SyncedAppRecord
+from .store import Pruned, Store, StoredEvent, SyncedAppRecord
 
 T = TypeVar("T")
 
@@ -40,13 +42,20 @@ class App:
         limits: Limits | None = None,
         clock: Clock | None = None,
         retry_after_min: float = 1.0,
+        retention: Duration | None = None,
     ) -> None:
         if not isinstance(id, str) or not id:
             raise ConfigError("App id must be a non-empty string")
         self.id = id
         url = database or os.environ.get("STEPSTONE_DATABASE_URL") or DEFAULT_DATABASE
         self.runtime = Runtime(
-            id, url, backoff=backoff, limits=limits, clock=clock, retry_after_min=retry_after_min
+            id,
+            url,
+            backoff=backoff,
+            limits=limits,
+            clock=clock,
+            retry_after_min=retry_after_min,
+            retention=retention_seconds(retention),
         )
         self._portal: _Portal | None = None
 
@@ -325,6 +334,35 @@ class App:
         planned = runtime.planner.direct_invoke(fn, data or {})
         await runtime.intake.store([planned])
         return planned.runs[0].id
+
+    async def pending_migrations(self) -> list[int]:
+        """The migrations this version knows and the database lacks (empty: its schema is
+        current); raises when the database does not answer."""
+        return await (await self.store()).pending_migrations()
+
+    async def prune(self, older_than: Duration | None = None) -> Pruned:
+        """Delete now the finished runs (and the events no run needs) older than
+        `older_than` (default: the app's retention); what was deleted."""
+        keep = retention_seconds(older_than) if older_than is not None else self.retention
+        if keep <= 0:
+            raise ConfigError("retention is 0 (keep everything): give older_than to prune")
+        from .engine.pruning import prune
+
+        return await prune(await self.store(), self.clock.now() - keep)
+
+    @property
+    def retention(self) -> float:
+        """Seconds finished runs are kept (0: forever)."""
+        return self.runtime.retention
+
+    @retention.setter
+    def retention(self, value: Duration | None) -> None:
+        self.runtime.retention = retention_seconds(value)
+
+    async def backlog(self) -> tuple[int, float]:
+        """How many runs wait for a worker now, and for how many seconds the oldest has."""
+        due, oldest = await (await self.store()).backlog(self.clock.now())
+        return due, 0.0 if oldest is None else max(0.0, self.clock.now() - oldest)
 
     # -- workers -----------------------------------------------------------------------
     def worker(self, **options: Any) -> Any:

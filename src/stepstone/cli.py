@@ -180,6 +180,47 @@ def _use_signing_key(app: App, signing_key: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--signing-key") from None
 
 
+def _grace_option(fn: Any) -> Any:
+    return click.option(
+        "--grace",
+        default="30s",
+        show_default=True,
+        help="On SIGTERM or SIGINT, how long running steps may take to finish and be saved "
+        "before the runs go back to the queue (a second signal stops at once).",
+    )(fn)
+
+
+def _grace(value: str) -> float:
+    from .durations import parse_duration
+
+    try:
+        return (
+            float(value)
+            if value.replace(".", "", 1).isdigit()
+            else (parse_duration(value, what="--grace"))
+        )
+    except (ValueError, StepstoneError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
+
+
+def _retention_option(fn: Any) -> Any:
+    return click.option(
+        "--retention",
+        default=None,
+        help="Delete finished runs (and the events no run needs) this long after they "
+        "ended, e.g. 7d; 0 keeps everything (default: the app's, 7 days).",
+    )(fn)
+
+
+def _use_retention(app: App, retention: str | None) -> None:
+    if retention is None:
+        return
+    try:
+        app.retention = "0s" if retention.strip() == "0" else retention
+    except StepstoneError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retention") from None
+
+
 def _app_or_none(app_path: str | None, database: str | None) -> App:
     """The app a command line names, or, for SDK apps alone, an app of no functions."""
     if app_path is None:
@@ -246,12 +287,21 @@ async def _serve(
     api_token: str | None = None,
     signing_key: str | None = None,
     sdk_urls: Sequence[str] = (),
+    metrics_port: int | None = None,
 ) -> None:
-    """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
+    """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM; with
+    `metrics_port` (a worker alone) the probes and metrics on that port."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    worker = app.worker(**worker_options)
+
+    def on_signal() -> None:  # the first stops gracefully, a second at once
+        if stop.is_set():
+            worker.abort()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     server = sock = None
     if listen is not None:
         from .server import bind, make_server
@@ -267,11 +317,20 @@ async def _serve(
             sock = bind(*listen)
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {listen[0]}:{listen[1]}: {exc}") from None
-    worker = app.worker(**worker_options)
+    elif metrics_port is not None:
+        from .server import bind
+        from .server.probes import make_worker_server
+
+        server = make_worker_server(app)
+        try:
+            sock = bind("0.0.0.0", metrics_port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on port {metrics_port}: {exc}") from None
     await worker.start()
     server_task = None
-    if server is not None and sock is not None and listen is not None:
+    if server is not None and sock is not None:
         server_task = asyncio.create_task(server.serve(sockets=[sock]))
+    if sock is not None and listen is not None:
         host, port = sock.getsockname()[:2]
         url = f"http://{host}:{port}"
         console.print(f"[bold green]stepstone[/] {'dev server' if dev else 'server'} on {url}")
@@ -286,6 +345,8 @@ async def _serve(
             ),
             soft_wrap=True,
         )
+        if sock is not None:
+            console.print(f"  probes     http://0.0.0.0:{sock.getsockname()[1]}/readyz")
     console.print(Text(f"  functions  {', '.join(app.functions) or '(none)'}"), soft_wrap=True)
     for url in sdk_urls:
         await _sync(url, dev=dev)
@@ -360,6 +421,8 @@ def _lease_option(fn: Any) -> Any:
     "command lines are visible to other users).",
 )
 @_signing_key_option
+@_grace_option
+@_retention_option
 @click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1))
 @_lease_option
 def start(
@@ -371,6 +434,8 @@ def start(
     event_keys: tuple[str, ...],
     api_token: str | None,
     signing_key: str | None,
+    grace: str,
+    retention: str | None,
     concurrency: int,
     lease_seconds: float,
 ) -> None:
@@ -385,6 +450,7 @@ def start(
         )
     app = _app_or_none(app_path, database)
     _use_signing_key(app, signing_key)
+    _use_retention(app, retention)
     _run(
         _serve(
             app,
@@ -394,7 +460,11 @@ def start(
             api_token=api_token.strip(),
             signing_key=signing_key or None,
             sdk_urls=sdk_urls,
-            worker_options={"concurrency": concurrency, "lease_seconds": lease_seconds},
+            worker_options={
+                "concurrency": concurrency,
+                "lease_seconds": lease_seconds,
+                "grace": _grace(grace),
+            },
         )
     )
 
@@ -403,6 +473,8 @@ def start(
 @_server_app_option
 @_log_options(default=False)
 @_signing_key_option
+@_grace_option
+@_retention_option
 @click.option(
     "--concurrency", default=100, show_default=True, type=click.IntRange(1), help="Runs at once."
 )
@@ -415,24 +487,60 @@ def start(
     help="Seconds between checks for due work when nothing wakes the worker "
     "(default: 0.25 on SQLite; 5 on PostgreSQL, where LISTEN/NOTIFY wakes it).",
 )
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=int,
+    help="Serve /healthz, /readyz and /metrics on this port (0: any free port).",
+)
 def worker(
     app_path: str | None,
     database: str | None,
     sdk_urls: tuple[str, ...],
     signing_key: str | None,
+    grace: str,
+    retention: str | None,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker: claim and execute runs until stopped (those of SDK apps too)."""
     app = _app_or_none(app_path, database)
     _use_signing_key(app, signing_key)
+    _use_retention(app, retention)
     options = {
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
+        "grace": _grace(grace),
     }
-    _run(_serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls))
+    _run(
+        _serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls, metrics_port=metrics_port)
+    )
+
+
+@main.command()
+@click.argument("app_path", metavar="[MODULE:APP]", required=False)
+@click.option("--database", "-d", default=None, help=DATABASE_HELP)
+@click.option(
+    "--older-than",
+    default=None,
+    help="Delete the runs that ended longer ago than this (24h or more; default: the "
+    "app's retention, 7 days), with their steps, history and the events no run needs.",
+)
+def prune(app_path: str | None, database: str | None, older_than: str | None) -> None:
+    """Delete finished runs past retention now, in small batches (workers also do it)."""
+    app = _app_or_none(app_path, database)
+
+    async def go() -> None:
+        try:
+            done = await app.prune(older_than)
+        finally:
+            await app.close()
+        console.print(f"pruned {done.runs} runs and {done.events} events")
+
+    _run(go())
 
 
 # -- sending ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from . import metrics
 from .engine import runlog
 from .planning import Planner, RawEvents
 from .records import RunStatus
@@ -30,6 +31,7 @@ class Intake:
         store = await self._store()
         await self.planner.registry.refresh(store)
         planned = self.planner.events(events)
+        metrics.events_received(len(planned))
         # an idle worker of this process takes the new runs in the same transaction: no
         # claim between the event and the first step
         taking = self.signals.handoff()
@@ -44,6 +46,7 @@ class Intake:
         """Store events planned by the engine itself (cron ticks)."""
         store = await self._store()
         report = await store.ingest(planned)
+        metrics.events_received(len(planned))
         await self.settle(store, report.cancelled)
         self.signals.wake_workers()
 

@@ -11,6 +11,7 @@ from .intake import Intake
 from .limits import Limits
 from .planning import Planner
 from .registry import Registry
+from .retention import DEFAULT_RETENTION
 from .retry import Backoff, default_backoff
 from .sdk.signing import SigningKey
 from .signals import Signals
@@ -28,6 +29,7 @@ class Runtime:
         clock: Clock | None = None,
         retry_after_min: float = 1.0,
         signing_key: SigningKey | None = None,
+        retention: float = DEFAULT_RETENTION,
     ) -> None:
         self.app_id = app_id
         self.database_url = database_url
@@ -37,6 +39,7 @@ class Runtime:
         self.retry_after_min = retry_after_min
         # signs call requests to SDK apps, and checks their answers (production); None: dev
         self.signing_key = signing_key
+        self.retention = retention  # seconds finished runs are kept; 0: forever
         self.registry = Registry(app_id)
         self.signals = Signals()
         self.planner = Planner(self.registry, self.clock, self.limits)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import ops
+from .. import metrics, ops
 from ..errors import error_record
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..runtime import Runtime
@@ -37,6 +38,18 @@ class RunWriter:
         runlog.started(claim, self._began)
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
+        began = time.perf_counter()
+        result = await self._checkpoint(op)
+        metrics.checkpoint_committed(time.perf_counter() - began)
+        step = op.step
+        if step.status in (StepStatus.COMPLETED, StepStatus.FAILED):
+            took = None
+            if step.ended_at is not None and step.started_at is not None:
+                took = step.ended_at - step.started_at
+            metrics.step_ended(self._claim.run.function_id, step.status, took, step.attempts)
+        return result
+
+    async def _checkpoint(self, op: ops.Checkpoint) -> Any:
         lease, store, now = self._lease, self._store, self._runtime.clock.now()
         if isinstance(op, ops.SaveStep):
             entry = _step_history(op.step, now)
@@ -46,6 +59,7 @@ class RunWriter:
             runlog.step_saved(self._runtime.registry, self._claim.run, op.step, now)
         elif isinstance(op, ops.SendEvents):
             planned = self._runtime.planner.events(op.events)
+            metrics.events_received(len(planned))
             report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)
             await self._settle(report)
         elif isinstance(op, ops.RegisterWait):
@@ -140,6 +154,8 @@ class RunWriter:
             follow_up=follow_up,
             history=self.take_logs(),
         )
+        run = self._claim.run
+        metrics.run_ended(run.function_id, status, now - (run.started_at or run.created_at))
         await self._settle(report)
 
 

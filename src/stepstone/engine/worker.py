@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .. import ops
+from .. import metrics, ops
 from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
@@ -28,9 +29,11 @@ from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
+from .pruning import prune_forever
 from .remote import RemoteInvocation
 
 log = logging.getLogger("stepstone.worker")
+RELEASE_TIMEOUT = 10.0  # seconds a stopping worker gives the database to take its runs back
 
 
 @dataclass
@@ -41,6 +44,9 @@ class _Active:
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
+    held: float | None = None  # claimed ahead: the time it is due, until it starts
+    handed_back: bool = False  # its lease is to be released as the worker stops
+    task: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -58,8 +64,9 @@ class Worker:
         worker_id: str | None = None,
         sync_threads: int = 16,
         crons: bool = True,
-        shutdown_timeout: float = 10.0,
+        grace: float = 30.0,
         claim_ahead: float | None = None,
+        prune_interval: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("worker concurrency must be at least 1")
@@ -77,7 +84,12 @@ class Worker:
         self.change_poll = change_poll
         self._probe: Callable[[], bool] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
-        self.shutdown_timeout = shutdown_timeout
+        if grace < 0:
+            raise ConfigError("grace must be 0 seconds or more")
+        # on stop, how long the steps running may take to finish and be saved
+        self.grace = grace
+        self._abort: asyncio.Event | None = None  # set: stop without waiting any more
+        self._released: list[tuple[Lease, float]] = []  # runs to hand back on stop
         if claim_ahead is not None and not 0 <= claim_ahead <= 1:
             raise ConfigError("claim_ahead must be from 0 to 1 second")
         # a sleeping or retrying run due this soon is claimed early and held until its
@@ -87,6 +99,7 @@ class Worker:
         self.claim_ahead = 0.0 if claim_ahead is None else claim_ahead
         self._held = 0
         self._crons = crons
+        self.prune_interval = prune_interval  # how often it deletes runs past retention
         self._pacer = StartPacer(self.clock.now())
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
@@ -115,6 +128,7 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._abort = asyncio.Event()
         runtime = self.runtime
         self._store = store = await runtime.store()
         if self._poll_option is None:
@@ -133,9 +147,13 @@ class Worker:
             asyncio.create_task(self._claim_loop(), name="stepstone-claim"),
             asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
         ]
+        if self.prune_interval > 0:
+            pruning = prune_forever(runtime, store, self.prune_interval)
+            self._tasks.append(asyncio.create_task(pruning, name="stepstone-prune"))
         if self._crons:
             scheduler = CronScheduler(runtime)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
+        metrics.worker_running(1)
         log.info("worker %s started on %s", self.id, redact_url(runtime.database_url))
 
     async def run_forever(self) -> None:
@@ -146,6 +164,9 @@ class Worker:
             await self.stop()
 
     async def stop(self) -> None:
+        """Stop claiming, let the steps running finish within `grace` seconds and be saved,
+        then hand every run this worker still holds back to the database at once: another
+        worker resumes it now, not when its lease would have expired."""
         if self._stopping:
             return
         self._stopping = True
@@ -159,19 +180,84 @@ class Worker:
             except Exception:
                 log.exception("worker %s could not unsubscribe from wake-ups", self.id)
         self._wake.set()
-        if self._runs:
-            _done, pending = await asyncio.wait(list(self._runs), timeout=self.shutdown_timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:  # a claim on its way spawns its runs before they are counted
+            await asyncio.wait([self._tasks[0]], timeout=self.grace)
+        await self._wind_down()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release()
+        if self._loop is not None:
+            metrics.worker_running(-1)
         if self._http is not None:
             await self._http.aclose()
         self._step_pool.shutdown(wait=False, cancel_futures=True)
         self._fn_pool.shutdown(wait=False, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Cut a stop's grace short (a second SIGTERM): runs still in a step are dropped
+        and handed back as they are (their steps run again elsewhere). Before a stop, it
+        makes that stop skip its grace."""
+        if self._abort is not None:
+            self._abort.set()
+
+    async def _wind_down(self) -> None:
+        """Runs claimed ahead go back at once; the others stop at their next step, and
+        those still in a step when the grace ends are dropped and go back as they are."""
+        if not self._active:
+            return
+        log.info(
+            "worker %s stopping: %d runs in flight, %gs grace",
+            self.id,
+            len(self._active),
+            self.grace,
+        )
+        for active in list(self._active.values()):
+            if active.held is not None:
+                self._hand_back(active, active.held)
+                if active.task is not None:
+                    active.task.cancel()
+            elif active.invocation is not None:
+                active.invocation.stop("the worker is shutting down")
+        assert self._abort is not None
+        aborted = asyncio.create_task(self._abort.wait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        try:
+            while self._runs and not aborted.done() and loop.time() < deadline:
+                await asyncio.wait(
+                    [*self._runs, aborted],
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            aborted.cancel()
+        now = self.clock.now()
+        for active in list(self._active.values()):
+            self._hand_back(active, now)
+        pending = list(self._runs)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _hand_back(self, active: _Active, at: float) -> None:
+        if not active.lost and not active.handed_back:
+            active.handed_back = True
+            self._released.append((active.lease, at))
+
+    async def _release(self) -> None:
+        leases, self._released = self._released, []
+        if not leases or self._store is None:
+            return
+        try:
+            released = await asyncio.wait_for(
+                self._store.release(leases, self.clock.now(), self.id), RELEASE_TIMEOUT
+            )
+        except Exception:
+            log.exception("worker %s could not hand its runs back; their leases expire", self.id)
+            return
+        metrics.released(len(released))
+        log.info("worker %s handed %d runs back to the queue", self.id, len(released))
 
     @property
     def busy(self) -> bool:
@@ -202,6 +288,7 @@ class Worker:
             if free > 0:
                 asked, now = min(free, 50), self.clock.now()
                 allowed = self._pacer.allowance(asked, now)
+                began = time.perf_counter()
                 try:
                     claims = await store.claim(
                         self.id,
@@ -215,6 +302,7 @@ class Worker:
                     log.exception("worker %s could not claim runs; retrying", self.id)
                     await asyncio.sleep(min(1.0, self.poll_interval * 4))
                     continue
+                metrics.claimed(time.perf_counter() - began)
                 started = 0
                 for claim in claims:
                     if claim.lease.fence == 1:
@@ -304,9 +392,14 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
+        if claim.lease.fence == 1:
+            metrics.run_started(claim.run.function_id)
         active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
+        if self._stopping:  # leased by a send as this worker stops: straight back
+            self._hand_back(active, claim.due or self.clock.now())
+            return
         self._active[claim.lease.run_id] = active
-        task = asyncio.create_task(self._execute(claim, active))
+        task = active.task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
 
@@ -318,10 +411,15 @@ class Worker:
         try:
             if claim.due is not None:  # claimed ahead of its time: it starts then
                 self._held += 1
+                active.held = claim.due
                 try:
                     await self.clock.sleep(claim.due - self.clock.now())
                 finally:
                     self._held -= 1
+                    active.held = None
+            if self._stopping:
+                self._hand_back(active, self.clock.now())
+                return
             fn = self._function_of(run.function_id)
             if fn is not None and fn.timeouts is not None and active.stop is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
@@ -344,11 +442,16 @@ class Worker:
             outcome = await invocation.execute()
             if active.lost:
                 return
+            if self._stopping and isinstance(outcome, ops.Abandoned) and active.stop is None:
+                self._hand_back(active, self.clock.now())  # stopped for the shutdown
+                return
             active.ending = True
             await writer.outcome(outcome, stop=active.stop)
             if isinstance(outcome, ops.Suspended) and outcome.at is not None:
                 self._pacer.suspended(run.id, outcome.at, self.clock.now())
         except LeaseLostError:
+            if not active.lost:
+                metrics.lease_lost()
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
             raise
@@ -472,6 +575,7 @@ class Worker:
                     # and says so, if it was taken over)
                     continue
                 log.warning("run %s: lease lost; another worker took it over", run_id)
+                metrics.lease_lost()
                 active.lost = True
                 if active.invocation is not None:
                     active.invocation.stop("lease lost")

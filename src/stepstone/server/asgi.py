@@ -21,7 +21,9 @@ from .api import Api
 from .auth import Credentials
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .intake import Intake
+from .metrics import metrics_routes
 from .middleware import HttpMiddleware
+from .probes import probe_routes
 from .sdk_routes import SdkRoutes
 
 if TYPE_CHECKING:
@@ -61,6 +63,8 @@ def create_app(
         *Api(app, credentials, max_body).routes(),
         *SdkRoutes(app, dev=dev, signing_key=sdk_key, max_body=max_body).routes(),
         Route("/health", health, methods=["GET"]),
+        *probe_routes(app),
+        *metrics_routes(app, None if credentials.api_open else credentials),
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -131,6 +131,14 @@ RunPage = Page[Run]
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """What a prune deleted: finished runs (with their steps and history) and events."""
+
+    runs: int
+    events: int
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     event: Event
     received_at: float
@@ -181,6 +189,11 @@ class Store(abc.ABC):
     async def unsubscribe(self, wake: Callable[[], None]) -> None:
         """Stop the calls registered by `subscribe(wake, ...)`."""
         return None
+
+    @abc.abstractmethod
+    async def pending_migrations(self) -> list[int]:
+        """Asks the database which migrations this code knows and the schema lacks (empty:
+        the schema is current); raises when the database does not answer."""
 
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -244,6 +257,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         """Extend leases; returns (run ids whose lease was lost, run ids asked to cancel)."""
+
+    @abc.abstractmethod
+    async def release(
+        self, leases: Sequence[tuple[Lease, float]], now: float, owner: str
+    ) -> list[str]:
+        """Hand runs back at once, each (lease, due time): a stopping worker's, so that
+        another worker resumes them without waiting for the leases to expire. A lease that
+        no longer holds is left alone; a run woken meanwhile is due `now`. Returns the run
+        ids released (each gets a "released" history entry naming `owner`)."""
+
+    @abc.abstractmethod
+    async def prune(self, before: float, *, limit: int) -> Pruned:
+        """Delete up to `limit` runs that ended before `before`, with their steps, history,
+        waits and flow keys, and up to `limit` events received before then that no run
+        links to any more; one short transaction. Runs not ended are never touched."""
+
+    @abc.abstractmethod
+    async def backlog(self, now: float) -> tuple[int, float | None]:
+        """How many runs are due by `now` and wait for a worker (an expired lease too), and
+        the due time of the oldest (None when none waits)."""
 
     @abc.abstractmethod
     async def next_due(self) -> float | None:

@@ -66,6 +66,7 @@ class _BatchFailed(Exception):
 
 
 class PostgresStore(SqlStore):
+    dialect = "postgres"
     # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
     poll_interval = 5.0
     name_pattern = staticmethod(run_search.like_pattern)

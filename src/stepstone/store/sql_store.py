@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..records import HistoryEntry, Page, Run, RunStatus, StepRecord
-from . import run_search
+from . import migrations, run_search
 from .base import (
     Claim,
     Handoff,
@@ -18,6 +18,7 @@ from .base import (
     Lease,
     NewEvent,
     NewRun,
+    Pruned,
     RunPage,
     Store,
     StoredEvent,
@@ -38,9 +39,11 @@ T = TypeVar("T")
 
 
 class SqlStore(Store, abc.ABC):
+    """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
+
+    dialect: str  # the folder of its SQL files: "sqlite" or "postgres"
     # an event-name pattern as the dialect's list_runs query matches it
     name_pattern: Callable[[str], str] = staticmethod(run_search.glob_pattern)
-    """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
 
     @abc.abstractmethod
     async def _write(self, script: Callable[[Tx], T]) -> T: ...
@@ -57,6 +60,10 @@ class SqlStore(Store, abc.ABC):
         transaction around it (and so without the BEGIN and COMMIT round trips). It may
         run twice if the connection is lost before its answer; it must be idempotent."""
         return await (self._write_inline(script) if inline else self._write(script))
+
+    async def pending_migrations(self) -> list[int]:
+        rows = await self._read(lambda tx: tx("applied_migrations").fetchall())
+        return [version for version, _, _ in migrations.pending(self.dialect, (r[0] for r in rows))]
 
     # -- intake ------------------------------------------------------------------------
     async def ingest(
@@ -147,6 +154,39 @@ class SqlStore(Store, abc.ABC):
             return lost, [run_id for run_id, cancel in renewed.items() if cancel]
 
         return await self._write(script)
+
+    async def release(
+        self, leases: Sequence[tuple[Lease, float]], now: float, owner: str
+    ) -> list[str]:
+        if not leases:
+            return []
+
+        def script(tx: Tx) -> list[str]:
+            rows = to_json([[lease.run_id, lease.fence, at] for lease, at in leases])
+            released = [row[0] for row in tx("release_leases", now, rows).fetchall()]
+            entry = HistoryEntry(now, "released", {"worker": owner})
+            for run_id in released:
+                insert_history(tx, run_id, entry)
+            return released
+
+        return await self._write(script)
+
+    async def prune(self, before: float, *, limit: int) -> Pruned:
+        def script(tx: Tx) -> Pruned:
+            ids = Many(row[0] for row in tx("prune_pick_runs", before, limit).fetchall())
+            if ids:
+                for query in ("prune_steps", "prune_history", "prune_waits", "prune_flow_keys"):
+                    tx(query, ids)
+                tx("prune_run_links", ids).fetchall()
+                tx("prune_runs", ids)
+            events = tx("prune_events", before, limit).fetchall()
+            return Pruned(len(ids), len(events))
+
+        return await self._write(script)
+
+    async def backlog(self, now: float) -> tuple[int, float | None]:
+        row = await self._read(lambda tx: tx("backlog", now).fetchone())
+        return int(row[0]), None if row[1] is None else float(row[1])
 
     async def next_due(self) -> float | None:
         def script(tx: Tx) -> float | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import queue
 import re
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StorageError
 from . import migrations, queries
+from .base import Pruned
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
 from .scripts.checkpoints import StepSave
@@ -36,9 +38,11 @@ from .tx import Many, Tx, resolved
 sqlite3.register_adapter(Many, json.dumps)
 
 T = TypeVar("T")
+log = logging.getLogger("stepstone.store")
 READER_CACHE_KIB = 512
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
+VACUUM_PAGES = 2048  # pages a prune gives back at most (8 MiB of 4 KiB pages)
 UNSURE_EVERY = 0.05  # seconds: see change_probe
 
 
@@ -57,6 +61,8 @@ def _split_statements(script: str) -> list[str]:
 
 
 class SQLiteStore(SqlStore):
+    dialect = "sqlite"
+
     def __init__(
         self,
         path: str | None,
@@ -142,6 +148,9 @@ class SQLiteStore(SqlStore):
             check_same_thread=False,  # the writer's is shared under _batch_lock
         )
         if self.path:
+            if not readonly and not os.path.getsize(self.path):
+                # a new file: the space that prunes free goes back (_give_space_back)
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -421,6 +430,25 @@ class SQLiteStore(SqlStore):
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+    async def prune(self, before: float, *, limit: int) -> Pruned:
+        pruned = await super().prune(before, limit=limit)
+        if self.path:  # this prune's free pages, or those a busy file kept the last time
+            await asyncio.get_running_loop().run_in_executor(None, self._give_space_back)
+        return pruned
+
+    def _give_space_back(self) -> None:
+        """Free pages go back to the file system, a few at a time (in a file created with
+        auto_vacuum=incremental; an older file keeps them for new rows). On a connection of
+        its own: the pragma runs to its end only outside the writer's transactions."""
+        conn = self._connect()
+        try:
+            if conn.execute("PRAGMA freelist_count").fetchone()[0]:
+                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+        except sqlite3.Error as exc:  # busy: the next prune gives it back
+            log.debug("incremental vacuum skipped: %s", exc)
+        finally:
+            conn.close()
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         if self._readers is None:

@@ -434,3 +434,57 @@ ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at, error = excluded.
 
 -- name: list_apps
 SELECT id, url, sdk, framework, app_version, synced_at, error FROM apps ORDER BY id;
+
+-- name: applied_migrations
+-- The versions of the schema's migrations, for the readiness probe.
+SELECT version FROM schema_migrations;
+
+-- name: release_leases
+-- A stopping worker hands its runs back: JSON rows (run_id, fence, at). Each job whose
+-- lease still holds is freed and due at its `at`, or at once (the second parameter) when
+-- something woke it meanwhile; returns the run ids released.
+UPDATE jobs SET owner = NULL, wake = 0,
+    available_at = CASE WHEN jobs.wake = 1 THEN ? ELSE json_extract(l.value, '$[2]') END
+FROM json_each(?) AS l
+WHERE jobs.owner IS NOT NULL
+  AND jobs.run_id = json_extract(l.value, '$[0]')
+  AND jobs.fence = json_extract(l.value, '$[1]')
+RETURNING jobs.run_id;
+
+-- name: backlog
+-- Jobs due now and not leased (a lease that expired is due), and the oldest due time.
+SELECT count(*), min(available_at) FROM jobs WHERE available_at <= ?;
+
+-- name: prune_pick_runs
+-- Retention: a batch of runs that ended before the first parameter, oldest first.
+SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? ORDER BY ended_at LIMIT ?;
+
+-- name: prune_steps
+DELETE FROM steps WHERE run_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_history
+DELETE FROM history WHERE run_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_waits
+DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_flow_keys
+-- The keys a pruned run held (an idempotency key: its 24 hours are over by then).
+DELETE FROM flow_keys WHERE run_id IN (SELECT value FROM json_each(?));
+
+-- name: prune_run_links
+-- The links of pruned runs to their events; returns the events linked.
+DELETE FROM run_events WHERE run_id IN (SELECT value FROM json_each(?)) RETURNING event_id;
+
+-- name: prune_runs
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: prune_events
+-- Events received before the first parameter that no run needs any more (their runs
+-- pruned, or none ever started), a batch at a time, oldest first.
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events
+    WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM run_events l WHERE l.event_id = events.id)
+    ORDER BY received_at LIMIT ?
+)
+RETURNING id;

@@ -204,3 +204,45 @@ FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
 UNION ALL
 SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
 FROM wait_paths WHERE event IN (SELECT name FROM names);
+
+-- name: release_leases
+UPDATE jobs SET owner = NULL, wake = 0,
+    available_at = CASE WHEN jobs.wake = 1 THEN ? ELSE l.at END
+FROM (
+    SELECT r->>0 AS run_id, (r->>1)::integer AS fence, (r->>2)::double precision AS at
+    FROM json_array_elements(?::json) AS r
+) AS l
+WHERE jobs.owner IS NOT NULL AND jobs.run_id = l.run_id AND jobs.fence = l.fence
+RETURNING jobs.run_id;
+
+-- name: prune_pick_runs
+-- SKIP LOCKED: workers pruning at once take different batches.
+SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? ORDER BY ended_at LIMIT ?
+FOR UPDATE SKIP LOCKED;
+
+-- name: prune_steps
+DELETE FROM steps WHERE run_id = ANY(?::text[]);
+
+-- name: prune_history
+DELETE FROM history WHERE run_id = ANY(?::text[]);
+
+-- name: prune_waits
+DELETE FROM waits WHERE run_id = ANY(?::text[]);
+
+-- name: prune_flow_keys
+DELETE FROM flow_keys WHERE run_id = ANY(?::text[]);
+
+-- name: prune_run_links
+DELETE FROM run_events WHERE run_id = ANY(?::text[]) RETURNING event_id;
+
+-- name: prune_runs
+DELETE FROM runs WHERE id = ANY(?::text[]);
+
+-- name: prune_events
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events
+    WHERE received_at < ? AND NOT EXISTS (SELECT 1 FROM run_events l WHERE l.event_id = events.id)
+    ORDER BY received_at LIMIT ?
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;

@@ -1,0 +1,139 @@
+"""GET /metrics on dev and start (behind the token) and on a worker's --metrics-port:
+scraped around a workload, its counts match the runs made."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from stepstone.server import create_app
+
+from .apps.scale import make_app
+from .live_server import LiveServer, wait_for_run
+from .process import WorkerProcess
+from .server_app import build_app
+
+TOKEN = "metrics-token-4r"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(http: httpx.Client) -> Samples:
+    answer = http.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    return parse(answer.text)
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def delta(before: Samples, after: Samples) -> Callable[..., float]:
+    return lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)
+
+
+def test_metrics_count_the_runs_of_a_workload(database_url: str) -> None:
+    greets, broken, flaky = 6, 3, 2
+    with LiveServer(build_app(database_url), dev=True) as live, live.client() as http:
+        before = scrape(http)
+        run_ids = []
+        for name, count in (("test/greet", greets), ("test/broken", broken), ("test/flaky", flaky)):
+            ids = http.post("/e/key", json=[{"name": name}] * count).json()["ids"]
+            for event_id in ids:
+                run_ids += [r["id"] for r in http.get(f"/v1/events/{event_id}").json()["runs"]]
+        assert len(run_ids) == greets + broken + flaky
+        for run_id in run_ids:
+            wait_for_run(http, run_id)
+        after = scrape(http)
+    d = delta(before, after)
+    assert d("stepstone_runs_total", function="greet", status="completed") == greets
+    assert d("stepstone_runs_total", function="broken", status="failed") == broken
+    assert d("stepstone_runs_total", function="flaky", status="completed") == flaky
+    assert d("stepstone_runs_started_total", function="greet") == greets
+    assert d("stepstone_events_received_total") == greets + broken + flaky
+    # greet's two steps each; flaky's step took three attempts
+    steps = "stepstone_step_duration_seconds_count"
+    assert d(steps, function="greet", status="completed") == 2 * greets
+    assert d(steps, function="broken", status="failed") == broken
+    attempts = "stepstone_step_attempts_bucket"
+    assert d(attempts, function="flaky", status="completed", le="2.0") == 0
+    assert d(attempts, function="flaky", status="completed", le="3.0") == flaky
+    assert d("stepstone_step_attempts_sum", function="flaky", status="completed") == 3 * flaky
+    assert d("stepstone_run_duration_seconds_count", function="greet", status="completed") == (
+        greets
+    )
+    assert d("stepstone_checkpoint_seconds_count") >= 2 * greets + broken + flaky
+    assert d("stepstone_claim_seconds_count") >= 0
+    assert value(after, "stepstone_workers") >= 1
+    assert value(after, "stepstone_jobs_due") == 0
+
+
+async def test_the_backlog_is_read_from_the_database(database_url: str) -> None:
+    app = build_app(database_url)
+    try:
+        await app.send([{"name": "test/greet"}] * 4)  # no worker: they wait
+        await asyncio.sleep(0.3)
+        transport = httpx.ASGITransport(app=create_app(app, dev=True))
+        async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
+            answer = await http.get("/metrics")
+        samples = parse(answer.text)
+        assert value(samples, "stepstone_jobs_due") == 4
+        assert 0.3 <= value(samples, "stepstone_oldest_due_seconds") < 30
+    finally:
+        await app.close()
+
+
+def test_metrics_are_behind_the_token_in_start(database_url: str) -> None:
+    app = build_app(database_url)
+    with LiveServer(app, dev=False, event_keys=["k"], api_token=TOKEN) as live:
+        with live.client() as http:
+            answer = http.get("/metrics")
+            assert answer.status_code == 401
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert http.get("/healthz").status_code == 200  # the probes stay open
+        with live.client(TOKEN) as http:
+            assert value(scrape(http), "stepstone_workers") >= 1
+
+
+async def test_a_worker_serves_its_metrics_on_its_port(database_url: str, tmp_path: Path) -> None:
+    if database_url == "memory://":
+        database_url = f"sqlite:///{tmp_path / 'w.db'}"
+    worker = WorkerProcess(
+        database_url, tmp_path / "ledger", tmp_path / "logs", extra=("--metrics-port", "0")
+    )
+    sender = make_app(database_url)
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"probes +http://0\.0\.0\.0:(\d+)/", worker.log())):
+            assert time.monotonic() < deadline, worker.log()
+            await asyncio.sleep(0.05)
+        ids = await sender.send([{"name": "scale/run", "data": {}}] * 5)
+        for event_id in ids:
+            [run] = await sender.runs_for_event(event_id)
+            assert (await sender.wait_for_run(run.id, timeout=60)).status == "completed"
+        url = f"http://127.0.0.1:{found.group(1)}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            answer = await http.get("/metrics")
+        samples = parse(answer.text)
+        done = {"function": "five-steps", "status": "completed"}
+        assert value(samples, "stepstone_runs_total", **done) == 5
+        assert value(samples, "stepstone_step_duration_seconds_count", **done) == 25
+        assert value(samples, "stepstone_workers") == 1
+    finally:
+        await sender.close()
+        assert await asyncio.to_thread(worker.stop) == 0
