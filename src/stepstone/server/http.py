@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 MIB = 1024 * 1024
@@ -41,10 +41,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise ApiError(413, f"the body is {declared} bytes, over the limit of {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise ApiError(413, f"the body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ApiError(413, f"the body is over the limit of {limit} bytes")
+    except ClientDisconnect:
+        # the client left, or its body came too slowly (the server has answered 408)
+        raise ApiError(408, "the request body did not arrive") from None
     return bytes(body)
 
 
