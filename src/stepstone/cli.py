@@ -59,6 +59,7 @@ async def _serve(
     listen: tuple[str, int] | None = None,
     event_keys: list[str] | None = None,
     api_token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> None:
     """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -69,7 +70,13 @@ async def _serve(
     if listen is not None:
         from .server import bind, make_server
 
-        server = make_server(app, dev=dev, event_keys=event_keys or [], api_token=api_token)
+        server = make_server(
+            app,
+            dev=dev,
+            event_keys=event_keys or [],
+            api_token=api_token,
+            allowed_hosts=allowed_hosts,
+        )
         try:
             sock = bind(*listen)
         except OSError as exc:
@@ -103,10 +110,26 @@ async def _serve(
 @_app_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True)
-def dev(app_path: str, database: str | None, host: str, port: int) -> None:
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A name the server answers to besides loopback names and --host (repeat).",
+)
+def dev(
+    app_path: str, database: str | None, host: str, port: int, allowed_hosts: tuple[str, ...]
+) -> None:
     """Worker, HTTP API and dashboard on one machine; any event key, no API token."""
     app = load_app(app_path, database)
-    _run(_serve(app, dev=True, listen=(host, port), worker_options={"poll_interval": 0.1}))
+    _run(
+        _serve(
+            app,
+            dev=True,
+            listen=(host, port),
+            worker_options={"poll_interval": 0.1},
+            allowed_hosts=(host, *allowed_hosts),
+        )
+    )
 
 
 @main.command()

@@ -27,6 +27,7 @@ def make_server(
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     limits: ServerLimits | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> uvicorn.Server:
     """A uvicorn server for `app`; run it with `await server.serve(sockets=[bind(...)])`
     and stop it with `server.should_exit = True`."""
@@ -34,7 +35,14 @@ def make_server(
 
     limits = limits or ServerLimits()
     config = uvicorn.Config(
-        create_app(app, dev=dev, event_keys=event_keys, api_token=api_token, max_body=max_body),
+        create_app(
+            app,
+            dev=dev,
+            event_keys=event_keys,
+            api_token=api_token,
+            max_body=max_body,
+            allowed_hosts=allowed_hosts,
+        ),
         http=limits.protocol_class(),
         timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works
         h11_max_incomplete_event_size=limits.max_header_bytes,

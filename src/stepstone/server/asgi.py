@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ConfigError, EventError, RunNotFoundError
 from .api import Api
 from .auth import Credentials
+from .hosts import AllowedHosts, BrowserGuard
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .intake import Intake
 from .middleware import HttpMiddleware
@@ -36,10 +37,13 @@ def create_app(
     event_keys: Sequence[str] = (),
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    allowed_hosts: Sequence[str] = (),
 ) -> Starlette:
     """The HTTP side of `app`: event intake, REST API under /v1 and the dashboard at /.
 
     Outside dev mode an API token and at least one event key are required (ConfigError).
+    In dev mode only loopback names and `allowed_hosts` are served, and pages of other
+    sites may not use /e or /v1 through a visitor's browser.
     """
     credentials = Credentials(dev=dev, event_keys=event_keys, api_token=api_token)
 
@@ -58,9 +62,12 @@ def create_app(
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    middleware = [Middleware(HttpMiddleware)]
+    if dev:
+        middleware.append(Middleware(BrowserGuard, allowed=AllowedHosts(allowed_hosts)))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(HttpMiddleware)],
+        middleware=middleware,
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

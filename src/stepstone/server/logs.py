@@ -16,7 +16,8 @@ NOISY_LOGGERS = ("uvicorn.error", "asyncio", "stepstone.http")
 
 
 class RateLimit(logging.Filter):
-    """At most `burst` records per (logger, message template) every `window` seconds."""
+    """At most `burst` warnings and errors per (logger, message template) every `window`
+    seconds; lower levels (the access log at DEBUG) pass untouched."""
 
     def __init__(
         self,
@@ -31,6 +32,8 @@ class RateLimit(logging.Filter):
         self._seen: dict[tuple[str, str], tuple[float, int, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         key = (record.name, str(record.msg))
         now = self.clock()
         started, passed, dropped = self._seen.get(key, (now, 0, 0))
