@@ -15,6 +15,24 @@ from .serde import dumps, size_of
 
 RESERVED_PREFIX = "stepstone/"
 MAX_ID_LENGTH = 256
+MAX_TS = 253_402_300_799_999  # the end of year 9999, in milliseconds
+TS_RULE = f"milliseconds since the epoch (an integer from 0 to {MAX_TS}, the end of year 9999)"
+
+
+def text_problem(text: str) -> str | None:
+    """What keeps `text` from being stored as text by every store, or None.
+
+    PostgreSQL's text holds no NUL, and a lone surrogate (JSON's "\\ud800") is not Unicode:
+    neither store could encode it.
+    """
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        return f"contains a lone surrogate (\\u{code:04x}): it is not Unicode text"
+    return None
 
 
 def as_event_list(
@@ -58,6 +76,7 @@ def validate(
         raise EventError(f"{where}: 'name' is required and must be a non-empty string")
     if len(name) > limits.max_event_name:
         raise EventError(f"{where}: 'name' is longer than {limits.max_event_name} characters")
+    _check_text(where, "name", name)
     if name.startswith(RESERVED_PREFIX) and not internal:
         raise EventError(f"{where}: names starting with {RESERVED_PREFIX!r} are reserved")
     data = fields.get("data")
@@ -70,20 +89,30 @@ def validate(
         not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH
     ):
         raise EventError(f"{where}: 'id' must be a string of 1-{MAX_ID_LENGTH} characters")
+    if event_id is not None:
+        _check_text(where, "id", event_id)
     ts = fields.get("ts")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
-        raise EventError(f"{where}: 'ts' must be milliseconds since the epoch (an integer)")
+    if ts is not None and (
+        isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS
+    ):
+        raise EventError(f"{where}: 'ts' must be {TS_RULE}")
     user = fields.get("user")
     if user is not None and not isinstance(user, Mapping):
         raise EventError(f"{where}: 'user' must be an object")
     v = fields.get("v")
     if v is not None and not isinstance(v, str):
         raise EventError(f"{where}: 'v' must be a string")
+    if v is not None:
+        _check_text(where, "v", v)
     try:
         data_json = dumps(data, what=f"{where} 'data'")
         user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
     except SerializationError as exc:
         raise EventError(str(exc)) from None
+    # the stores keep these as JSON text, where a NUL is escaped and a lone surrogate is not
+    _check_text(where, "data", data_json)
+    if user is not None:
+        _check_text(where, "user", dumps(user_plain))
     size = size_of(data_json) + size_of(name) + (0 if user is None else size_of(json.dumps(user)))
     if size > limits.max_event_size:
         raise EventError(
@@ -98,6 +127,12 @@ def validate(
         v=v,
     )
     return event, data_json
+
+
+def _check_text(where: str, field_name: str, text: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise EventError(f"{where}: '{field_name}' {problem}")
 
 
 def validate_all(

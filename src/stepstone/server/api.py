@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 STATUSES = ", ".join(s.value for s in RunStatus)
 MAX_LIMIT = 1000
+MAX_SECONDS = 253402300799  # the end of year 9999
 
 
 class Api:
@@ -168,7 +169,7 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}; got {raw!r}")
     return int(raw)
 
@@ -183,6 +184,8 @@ def _timestamp(name: str, raw: str | None) -> float | None:
         pass
     else:
         if math.isfinite(value):
+            if abs(value) > MAX_SECONDS:
+                raise ApiError(400, f"{name} must be a time before the year 10000")
             return value
     try:
         when = datetime.fromisoformat(raw)

@@ -20,6 +20,7 @@ from .api import Api
 from .auth import Credentials
 from .hosts import AllowedHosts, BrowserGuard
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
+from .inputs import TextGuard
 from .intake import Intake
 from .middleware import HttpMiddleware
 
@@ -62,7 +63,7 @@ def create_app(
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    middleware = [Middleware(HttpMiddleware)]
+    middleware = [Middleware(HttpMiddleware), Middleware(TextGuard)]
     if dev:
         middleware.append(Middleware(BrowserGuard, allowed=AllowedHosts(allowed_hosts)))
     return Starlette(
