@@ -18,8 +18,8 @@ from rich.table import Table
 from .app import App
 from .errors import StepstoneError
 from .loader import load_app
+from .output import literal, printable, redact_url
 from .records import Run
-from .store import redact_url
 
 T = TypeVar("T")
 console = Console()
@@ -30,7 +30,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except StepstoneError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(printable(str(exc))) from None
 
 
 def _time(ts: float | None) -> str:
@@ -92,12 +92,13 @@ async def _serve(
         console.print(f"  dashboard  {url}/")
         console.print(f"  events     POST {url}/e/{{event_key}}")
         console.print(f"  API        {url}/v1  (OpenAPI: {url}/v1/openapi.json)", soft_wrap=True)
-        console.print(f"  database   {redact_url(app.database_url)}")
+        console.print(f"  database   {literal(redact_url(app.database_url))}")
     else:
         console.print(
-            f"[bold green]stepstone[/] worker {worker.id} on {redact_url(app.database_url)}"
+            f"[bold green]stepstone[/] worker {worker.id} on "
+            f"{literal(redact_url(app.database_url))}"
         )
-    console.print(f"  functions  {', '.join(app.functions) or '(none)'}")
+    console.print(f"  functions  {literal(', '.join(app.functions) or '(none)')}")
     await stop.wait()
     if server is not None and server_task is not None:
         server.should_exit = True
@@ -235,7 +236,8 @@ def send(app_path: str, database: str | None, name: str, data: str, event_id: st
             ids = await app.send({"name": name, "data": payload, "id": event_id})
             for event_id_ in ids:
                 runs = await app.runs_for_event(event_id_)
-                console.print(f"event {event_id_}: runs {', '.join(r.id for r in runs) or 'none'}")
+                ran = ", ".join(r.id for r in runs) or "none"
+                console.print(f"event {literal(event_id_)}: runs {literal(ran)}")
         finally:
             await app.close()
 
@@ -261,8 +263,8 @@ def runs(
         table = Table("run", "function", "status", "created", "ended")
         for run in page.runs:
             table.add_row(
-                run.id,
-                run.function_id,
+                literal(run.id),
+                literal(run.function_id),
                 run.status.value,
                 _time(run.created_at),
                 _time(run.ended_at),
@@ -292,14 +294,16 @@ def show_run(app_path: str, database: str | None, run_id: str) -> None:
 
 
 def print_run(run: Run) -> None:
-    console.print(
-        f"[bold]run {run.id}[/]  function {run.function_id}  status [bold]{run.status}[/]"
-    )
-    console.print(f"  events {', '.join(run.event_ids)}  created {_time(run.created_at)}")
+    # every value is printed literally: data and error messages may hold [markup]
+    name, function = literal(run.id), literal(run.function_id)
+    events = literal(", ".join(run.event_ids))
+    console.print(f"[bold]run {name}[/]  function {function}  status [bold]{run.status}[/]")
+    console.print(f"  events {events}  created {_time(run.created_at)}")
     if run.output is not None:
-        console.print(f"  output {json.dumps(run.output)}")
+        console.print(f"  output {literal(json.dumps(run.output))}")
     if run.error:
-        console.print(f"  error {run.error.get('name')}: {run.error.get('message')}")
+        error = f"{run.error.get('name')}: {run.error.get('message')}"
+        console.print(f"  error {literal(error)}")
     steps = Table("step", "kind", "status", "attempts", "ms", "output / error")
     for step in run.steps:
         ms = (
@@ -308,11 +312,18 @@ def print_run(run: Run) -> None:
             else (f"{(step.ended_at - step.started_at) * 1000:.1f}")
         )
         detail = json.dumps(step.output) if step.error is None else step.error.get("message", "")
-        steps.add_row(step.id, step.kind, step.status.value, str(step.attempts), ms, detail[:80])
+        steps.add_row(
+            literal(step.id),
+            step.kind,
+            step.status.value,
+            str(step.attempts),
+            ms,
+            literal(str(detail)[:80]),
+        )
     console.print(steps)
     history = Table("at", "what", "detail")
     for entry in run.history:
-        history.add_row(_time(entry.at), entry.kind, json.dumps(entry.data)[:100])
+        history.add_row(_time(entry.at), entry.kind, literal(json.dumps(entry.data)[:100]))
     console.print(history)
 
 

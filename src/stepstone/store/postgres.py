@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -326,6 +327,9 @@ class _PipelinedCursor:
         return self._cursor.fetchall()
 
 
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def postgres_from_url(url: str) -> PostgresStore:
     """`postgresql://user:password@host:5432/db?pool_max_size=20&pool_timeout=10&sslmode=...`.
 
@@ -333,6 +337,12 @@ def postgres_from_url(url: str) -> PostgresStore:
     configure the pool, `writers` how many of its connections commit batches of writes;
     every other parameter is libpq's.
     """
+    if _LONE_PERCENT.search(url):
+        # libpq's error would quote the text around it, the password included
+        raise ConfigError(
+            f"database URL {redact_url(url)!r} has a % that starts no %XX escape: "
+            "write a % in a password (or anywhere in the URL) as %25"
+        )
     parts = urlsplit(url)
     ours: dict[str, Any] = {}
     theirs = []
