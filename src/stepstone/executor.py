@@ -103,8 +103,10 @@ class Invocation:
         retry_after_min: float = 1.0,
         resolve_function: Callable[[Any], str] | None = None,
         new_event_ids: Callable[[Sequence[Event]], list[dict[str, Any]]] | None = None,
+        lease_held: Callable[[], bool] | None = None,
     ) -> None:
         self._data = data
+        self._lease_held = lease_held
         self._fn = data.function
         self._emit_op = emit
         self._clock = clock
@@ -269,11 +271,28 @@ class Invocation:
             )
         if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             self._pending_replays = 0
+            if not self._stopping:
+                self._check_lease()
             if self._stopping:
                 raise self._suspend(None, self._stopping)
         elif self._pending_replays:
             self._pending_replays -= 1
         return unique, hashed, prior
+
+    def _check_lease(self) -> None:
+        """Stop if the lease has run out by our clock: after a pause (GC, SIGSTOP) another
+        worker may have run the next step already, and this worker's writes would be
+        refused anyway; starting the step would run it once more."""
+        if self._lease_held is not None and not self._lease_held():
+            self.stop("the lease ran out before a step could start")
+
+    def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
+        # checked again at the last moment: the step was asked for before a pause, and
+        # its handler would only start after it (in the step's task, or its thread)
+        self._check_lease()
+        if self._abandoned:
+            raise _Abandon(self._abandoned)
+        return handler(*args)
 
     def _done(self, value: Any) -> asyncio.Future[Any]:
         future = self._loop.create_future()
@@ -335,11 +354,11 @@ class Invocation:
         token = _inside_step.set(step_id)
         try:
             if inspect.iscoroutinefunction(handler):
-                value = await handler(*args)
+                value = await self._start_handler(handler, *args)
             else:
                 context = contextvars.copy_context()
                 value = await self._loop.run_in_executor(
-                    self._pool, functools.partial(context.run, handler, *args)
+                    self._pool, functools.partial(context.run, self._start_handler, handler, *args)
                 )
                 if inspect.isawaitable(value):
                     value = await value

@@ -39,6 +39,7 @@ class _Active:
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
+    held_until: float = 0.0  # when the lease runs out, as last claimed or renewed
 
 
 class Worker:
@@ -296,6 +297,8 @@ class Worker:
     def _spawn(self, claim: Claim) -> None:
         self.claimed += 1
         active = _Active(claim.lease, cancel_reason="cancelled" if claim.cancel_requested else None)
+        # claimed a moment ago: a tenth of the lease covers the claim's round trip
+        active.held_until = self.app.clock.now() + self.lease_seconds * 0.9
         self._active[claim.lease.run_id] = active
         task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
@@ -344,6 +347,7 @@ class Worker:
                 retry_after_min=self.app.retry_after_min,
                 resolve_function=self.app.function_id,
                 new_event_ids=self._event_dicts,
+                lease_held=lambda: self.app.clock.now() < active.held_until,
             )
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
@@ -410,13 +414,16 @@ class Worker:
             if not self._active:
                 continue
             leases = [a.lease for a in self._active.values()]
+            until = self.app.clock.now() + self.lease_seconds
             try:
-                lost, cancel = await self._store.renew(
-                    leases, self.app.clock.now() + self.lease_seconds
-                )
+                lost, cancel = await self._store.renew(leases, until)
             except Exception:
                 log.exception("worker %s could not renew its leases", self.id)
                 continue
+            for lease in leases:
+                renewed = self._active.get(lease.run_id)
+                if renewed is not None and renewed.lease is lease:
+                    renewed.held_until = until
             for run_id in lost:
                 active = self._active.get(run_id)
                 if active is None or active.ending:
