@@ -37,7 +37,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from . import queries, redact_url
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
@@ -258,6 +258,16 @@ class PostgresStore(SqlStore):
                     return result
             except PoolTimeout:
                 raise  # no connection within `timeout`: the server is down for longer
+            except (
+                psycopg.errors.ReadOnlySqlTransaction,
+                psycopg.errors.InsufficientResources,  # a full disk, out of memory
+            ) as exc:
+                raise StorageError(
+                    f"could not write to the PostgreSQL database {redact_url(self.url)}: "
+                    f"{str(exc).strip()}. Check that its disk has free space and that it "
+                    "accepts writes (not a read-only replica or read-only mode); nothing "
+                    "already saved is affected, and the write is retried"
+                ) from exc
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 # rolled back whole: running the script again is safe
                 if attempt == ATTEMPTS:
