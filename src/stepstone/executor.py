@@ -104,9 +104,11 @@ class Invocation:
         resolve_function: Callable[[Any], str] | None = None,
         new_event_ids: Callable[[Sequence[Event]], list[dict[str, Any]]] | None = None,
         lease_held: Callable[[], bool] | None = None,
+        renew_lease: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._data = data
         self._lease_held = lease_held
+        self._renew_lease = renew_lease
         self._fn = data.function
         self._emit_op = emit
         self._clock = clock
@@ -271,27 +273,31 @@ class Invocation:
             )
         if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             self._pending_replays = 0
-            if not self._stopping:
-                self._check_lease()
             if self._stopping:
                 raise self._suspend(None, self._stopping)
         elif self._pending_replays:
             self._pending_replays -= 1
         return unique, hashed, prior
 
-    def _check_lease(self) -> None:
-        """Stop if the lease has run out by our clock: after a pause (GC, SIGSTOP) another
-        worker may have run the next step already, and this worker's writes would be
-        refused anyway; starting the step would run it once more."""
-        if self._lease_held is not None and not self._lease_held():
-            self.stop("the lease ran out before a step could start")
+    async def _confirm_lease(self) -> None:
+        """Before a handler starts: if the lease has run out by our clock (a pause: GC,
+        SIGSTOP), another worker may have run this step already, and this worker's
+        writes would be refused anyway; running it would run it once more. The lease is
+        renewed first if it can be (a busy event loop only ran late); else, stop."""
+        if self._lease_held is None or self._lease_held():
+            return
+        if self._renew_lease is not None and await self._renew_lease():
+            return
+        log.warning("run %s: its lease ran out (was the worker paused?); stopping", self.run_id)
+        self.stop("the lease ran out before a step could start")
+        raise _Abandon(self._abandoned or "lease lost")
 
     def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
-        # checked again at the last moment: the step was asked for before a pause, and
-        # its handler would only start after it (in the step's task, or its thread)
-        self._check_lease()
-        if self._abandoned:
-            raise _Abandon(self._abandoned)
+        # checked again at the last moment, in the handler's thread: a pause just after
+        # _confirm_lease would otherwise go unseen
+        if self._lease_held is not None and not self._lease_held():
+            self.stop("the lease ran out before a step could start")
+            raise _Abandon(self._abandoned or "lease lost")
         return handler(*args)
 
     def _done(self, value: Any) -> asyncio.Future[Any]:
@@ -353,6 +359,7 @@ class Invocation:
         started = self._clock.now()
         token = _inside_step.set(step_id)
         try:
+            await self._confirm_lease()
             if inspect.iscoroutinefunction(handler):
                 value = await self._start_handler(handler, *args)
             else:

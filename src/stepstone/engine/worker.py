@@ -348,6 +348,7 @@ class Worker:
                 resolve_function=self.app.function_id,
                 new_event_ids=self._event_dicts,
                 lease_held=lambda: self.app.clock.now() < active.held_until,
+                renew_lease=lambda: self._renew_one(active),
             )
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
@@ -436,6 +437,21 @@ class Worker:
                     active.invocation.stop("lease lost")
             for run_id in cancel:
                 self._cancel(run_id)
+
+    async def _renew_one(self, active: _Active) -> bool:
+        """Renew one lease now (its time ran out by our clock); False if it is lost."""
+        assert self._store is not None
+        until = self.app.clock.now() + self.lease_seconds
+        try:
+            lost, _ = await self._store.renew([active.lease], until)
+        except Exception:
+            log.warning("run %s: could not renew its lease", active.lease.run_id)
+            return False
+        if lost:
+            active.lost = True
+            return False
+        active.held_until = until
+        return True
 
     def _cancel(self, run_id: str, reason: str = "cancelled") -> None:
         loop = self._loop
