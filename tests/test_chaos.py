@@ -21,7 +21,7 @@ from tests.pg_cluster import PostgresCluster
 
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 SCALE: dict[str, Any] = (
-    {"events": 600, "min_kills": 200, "kill_every": 0.3, "pause_every": 2.0, "timeout": 1800}
+    {"events": 600, "min_kills": 200, "kill_every": 0.3, "pause_every": 4.0, "timeout": 1800}
     if LONG
     else {"events": 80, "min_kills": 2, "kill_every": 0.5, "pause_every": 0.0, "timeout": 150}
 )

@@ -213,7 +213,8 @@ class Worker:
                         started += 1
                     else:
                         self._pacer.resumed(claim.lease.run_id)
-                    self._spawn(claim)
+                    # the lease runs from the claim's request: a pause since then counts
+                    self._spawn(claim, until=now + self.lease_seconds)
                 self._pacer.claimed(asked, len(claims), started, allowed)
                 if claims:
                     continue
@@ -294,11 +295,11 @@ class Worker:
         for claim in claims:
             self._spawn(claim)
 
-    def _spawn(self, claim: Claim) -> None:
+    def _spawn(self, claim: Claim, until: float | None = None) -> None:
         self.claimed += 1
         active = _Active(claim.lease, cancel_reason="cancelled" if claim.cancel_requested else None)
-        # claimed a moment ago: a tenth of the lease covers the claim's round trip
-        active.held_until = self.app.clock.now() + self.lease_seconds * 0.9
+        # handed off a moment ago (until unknown): a tenth of the lease covers the send
+        active.held_until = until or self.app.clock.now() + self.lease_seconds * 0.9
         self._active[claim.lease.run_id] = active
         task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
@@ -315,6 +316,8 @@ class Worker:
                     await self.app.clock.sleep(claim.due - self.app.clock.now())
                 finally:
                     self._held -= 1
+            if active.lost:  # lost while it was held (the worker was paused, say)
+                raise LeaseLostError(f"run {run.id}: lost before it started")
             fn = self.app.functions.get(run.function_id)
             if fn is not None and fn.timeouts is not None and active.cancel_reason is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
@@ -347,7 +350,7 @@ class Worker:
                 retry_after_min=self.app.retry_after_min,
                 resolve_function=self.app.function_id,
                 new_event_ids=self._event_dicts,
-                lease_held=lambda: self.app.clock.now() < active.held_until,
+                lease_held=lambda: not active.lost and self.app.clock.now() < active.held_until,
                 renew_lease=lambda: self._renew_one(active),
             )
             active.invocation = invocation
@@ -421,9 +424,10 @@ class Worker:
             except Exception:
                 log.exception("worker %s could not renew its leases", self.id)
                 continue
+            gone = set(lost)
             for lease in leases:
                 renewed = self._active.get(lease.run_id)
-                if renewed is not None and renewed.lease is lease:
+                if renewed is not None and renewed.lease is lease and lease.run_id not in gone:
                     renewed.held_until = until
             for run_id in lost:
                 active = self._active.get(run_id)
