@@ -175,10 +175,10 @@ async def concurrent_processes(
         for proc in workers:
             await proc.wait()
         await app.close()
-    if failed.runs:
-        raise RuntimeError(f"run {failed.runs[0].id} failed: {failed.runs[0].error}")
-    if not last.runs or last.runs[0].output != steps:  # the workers ran the steps asked for
-        raise RuntimeError(f"a run returned {last.runs[0].output if last.runs else None}")
+    if failed:
+        raise RuntimeError(f"run {failed[0].id} failed: {failed[0].error}")
+    if not last or last[0].output != steps:  # the workers ran the steps asked for
+        raise RuntimeError(f"a run returned {last[0].output if last else None}")
     return {
         **throughput(runs, steps, seconds),
         "worker_processes": processes,
@@ -196,7 +196,7 @@ async def _wait_all_ended(app: stepstone.App, every: float = 0.01) -> None:
     while True:
         unfinished = 0
         for status in ("queued", "running"):
-            unfinished += len((await app.list_runs(status=status, limit=1)).runs)
+            unfinished += len(await app.list_runs(status=status, limit=1))
         if not unfinished:
             return
         await asyncio.sleep(every)
@@ -331,7 +331,7 @@ async def _count_live(app: stepstone.App) -> int:
     """Runs not yet parked: queued or running (one page is enough to know 'some')."""
     live = 0
     for status in ("queued", "running"):
-        live += len((await app.list_runs(status=status, limit=1000)).runs)
+        live += len(await app.list_runs(status=status, limit=1000))
     return live
 
 

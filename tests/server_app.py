@@ -51,6 +51,25 @@ def build_app(database: str | None = None) -> stepstone.App:
     async def echo(ctx: stepstone.Context) -> Any:
         return await ctx.step.run("echo", lambda: ctx.event.data)
 
+    @app.function(
+        id="charge",
+        name="Charge a card",
+        trigger="billing/charge",
+        retries=2,
+        concurrency=stepstone.Concurrency(2, key="event.data.account"),
+        throttle=stepstone.Throttle(10, "1m", key="event.data.account"),
+        cancel_on=stepstone.Cancel("billing/refunded", if_="async.data.id == event.data.id"),
+        timeouts=stepstone.Timeouts(finish="1h"),
+    )
+    async def charge(ctx: stepstone.Context) -> dict[str, Any]:
+        amount = ctx.event.data.get("amount", 0)
+        return await ctx.step.run("charge", lambda: {"charged": amount})
+
+    @app.function(id="report", trigger="test/report")
+    async def report(ctx: stepstone.Context) -> Any:
+        rows = [{"n": n, "label": f"row {n}"} for n in range(40)]
+        return await ctx.step.run("build", lambda: {"rows": rows})
+
     @app.function(id="hourly", trigger=stepstone.on_cron("0 * * * *", tz="Europe/Paris"))
     async def hourly(ctx: stepstone.Context) -> None:
         return None

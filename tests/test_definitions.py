@@ -17,7 +17,9 @@ def _define(app: stepstone.App, **options: Any) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"id": "bad id!", "trigger": "a/b"}, "function id 'bad id!' is invalid"),
+        ({"id": "", "trigger": "a/b"}, "a non-empty string of at most 128 characters; got 0"),
+        ({"id": "f" * 129, "trigger": "a/b"}, "at most 128 characters; got 129 characters"),
+        ({"id": 7, "trigger": "a/b"}, "a function id is a non-empty string"),
         ({"id": "f", "trigger": 42}, "function 'f': trigger 0 must be"),
         ({"id": "f", "trigger": stepstone.on_cron("61 * * * *")}, "not a valid cron"),
         (

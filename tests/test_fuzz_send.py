@@ -111,3 +111,15 @@ async def test_deeply_nested_data_is_refused_not_crashing() -> None:
     with pytest.raises(stepstone.EventError, match="nested too deeply"):
         await app.send({"name": "a", "data": deep})
     await app.close()
+
+
+@pytest.mark.parametrize("field", ["name", "id"])
+async def test_a_nul_in_an_event_name_or_id_is_refused(field: str, database_url: str) -> None:
+    app = stepstone.App("nul", database=database_url)
+    try:
+        event = {"name": "shop/paid", "id": "order-1", field: "bad\x00value"}
+        with pytest.raises(stepstone.EventError, match=f"'{field}' must not hold a NUL"):
+            await app.send(event)
+        assert await app.get_event("order-1") is None  # nothing stored
+    finally:
+        await app.close()

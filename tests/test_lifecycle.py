@@ -225,15 +225,15 @@ async def test_cron_makes_one_run_per_tick_however_many_workers(sqlite_url: str)
         deadline = time.monotonic() + 10
         while True:
             page = await app.list_runs(function_id="hourly")
-            if page.runs and all(r.status == "completed" for r in page.runs):
+            if page and all(r.status == "completed" for r in page):
                 break
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)
         page = await app.list_runs(function_id="hourly")
     await app.close()
-    assert len(page.runs) == 1
-    assert page.runs[0].output == datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
+    assert len(page) == 1
+    assert page[0].output == datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
 
 
 async def test_run_function_jumps_over_a_week_of_sleep_with_stubbed_steps() -> None:

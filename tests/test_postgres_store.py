@@ -16,7 +16,7 @@ from stepstone.store import Claim, store_from_url
 from stepstone.store.postgres import PostgresStore, postgres_from_url
 from stepstone.store.postgres_listen import Listener
 from stepstone.store.queries import migrations
-from stepstone.store.sql_store import Tx
+from stepstone.store.tx import Tx
 from tests.pg_cluster import PostgresCluster
 from tests.test_store_contract import LEASE, T0, claim_one, new_event, queue_runs, step
 
@@ -163,8 +163,8 @@ async def test_a_pooled_connection_killed_by_the_server_is_replaced(
         )
     # the next writes meet dead connections first; they are retried on fresh ones
     for _ in range(store.max_size + 1):
-        assert await store.ingest([new_event()]) == [True]
-    assert len((await store.list_runs(limit=100)).runs) == store.max_size + 2
+        assert (await store.ingest([new_event()])).new == [True]
+    assert len(await store.list_runs(limit=100)) == store.max_size + 2
 
 
 def test_writers_must_leave_connections_for_reads() -> None:

@@ -12,9 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+import stepstone.server
 from stepstone.server.openapi import openapi_document
 
 from .live_server import LiveServer, send_one, wait_for_run
+from .openapi_check import ResponseChecker, checked_client
+from .sdk import harness
 from .server_app import build_app
 
 INJECTIONS = [
@@ -33,16 +36,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
+CHECKER = ResponseChecker()  # every answer the tests below get is checked against the document
+
+
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as http:
+    with checked_client(server.client(), CHECKER) as http:
         yield http
 
 
 @pytest.fixture(scope="module")
 def finished(server: LiveServer) -> dict[str, dict[str, Any]]:
     """One finished run of greet, flaky and broken, by function id."""
-    with server.client() as http:
+    with checked_client(server.client(), CHECKER) as http:
         ids = {
             "greet": send_one(http, "test/greet", {"name": "ada"}),
             "flaky": send_one(http, "test/flaky"),
@@ -62,11 +68,63 @@ def _error(response: httpx.Response, status: int) -> str:
 # -- functions --------------------------------------------------------------------------------
 def test_functions_lists_triggers_and_options(client: httpx.Client) -> None:
     functions = {f["id"]: f for f in client.get("/v1/functions").json()["functions"]}
-    assert set(functions) == {"greet", "nap", "flaky", "broken", "echo", "hourly"}
+    assert set(functions) == {
+        "greet",
+        "nap",
+        "flaky",
+        "broken",
+        "echo",
+        "charge",
+        "report",
+        "hourly",
+    }
     assert functions["greet"]["triggers"] == [{"event": "test/greet"}]
     assert functions["flaky"]["retries"] == 3
     assert functions["echo"]["triggers"] == [{"event": "test/echo", "if": "event.name != ''"}]
     assert functions["hourly"]["triggers"] == [{"cron": "0 * * * *", "tz": "Europe/Paris"}]
+    assert "concurrency" not in functions["greet"]  # options not set are left out
+    charge = functions["charge"]
+    assert charge["concurrency"] == [{"limit": 2, "key": "event.data.account", "scope": "fn"}]
+    assert charge["throttle"] == {
+        "limit": 10,
+        "period": 60.0,
+        "burst": 1,
+        "key": "event.data.account",
+    }
+    assert charge["cancel_on"] == [
+        {"event": "billing/refunded", "if_": "async.data.id == event.data.id", "timeout": None}
+    ]
+    assert charge["timeouts"] == {"start": None, "finish": 3600.0}
+
+
+def test_invoke_runs_only_that_function_with_the_data(client: httpx.Client) -> None:
+    response = client.post("/v1/functions/greet/invoke", json={"data": {"name": "invoked"}})
+    assert response.status_code == 200, response.text
+    run = wait_for_run(client, response.json()["run_id"])
+    assert (run["function_id"], run["output"]) == ("greet", {"said": "HELLO INVOKED"})
+    assert run["event_name"] == "stepstone/function.invoked"
+    assert run["events"][0]["data"] == {"name": "invoked"}
+    assert "no function has id 'nope'" in _error(client.post("/v1/functions/nope/invoke"), 404)
+    message = _error(client.post("/v1/functions/greet/invoke", json={"data": [1]}), 400)
+    assert "data" in message and "dictionary" in message
+
+
+def test_stats_count_runs_by_status_with_duration_percentiles(
+    client: httpx.Client, finished: dict[str, dict[str, Any]]
+) -> None:
+    stats = client.get("/v1/functions/broken/stats").json()
+    hour, day = stats["windows"]
+    assert (hour["window"], len(hour["buckets"]), day["window"], len(day["buckets"])) == (
+        "hour",
+        12,
+        "day",
+        24,
+    )
+    assert hour["counts"]["failed"] >= 1 and hour["complete"] is True
+    assert hour["buckets"][-1]["counts"]["failed"] >= 1  # created just now: the last bucket
+    assert 0 <= hour["p50"] <= hour["p95"] < 60
+    assert sum(b["counts"].get("failed", 0) for b in day["buckets"]) == day["counts"]["failed"]
+    assert "no function has id" in _error(client.get("/v1/functions/nope/stats"), 404)
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -106,6 +164,8 @@ def test_run_shows_attempts_and_errors(
         "attempt 1 failed",
         "attempt 2 failed",
     ]
+    # each failed attempt keeps its own stack (the step keeps only its latest error)
+    assert all("Traceback" in r["data"]["error"]["stack"] for r in retries)
     broken = client.get(f"/v1/runs/{finished['broken']['id']}").json()
     assert broken["status"] == "failed"
     assert broken["error"]["message"] == "no <b>luck</b>"
@@ -157,6 +217,29 @@ def test_list_runs_by_creation_time(
     iso = datetime.fromtimestamp(created + 3600, UTC).isoformat().replace("+00:00", "Z")
     assert finished["greet"]["id"] in ids({"created_before": iso, "limit": "1000"})
     assert ids({"created_before": "2000-01-01T00:00:00"}) == []
+
+
+def test_list_runs_by_event_name_pattern_and_cel_over_the_event(client: httpx.Client) -> None:
+    acme = send_one(client, "billing/charge", {"account": "acme", "amount": 5})
+    other = send_one(client, "billing/charge", {"account": "other", "amount": 7})
+    for run_id in (acme, other):
+        wait_for_run(client, run_id)
+
+    def found(**query: str) -> list[str]:
+        response = client.get("/v1/runs", params={"limit": "1000", **query})
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()["runs"]]
+
+    assert found(event="billing/charge") == [other, acme]
+    assert found(event="billing/*") == [other, acme]
+    assert found(event="bill*arge", function="charge") == [other, acme]
+    assert found(event="billing") == []
+    assert found(**{"if": 'event.data.account == "acme"'}) == [acme]
+    assert found(**{"if": "event.data.amount > 6", "event": "billing/*"}) == [other]
+    run = client.get("/v1/runs", params={"event": "billing/charge", "limit": "1"}).json()
+    assert run["runs"][0]["event_name"] == "billing/charge" and run["next_cursor"] == other
+    message = _error(client.get("/v1/runs", params={"if": "event.data. =="}), 400)
+    assert "the runs' filter `if`: the CEL expression does not compile" in message
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
@@ -304,6 +387,45 @@ def test_cancel_a_sleeping_run(client: httpx.Client) -> None:
     assert "already ended (cancelled)" in _error(client.post(f"/v1/runs/{run_id}/cancel"), 409)
 
 
+def test_a_cancelled_run_closes_its_sleep(client: httpx.Client) -> None:
+    run_id = send_one(client, "test/nap")
+    wait_for_run(client, run_id, "sleeping")
+    client.post(f"/v1/runs/{run_id}/cancel")
+    run = wait_for_run(client, run_id)
+    wait = next(s for s in run["steps"] if s["id"] == "wait")
+    assert (wait["status"], wait["ended_at"]) == ("cancelled", run["ended_at"])
+
+
+def test_bulk_cancels_and_reruns_each_run_with_its_own_outcome(
+    client: httpx.Client, finished: dict[str, dict[str, Any]]
+) -> None:
+    napping = [send_one(client, "test/nap") for _ in range(2)]
+    for run_id in napping:
+        wait_for_run(client, run_id, "sleeping")
+    done = finished["greet"]["id"]
+    response = client.post(
+        "/v1/runs/bulk", json={"action": "cancel", "run_ids": [*napping, done, "nope"]}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [(r["run_id"], r["ok"]) for r in results] == [
+        (napping[0], True),
+        (napping[1], True),
+        (done, False),
+        ("nope", False),
+    ]
+    assert "already ended (completed)" in results[2]["error"]
+    assert "no run has id 'nope'" in results[3]["error"]
+    for run_id in napping:
+        assert wait_for_run(client, run_id)["status"] == "cancelled"
+    rerun = client.post("/v1/runs/bulk", json={"action": "rerun", "run_ids": [done]}).json()
+    [item] = rerun["results"]
+    assert item["ok"] and wait_for_run(client, item["new_run_id"])["status"] == "completed"
+    too_many = {"action": "cancel", "run_ids": ["x"] * 101}
+    assert "at most 100 items" in _error(client.post("/v1/runs/bulk", json=too_many), 400)
+    assert "action" in _error(client.post("/v1/runs/bulk", json={"run_ids": ["x"]}), 400)
+
+
 def test_cancel_unknown_run_is_404(client: httpx.Client) -> None:
     assert "no run has id" in _error(client.post("/v1/runs/nope/cancel"), 404)
 
@@ -333,6 +455,22 @@ def test_rerun_from_a_step_keeps_the_steps_before_it(
     new_steps = {s["id"]: s for s in new["steps"]}
     assert new_steps["say-hello"]["started_at"] == old_steps["say-hello"]["started_at"]  # kept
     assert new_steps["shout"]["started_at"] > old_steps["shout"]["started_at"]  # run again
+
+
+def test_a_rerun_from_a_step_says_which_steps_it_kept_and_from_which_run(
+    client: httpx.Client, finished: dict[str, dict[str, Any]]
+) -> None:
+    old = finished["greet"]
+    body = {"from_step": "shout"}
+    new_id = client.post(f"/v1/runs/{old['id']}/rerun", json=body).json()["run_id"]
+    new = wait_for_run(client, new_id)
+    assert new["rerun_of"] == old["id"] and new["reruns"] == []
+    assert {s["id"]: s["kept_from"] for s in new["steps"]} == {
+        "say-hello": old["id"],
+        "shout": None,
+    }
+    assert new_id in client.get(f"/v1/runs/{old['id']}").json()["reruns"]
+    assert client.get(f"/v1/runs/{old['id']}").json()["rerun_of"] is None
 
 
 @pytest.mark.parametrize(
@@ -380,7 +518,8 @@ def test_openapi_describes_every_endpoint(server: LiveServer, client: httpx.Clie
     for route in asgi.routes:  # type: ignore[attr-defined]
         # (/e and /e/ only say that a key is missing, or take keyless events in dev mode)
         if isinstance(route, Route) and route.path.startswith(("/v1", "/e/{")):
-            path = route.path.replace("{key}", "{event_key}")
+            # an OpenAPI path names its parameters without starlette's converters (`:path`)
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path).replace("{key}", "{event_key}")
             served |= {(path, m.lower()) for m in route.methods or () if m != "HEAD"}
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert served == documented
@@ -410,13 +549,22 @@ def test_openapi_describes_every_endpoint(server: LiveServer, client: httpx.Clie
 def test_dashboard_is_served_with_a_strict_content_policy(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200
-    assert '<script src="/static/app.js"' in page.text
+    assert '<script type="module" src="/static/app.js"' in page.text
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert page.headers["x-content-type-options"] == "nosniff"
-    for asset in ("/static/app.js", "/static/style.css"):
-        assert client.get(asset).status_code == 200, asset
-    assert "innerHTML" not in client.get("/static/app.js").text.replace("never with innerHTML", "")
+    static = Path(stepstone.server.__file__).parent / "static"
+    modules = sorted(p.relative_to(static).as_posix() for p in static.rglob("*.js"))
+    assert len(modules) >= 10 and "js/pages/runs.js" in modules
+    for asset in ["style.css", *modules]:
+        answer = client.get(f"/static/{asset}")
+        assert answer.status_code == 200, asset
+        if asset.endswith(".js"):  # a module script needs a JavaScript type
+            assert answer.headers["content-type"].startswith("text/javascript"), asset
+            # text is set as text: nothing parses markup
+            assert not re.search(
+                r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", answer.text
+            ), asset
 
 
 def test_health(client: httpx.Client) -> None:
@@ -457,3 +605,46 @@ async def test_an_unexpected_error_is_a_500_without_details(tmp_path: Path) -> N
         "error": "internal error; the server's log has the details",
         "status": 500,
     }
+
+
+def test_synced_sdk_apps_are_listed_and_synced_again(
+    server: LiveServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    sdk = harness.start_app(
+        "py", server.url, tmp_path, app_id="api-py", extra_env={"SDK_TEST_FUNCTIONS": "sequential"}
+    )
+    try:
+        assert httpx.put(sdk.url, timeout=30).status_code == 200
+        [app] = [a for a in client.get("/v1/apps").json()["apps"] if a["id"] == "api-py"]
+        assert app["url"] == sdk.url and app["sdk"].startswith("py:") and app["error"] is None
+        assert app["functions"] == ["api-py-sequential"]
+        again = client.post("/v1/apps/sync", json={"app_id": "api-py"})
+        assert again.json() == {"app_id": "api-py", "synced": True, "error": None}
+    finally:
+        sdk.stop()
+    gone = client.post("/v1/apps/sync", json={"app_id": "api-py"}).json()
+    assert gone["synced"] is False and "could not reach" in gone["error"]
+    # only an app that synced before, at its own URL: the server calls nothing else
+    assert "no app 'elsewhere'" in _error(
+        client.post("/v1/apps/sync", json={"app_id": "elsewhere"}), 404
+    )
+    assert _error(client.post("/v1/apps/sync", json={"url": "http://10.0.0.1/"}), 400)
+
+
+def test_every_operation_answered_as_its_document_says(
+    client: httpx.Client, request: pytest.FixtureRequest
+) -> None:
+    """Every answer above was checked against the document (CHECKER); this one asks that
+    each operation's 200 was among them, so that no endpoint goes unchecked."""
+    options = request.config.option
+    if options.keyword or options.markexpr or any("::" in a for a in request.config.args):
+        pytest.skip("needs the answers of the whole module: run it without -k, -m or ::")
+    assert client.post("/e/any-key", json={"name": "test/greet"}).status_code == 200
+    assert client.get("/v1/openapi.json").status_code == 200
+    documented = {
+        (method, path, "200")
+        for path, ops in CHECKER.doc["paths"].items()
+        for method in ops
+        if path != "/v1/openapi.json"  # its body is the document itself
+    }
+    assert documented - CHECKER.checked == set()

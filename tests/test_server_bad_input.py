@@ -13,6 +13,7 @@ from .live_server import LiveServer
 from .server_app import build_app
 
 HUGE = "9" * 5000
+NUL = "must not hold a NUL character (\\u0000)"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -44,15 +45,15 @@ BODIES = {
     ),
     "a NUL in the name": (
         b'{"name": "test/\\u0000echo"}',
-        "event 0: 'name' contains a NUL character",
+        "event 0: 'name' must not hold a NUL character (\\u0000)",
     ),
     "a NUL in the id": (
         b'{"name": "test/echo", "id": "a\\u0000b"}',
-        "event 0: 'id' contains a NUL character",
+        "event 0: 'id' must not hold a NUL character (\\u0000)",
     ),
     "a NUL in v": (
         b'{"name": "test/echo", "v": "\\u0000"}',
-        "event 0: 'v' contains a NUL character",
+        "event 0: 'v' must not hold a NUL character (\\u0000)",
     ),
     "ts of 2^63": (
         b'{"name": "test/echo", "ts": 9223372036854775808}',
@@ -83,10 +84,10 @@ def test_a_bad_event_is_a_400_saying_why(http: httpx.Client, case: str) -> None:
     [
         ("/v1/runs?limit=%C2%B2", "limit must be an integer from 1 to 1000; got '²'"),
         ("/v1/events?limit=%D9%A3", "limit must be an integer from 1 to 1000; got '٣'"),
-        ("/v1/events?name=a%00b", "the query parameter name contains a NUL character"),
-        ("/v1/runs?cursor=%00", "the query parameter cursor contains a NUL character"),
-        ("/v1/runs/a%00b", "the path contains a NUL character"),
-        ("/v1/events/%00", "the path contains a NUL character"),
+        ("/v1/events?name=a%00b", f"the query parameter name {NUL}"),
+        ("/v1/runs?cursor=%00", f"the query parameter cursor {NUL}"),
+        ("/v1/runs/a%00b", "the path must not hold a NUL character (\\u0000)"),
+        ("/v1/events/%00", "the path must not hold a NUL character (\\u0000)"),
         ("/v1/runs?created_after=1e30", "created_after must be a time before the year 10000"),
     ],
 )

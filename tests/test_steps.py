@@ -293,10 +293,10 @@ async def test_repeated_ids_in_a_loop_get_their_own_steps(database_url: str) -> 
         run = await send_and_wait(app, "loop/go")
     await app.close()
     assert run.output == [0, 10, 20]
-    assert [s.id for s in run.steps] == ["item", "item:1", "item:2"]
+    assert [(s.id, s.occurrence) for s in run.steps] == [("item", 0), ("item", 1), ("item", 2)]
     import hashlib
 
-    assert run.step("item:2").hashed_id == hashlib.sha1(b"item:2").hexdigest()
+    assert run.step("item", occurrence=2).hashed_id == hashlib.sha1(b"item:2").hexdigest()
     assert all(s.attempts == 1 for s in run.steps)
 
 

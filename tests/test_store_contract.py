@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,17 @@ import pytest
 from stepstone.errors import LeaseLostError
 from stepstone.ids import hash_step_id, new_id
 from stepstone.records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
-from stepstone.store import Claim, NewEvent, NewRun, Store, Wait, store_from_url
+from stepstone.store import (
+    Claim,
+    IntakeReport,
+    NewEvent,
+    NewRun,
+    Store,
+    SyncedAppRecord,
+    Wait,
+    run_search,
+    store_from_url,
+)
 
 T0 = 1_700_000_000.0  # a fixed "now" for every test
 LEASE = 30.0
@@ -67,8 +78,8 @@ def step(name: str, status: StepStatus = StepStatus.COMPLETED, **fields: Any) ->
 async def test_ingest_stores_events_and_ignores_a_repeated_id(store: Store) -> None:
     first = new_event(event_id="order-1", data={"n": 1})
     again = new_event(event_id="order-1", data={"n": 2})
-    assert await store.ingest([first]) == [True]
-    assert await store.ingest([again]) == [False]
+    assert await store.ingest([first]) == IntakeReport(new=[True])
+    assert await store.ingest([again]) == IntakeReport(new=[False])
     stored = await store.get_event("order-1")
     assert stored is not None
     assert stored.event.data == {"n": 1}  # the first one wins
@@ -78,7 +89,7 @@ async def test_ingest_stores_events_and_ignores_a_repeated_id(store: Store) -> N
 
 async def test_a_repeated_id_within_one_batch_is_ignored_too(store: Store) -> None:
     a, b = new_event(event_id="dup"), new_event(event_id="dup")
-    assert await store.ingest([a, b]) == [True, False]
+    assert await store.ingest([a, b]) == IntakeReport(new=[True, False])
     assert [r.id for r in await store.runs_for_event("dup")] == [a.runs[0].id]
 
 
@@ -201,7 +212,7 @@ async def test_a_refused_write_among_concurrent_ones_undoes_nothing_else(store: 
         "NoneType",
         "NoneType",
         "LeaseLostError",
-        "NoneType",
+        "IntakeReport",
         "NoneType",
     ]
     for index in (0, 1, 4):
@@ -268,7 +279,7 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
             at=T0 + 6,
         ),
     ]
-    assert await asyncio.gather(*ends) == [None, None, None]
+    assert await asyncio.gather(*ends) == [IntakeReport()] * 3
     # one refused among them: the others still end
     ends = [
         store.finish(stale, status=RunStatus.COMPLETED, output_json="9", error=None, at=T0 + 4),
@@ -277,11 +288,15 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
         ),
     ]
     results = await asyncio.gather(*ends, return_exceptions=True)
-    assert [type(r).__name__ for r in results] == ["LeaseLostError", "NoneType"]
+    assert [type(r).__name__ for r in results] == ["LeaseLostError", "IntakeReport"]
     first = await store.get_run(queued[0], with_history=True)
     assert first is not None and first.status is RunStatus.COMPLETED
     assert first.output == {"n": 0} and first.ended_at == T0 + 2
     assert [h.kind for h in first.history] == ["queued", "started", "log", "completed"]
+    # its open wait was closed by its end, at the end's time
+    assert [(s.id, s.status, s.ended_at) for s in first.steps] == [
+        ("wait", StepStatus.CANCELLED, T0 + 2)
+    ]
     assert await store.get_event(announced.event.id or "") is not None
     failed = await store.get_run(queued[1], with_history=True)
     assert failed is not None and failed.status is RunStatus.FAILED and failed.error == error
@@ -297,10 +312,9 @@ async def test_run_ends_sent_at_once_each_end_their_own_run(store: Store) -> Non
     [again] = await store.claim("w1", 10, T0 + 7, LEASE)
     assert again.run.id == parent_id  # every other job is gone
     # the ended run's wait is gone: a matching event resumes nothing
-    matched: list[str] = []
     paid = new_event("shop/paid", functions=(), at=T0 + 8)
-    await store.ingest([paid], lambda w, e: bool(matched.append(w.run_id)) or True)
-    assert matched == []
+    assert await store.ingest([paid]) == IntakeReport(new=[True], cancelled=[])
+    assert await store.claim("w2", 10, T0 + 9, LEASE) == []
 
 
 async def test_writes_queued_before_close_are_saved_and_later_ones_refused(
@@ -448,6 +462,39 @@ async def test_finish_failed_keeps_the_error(store: Store) -> None:
     assert run is not None and run.status is RunStatus.FAILED and run.error == error
 
 
+async def test_a_run_end_closes_every_step_it_left_open(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    done = step("done", ended_at=T0 + 1)
+    await store.save_step(lease, done, "1")
+    await store.save_step(
+        lease, step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99), None
+    )
+    await store.save_step(lease, step("again", StepStatus.RETRYING, wake_at=T0 + 30), None)
+    await store.finish(lease, status=RunStatus.CANCELLED, output_json=None, error=None, at=T0 + 5)
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert {s.id: (s.status, s.ended_at) for s in run.steps} == {
+        "done": (StepStatus.COMPLETED, T0 + 1),
+        "nap": (StepStatus.CANCELLED, T0 + 5),
+        "again": (StepStatus.CANCELLED, T0 + 5),
+    }
+
+
+async def test_cancel_of_a_sleeping_run_closes_its_sleep(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    await store.save_step(
+        lease, step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99), None
+    )
+    await store.reschedule(lease, at=T0 + 99, now=T0, status=RunStatus.SLEEPING)
+    assert await store.request_cancel(run_id, T0 + 2) is True
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.CANCELLED
+    [nap] = run.steps
+    assert (nap.status, nap.ended_at, nap.wake_at) == (StepStatus.CANCELLED, T0 + 2, T0 + 99)
+
+
 # -- operator actions -----------------------------------------------------------------------
 async def test_cancel_of_a_queued_run_ends_it_at_once(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
@@ -500,7 +547,7 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
     assert await store.next_due() == T0 + 3600
     assert (await store.get_run(run_id)).steps == [waiting]  # type: ignore[union-attr]
     paid = new_event("shop/paid", data={"order": 7}, functions=(), at=T0 + 5)
-    await store.ingest([paid], lambda wait, event: True)
+    await store.ingest([paid])
     run = await store.get_run(run_id)
     assert run is not None
     [resolved] = run.steps
@@ -508,7 +555,7 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
     assert resolved.output["data"] == {"order": 7}
     assert await store.next_due() == T0 + 5  # the run is due now
     # the wait is used up: a second event finds nothing to resume
-    await store.ingest([new_event("shop/paid", functions=(), at=T0 + 6)], lambda w, e: True)
+    await store.ingest([new_event("shop/paid", functions=(), at=T0 + 6)])
     run = await store.get_run(run_id)
     assert run is not None and run.steps[0].output["data"] == {"order": 7}
 
@@ -516,18 +563,9 @@ async def test_a_matching_event_resumes_a_wait(store: Store) -> None:
 async def test_events_of_one_batch_resume_a_wait_once_in_their_order(store: Store) -> None:
     first_id, _ = await _waiting_run(store)
     second_id, _ = await _waiting_run(store, condition="async.data.order == 9")
-    matched: list[tuple[str, int]] = []
-
-    def matcher(wait: Wait, event: Event) -> bool:
-        if wait.condition is not None and event.data["order"] != 9:
-            return False
-        matched.append((wait.run_id, event.data["order"]))
-        return True
-
     batch = [new_event("shop/paid", data={"order": n}, functions=(), at=T0 + n) for n in (7, 8, 9)]
-    await store.ingest(batch, matcher)
+    await store.ingest(batch)
     # the first event uses up the unconditional wait: the later ones no longer see it
-    assert matched == [(first_id, 7), (second_id, 9)]
     for run_id, order in ((first_id, 7), (second_id, 9)):
         run = await store.get_run(run_id)
         assert run is not None and run.steps[0].status is StepStatus.COMPLETED
@@ -536,15 +574,8 @@ async def test_events_of_one_batch_resume_a_wait_once_in_their_order(store: Stor
 
 async def test_an_event_that_does_not_match_leaves_the_wait(store: Store) -> None:
     run_id, _ = await _waiting_run(store, condition="async.data.order == 8")
-    seen: list[tuple[Wait, Event]] = []
-
-    def matcher(wait: Wait, event: Event) -> bool:
-        seen.append((wait, event))
-        return bool(event.data.get("order") == 8)
-
-    await store.ingest([new_event("shop/paid", data={"order": 7}, functions=())], matcher)
-    await store.ingest([new_event("shop/other", data={"order": 8}, functions=())], matcher)
-    assert [(w.condition, e.data) for w, e in seen] == [("async.data.order == 8", {"order": 7})]
+    await store.ingest([new_event("shop/paid", data={"order": 7}, functions=())])
+    await store.ingest([new_event("shop/other", data={"order": 8}, functions=())])
     run = await store.get_run(run_id)
     assert run is not None and run.steps[0].status is StepStatus.WAITING
     assert await store.next_due() == T0 + 3600
@@ -558,29 +589,138 @@ async def test_list_runs_filters_and_pages(store: Store) -> None:
     await store.finish(lease, status=RunStatus.COMPLETED, output_json=None, error=None, at=T0)
 
     everything = await store.list_runs(limit=100)
-    assert [r.id for r in everything.runs] == sorted(a_ids + b_ids, reverse=True)
+    assert [r.id for r in everything] == sorted(a_ids + b_ids, reverse=True)
     assert everything.next_cursor is None
 
     only_a = await store.list_runs(function_id="fn-a")
-    assert sorted(r.id for r in only_a.runs) == sorted(a_ids)
+    assert sorted(r.id for r in only_a) == sorted(a_ids)
     completed = await store.list_runs(status=RunStatus.COMPLETED)
-    assert [r.id for r in completed.runs] == [lease.run_id]
+    assert [r.id for r in completed] == [lease.run_id]
     queued_b = await store.list_runs(function_id="fn-b", status=RunStatus.QUEUED)
-    assert len(queued_b.runs) == 4
+    assert len(queued_b) == 4
     later = await store.list_runs(created_after=T0 + 50)
-    assert sorted(r.id for r in later.runs) == sorted(b_ids)
+    assert sorted(r.id for r in later) == sorted(b_ids)
     earlier = await store.list_runs(created_before=T0 + 50)
-    assert sorted(r.id for r in earlier.runs) == sorted(a_ids)
+    assert sorted(r.id for r in earlier) == sorted(a_ids)
 
     pages, cursor = [], None
     while True:
         page = await store.list_runs(limit=3, cursor=cursor)
-        pages.append([r.id for r in page.runs])
+        pages.append([r.id for r in page])
         cursor = page.next_cursor
         if cursor is None:
             break
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert [i for p in pages for i in p] == [r.id for r in everything.runs]
+    assert [i for p in pages for i in p] == [r.id for r in everything]
+
+
+async def test_list_events_pages_newest_first(store: Store) -> None:
+    items = [new_event(event_id=f"e{n}", at=T0 + n) for n in range(5)]
+    await store.ingest(items)
+    pages, cursor = [], None
+    while True:
+        page = await store.list_events(limit=2, cursor=cursor)
+        pages.append([stored.event.id for stored in page])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["e4", "e3"], ["e2", "e1"], ["e0"]]
+    only = await store.list_events(name="test/event", limit=5)
+    assert len(only) == 5 and only.next_cursor is None
+    assert only[0].run_ids == [items[4].runs[0].id]
+
+
+async def test_a_repeated_step_id_is_stored_with_its_occurrence(store: Store) -> None:
+    [run_id] = await queue_runs(store, 1)
+    lease = (await claim_one(store)).lease
+    uses = [
+        StepRecord(
+            id="repeat",
+            hashed_id=hash_step_id("repeat" if n == 0 else f"repeat:{n}"),
+            status=StepStatus.COMPLETED,
+            attempts=1,
+            started_at=T0 + n,
+            occurrence=n,
+        )
+        for n in range(3)
+    ]
+    # at once, so that a store may write them in one statement, as it does under load
+    await asyncio.gather(*(store.save_step(lease, use, "null") for use in uses))
+    run = await store.get_run(run_id)
+    assert run is not None and run.steps == uses
+    await store.reschedule(lease, at=T0, now=T0, status=RunStatus.SLEEPING)
+    reclaimed = await claim_one(store)
+    assert [(s.id, s.occurrence) for s in reclaimed.run.steps] == [("repeat", n) for n in range(3)]
+    rerun = NewRun(new_id(), "fn", list(run.event_ids), T0, T0)
+    await store.create_runs([rerun], [(rerun.id, uses[2])])
+    copied = await store.get_run(rerun.id)
+    assert copied is not None and copied.steps == [uses[2]]
+
+
+async def test_list_runs_finds_runs_by_their_event_name_with_wildcards(store: Store) -> None:
+    charge = new_event("billing/charge", functions=("a", "b"))
+    refund = new_event("billing/refund")
+    odd = new_event("shop/100%_[done]?")
+    await store.ingest([charge, refund, odd, new_event("Billing/charge")])
+
+    async def found(pattern: str) -> set[str]:
+        return {r.id for r in await store.list_runs(event_name=pattern)}
+
+    assert await found("billing/charge") == {r.id for r in charge.runs}
+    assert await found("billing/*") == {r.id for r in charge.runs + refund.runs}
+    assert await found("*/re*d") == {refund.runs[0].id}
+    assert await found("billing/charg") == set()  # no wildcard: the whole name
+    assert await found("shop/100%_[done]?") == {odd.runs[0].id}  # only * is special
+    assert await found("shop/1_0*") == set()
+    both = await store.list_runs(event_name="billing/*", function_id="b")
+    assert [r.id for r in both] == [charge.runs[1].id]
+
+
+async def test_list_runs_filters_by_the_trigger_event_in_bounded_pages(store: Store) -> None:
+    items = [new_event("acct/x", data={"n": n}) for n in range(12)]
+    await store.ingest(items)
+    even = [i.runs[0].id for i in items if i.event.data["n"] % 2 == 0]
+
+    def is_even(event: Event) -> bool:
+        return event.data["n"] % 2 == 0
+
+    page = await store.list_runs(event_filter=is_even, limit=4)
+    assert [r.id for r in page] == sorted(even, reverse=True)[:4]
+    rest = await store.list_runs(event_filter=is_even, limit=4, cursor=page.next_cursor)
+    assert [r.id for r in rest] == sorted(even, reverse=True)[4:]
+    assert rest.next_cursor is None
+    none = await store.list_runs(event_filter=lambda e: False)
+    assert (none.items, none.next_cursor) == ([], None)
+
+
+async def test_a_filtered_scan_stops_after_scan_max_runs_with_a_cursor(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_search, "SCAN_PAGE", 3)
+    monkeypatch.setattr(run_search, "SCAN_MAX", 6)
+    items = [new_event("acct/y", data={"n": n}) for n in range(10)]
+    await store.ingest(items)
+    newest_first = [i.runs[0].id for i in reversed(items)]
+    page = await store.list_runs(event_filter=lambda e: e.data["n"] == 0)
+    assert (page.items, page.next_cursor) == ([], newest_first[5])  # six read, none matched
+    page = await store.list_runs(event_filter=lambda e: e.data["n"] == 0, cursor=newest_first[5])
+    assert [r.id for r in page] == [newest_first[-1]]
+
+
+async def test_run_events_and_reruns_of(store: Store) -> None:
+    first = new_event("test/a", data={"k": 1})
+    await store.ingest([first, new_event("test/b")])
+    old = first.runs[0]
+    [stored] = await store.run_events([old.id])
+    assert (stored.event.name, stored.event.data) == ("test/a", {"k": 1})
+    assert await store.run_events([]) == []
+    reruns = [NewRun(new_id(), "fn", old.event_ids, T0 + n, T0 + n) for n in (1, 2)]
+    other = NewRun(new_id(), "fn", old.event_ids, T0 + 3, T0 + 3)  # same event, not a rerun
+    await store.create_runs([*reruns, other])
+    for run in reruns:
+        await store.add_history(run.id, HistoryEntry(run.created_at, "rerun", {"of": old.id}))
+    assert await store.reruns_of(old.id) == [r.id for r in reruns]
+    assert await store.reruns_of(reruns[0].id) == []
 
 
 async def test_get_run_returns_steps_and_history(store: Store) -> None:
@@ -593,3 +733,39 @@ async def test_get_run_returns_steps_and_history(store: Store) -> None:
     assert run.steps == [saved]
     assert [h.kind for h in run.history] == ["queued", "started"]
     assert await store.get_run("no-such-run") is None
+
+
+# -- apps synced by the official SDKs ---------------------------------------------------
+def _synced(error: str | None = None, at: float = T0) -> SyncedAppRecord:
+    return SyncedAppRecord(
+        "shop", "http://a:3000/api/inngest", "js:v4.24.0", "express", None, at, error
+    )
+
+
+async def test_a_synced_app_publishes_its_functions_and_a_resync_replaces_them(
+    store: Store,
+) -> None:
+    one = {"id": "shop-one", "triggers": [{"event": "a"}], "runtime": {"type": "http", "url": "u"}}
+    two = {"id": "shop-two", "triggers": [{"event": "b"}]}
+    await store.register_functions("other", [{"id": "other-fn", "triggers": []}], T0)
+    await store.save_app(_synced(), [one, two])
+    assert await store.list_apps() == [_synced()]
+    ids = {c["id"] for c in await store.registered_functions()}
+    assert ids == {"shop-one", "shop-two", "other-fn"}
+    await store.save_app(_synced(at=T0 + 5), [one])
+    ids = {c["id"] for c in await store.registered_functions()}
+    assert ids == {"shop-one", "other-fn"}
+    assert [a.synced_at for a in await store.list_apps()] == [T0 + 5]
+
+
+async def test_a_failed_sync_keeps_the_apps_functions(store: Store) -> None:
+    await store.save_app(replace(_synced("no functions"), id="new"), None)
+    assert [(a.id, a.error) for a in await store.list_apps()] == [("new", "no functions")]
+    config = {"id": "shop-one", "triggers": [{"event": "a"}]}
+    await store.save_app(_synced(), [config])
+    await store.save_app(_synced("bad payload", at=T0 + 9), None)
+    [_, app] = await store.list_apps()
+    assert (app.error, app.synced_at, app.url) == ("bad payload", T0 + 9, _synced().url)
+    assert [c["id"] for c in await store.registered_functions()] == ["shop-one"]
+    await store.save_app(_synced(at=T0 + 10), [config])
+    assert [a.error for a in await store.list_apps()] == ["no functions", None]

@@ -5,6 +5,7 @@ from .clock import Clock
 from .errors import (
     ConfigError,
     EventError,
+    InvalidStepIdError,
     LeaseLostError,
     LimitExceededError,
     NestedStepError,
@@ -20,7 +21,7 @@ from .flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, 
 from .function import CronTrigger, EventTrigger, FunctionDef, on_cron, on_event
 from .limits import Limits
 from .options import Cancel, Timeouts
-from .records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
+from .records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord, StepStatus
 from .retry import default_backoff
 from .step import Context, Step, SyncStep
 
@@ -41,11 +42,13 @@ __all__ = [
     "EventTrigger",
     "FunctionDef",
     "HistoryEntry",
+    "InvalidStepIdError",
     "LeaseLostError",
     "LimitExceededError",
     "Limits",
     "NestedStepError",
     "NonRetriableError",
+    "Page",
     "Priority",
     "RateLimit",
     "RetryAfterError",

@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -42,7 +42,50 @@ def _app_option(fn: Any) -> Any:
     return click.option("--database", "-d", default=None, help=DATABASE_HELP)(fn)
 
 
+def _server_app_option(fn: Any) -> Any:
+    """MODULE:APP, optional where SDK apps alone may bring the functions."""
+    fn = click.argument("app_path", metavar="[MODULE:APP]", required=False)(fn)
+    fn = click.option("--database", "-d", default=None, help=DATABASE_HELP)(fn)
+    return click.option(
+        "--sdk-url",
+        "-u",
+        "sdk_urls",
+        multiple=True,
+        help="The serve URL of an SDK app to sync at start (repeat for several apps).",
+    )(fn)
+
+
+def _signing_key_option(fn: Any) -> Any:
+    return click.option(
+        "--signing-key",
+        envvar="STEPSTONE_SIGNING_KEY",
+        default=None,
+        help="signkey-<env>-<hex>: SDK apps sync with it, and calls to them are signed "
+        "with it (prefer the env var).",
+    )(fn)
+
+
+def _use_signing_key(app: App, signing_key: str | None) -> None:
+    """Calls to SDK apps are signed with the key (their answers checked with it)."""
+    if not signing_key:
+        return
+    from .sdk.signing import parse_signing_key
+
+    try:
+        app.runtime.signing_key = parse_signing_key(signing_key, what="--signing-key")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--signing-key") from None
+
+
+def _app_or_none(app_path: str | None, database: str | None) -> App:
+    """The app a command line names, or, for SDK apps alone, an app of no functions."""
+    if app_path is None:
+        return App("stepstone", database=database)
+    return load_app(app_path, database)
+
+
 @click.group()
+@click.version_option(package_name="stepstone", prog_name="stepstone")
 @click.option("--log-level", default="info", show_default=True)
 def main(log_level: str) -> None:
     """stepstone: durable step functions."""
@@ -60,6 +103,8 @@ async def _serve(
     event_keys: list[str] | None = None,
     api_token: str | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    signing_key: str | None = None,
+    sdk_urls: Sequence[str] = (),
 ) -> None:
     """Run a worker, and with `listen` the HTTP server, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -76,6 +121,7 @@ async def _serve(
             event_keys=event_keys or [],
             api_token=api_token,
             allowed_hosts=allowed_hosts,
+            signing_key=signing_key,
         )
         try:
             sock = bind(*listen)
@@ -99,6 +145,8 @@ async def _serve(
             f"{literal(redact_url(app.database_url))}"
         )
     console.print(f"  functions  {literal(', '.join(app.functions) or '(none)')}")
+    for url in sdk_urls:
+        await _sync(url, dev=dev)
     await stop.wait()
     if server is not None and server_task is not None:
         server.should_exit = True
@@ -107,8 +155,19 @@ async def _serve(
     await app.close()
 
 
+async def _sync(url: str, *, dev: bool) -> None:
+    from .server.sdk_sync import SyncError, sync_app
+
+    try:
+        await sync_app(url, dev=dev)
+    except SyncError as exc:
+        console.print(f"[yellow]sync failed[/] {literal(str(exc))}")
+    else:
+        console.print(f"  synced     {literal(url)}")
+
+
 @main.command()
-@_app_option
+@_server_app_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True)
 @click.option(
@@ -118,23 +177,34 @@ async def _serve(
     help="A name the server answers to besides loopback names and --host (repeat).",
 )
 def dev(
-    app_path: str, database: str | None, host: str, port: int, allowed_hosts: tuple[str, ...]
+    app_path: str | None,
+    database: str | None,
+    sdk_urls: tuple[str, ...],
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
-    """Worker, HTTP API and dashboard on one machine; any event key, no API token."""
-    app = load_app(app_path, database)
+    """Worker, HTTP API and dashboard on one machine; any event key, no API token.
+
+    Apps written with the official SDKs sync to it (INNGEST_DEV=1,
+    INNGEST_BASE_URL=http://127.0.0.1:8288), or are synced with -u URL.
+    """
+    app = _app_or_none(app_path, database)
+    options = {"poll_interval": 0.1}
     _run(
         _serve(
             app,
             dev=True,
             listen=(host, port),
-            worker_options={"poll_interval": 0.1},
+            worker_options=options,
+            sdk_urls=sdk_urls,
             allowed_hosts=(host, *allowed_hosts),
         )
     )
 
 
 @main.command()
-@_app_option
+@_server_app_option
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8288, show_default=True)
 @click.option(
@@ -151,15 +221,26 @@ def dev(
     help="Bearer token for the REST API and the dashboard (prefer the env var: "
     "command lines are visible to other users).",
 )
+@_signing_key_option
 @click.option("--concurrency", default=100, show_default=True)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    help="Seconds a claimed run stays this worker's without renewal.",
+)
 def start(
-    app_path: str,
+    app_path: str | None,
     database: str | None,
+    sdk_urls: tuple[str, ...],
     host: str,
     port: int,
     event_keys: tuple[str, ...],
     api_token: str | None,
+    signing_key: str | None,
     concurrency: int,
+    lease_seconds: float,
 ) -> None:
     """Production: worker, HTTP event API, REST API and dashboard; keys and a token required."""
     keys = [k.strip() for item in event_keys for k in item.split(",") if k.strip()]
@@ -170,7 +251,8 @@ def start(
             "give --api-token (or set STEPSTONE_API_TOKEN): outside dev mode the REST API "
             "and the dashboard need a token"
         )
-    app = load_app(app_path, database)
+    app = _app_or_none(app_path, database)
+    _use_signing_key(app, signing_key)
     _run(
         _serve(
             app,
@@ -178,13 +260,16 @@ def start(
             listen=(host, port),
             event_keys=keys,
             api_token=api_token.strip(),
-            worker_options={"concurrency": concurrency},
+            signing_key=signing_key or None,
+            sdk_urls=sdk_urls,
+            worker_options={"concurrency": concurrency, "lease_seconds": lease_seconds},
         )
     )
 
 
 @main.command()
-@_app_option
+@_server_app_option
+@_signing_key_option
 @click.option("--concurrency", default=100, show_default=True, help="Runs at once.")
 @click.option(
     "--lease",
@@ -202,20 +287,23 @@ def start(
     "(default: 0.25 on SQLite; 5 on PostgreSQL, where LISTEN/NOTIFY wakes it).",
 )
 def worker(
-    app_path: str,
+    app_path: str | None,
     database: str | None,
+    sdk_urls: tuple[str, ...],
+    signing_key: str | None,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float | None,
 ) -> None:
-    """Run a worker: claim and execute runs until stopped."""
-    app = load_app(app_path, database)
+    """Run a worker: claim and execute runs until stopped (those of SDK apps too)."""
+    app = _app_or_none(app_path, database)
+    _use_signing_key(app, signing_key)
     options = {
         "concurrency": concurrency,
         "lease_seconds": lease_seconds,
         "poll_interval": poll_interval,
     }
-    _run(_serve(app, dev=False, worker_options=options))
+    _run(_serve(app, dev=False, worker_options=options, sdk_urls=sdk_urls))
 
 
 @main.command()
@@ -261,10 +349,10 @@ def runs(
         finally:
             await app.close()
         table = Table("run", "function", "status", "created", "ended")
-        for run in page.runs:
+        for run in page:
             table.add_row(
-                literal(run.id),
-                literal(run.function_id),
+                run.id,
+                literal(run.function_id),  # ids and user data are text, not rich markup
                 run.status.value,
                 _time(run.created_at),
                 _time(run.ended_at),
@@ -294,11 +382,12 @@ def show_run(app_path: str, database: str | None, run_id: str) -> None:
 
 
 def print_run(run: Run) -> None:
-    # every value is printed literally: data and error messages may hold [markup]
-    name, function = literal(run.id), literal(run.function_id)
-    events = literal(", ".join(run.event_ids))
-    console.print(f"[bold]run {name}[/]  function {function}  status [bold]{run.status}[/]")
-    console.print(f"  events {events}  created {_time(run.created_at)}")
+    # ids, outputs and errors are the user's text: escaped, so rich prints them as written
+    console.print(
+        f"[bold]run {literal(run.id)}[/]  function {literal(run.function_id)}  "
+        f"status [bold]{run.status}[/]"
+    )
+    console.print(f"  events {literal(', '.join(run.event_ids))}  created {_time(run.created_at)}")
     if run.output is not None:
         console.print(f"  output {literal(json.dumps(run.output))}")
     if run.error:
@@ -313,12 +402,12 @@ def print_run(run: Run) -> None:
         )
         detail = json.dumps(step.output) if step.error is None else step.error.get("message", "")
         steps.add_row(
-            literal(step.id),
+            literal(step.label),
             step.kind,
             step.status.value,
             str(step.attempts),
             ms,
-            literal(str(detail)[:80]),
+            literal(detail[:80]),
         )
     console.print(steps)
     history = Table("at", "what", "detail")

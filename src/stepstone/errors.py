@@ -42,16 +42,22 @@ class RetryAfterError(StepstoneError):
 
 
 class StepError(StepstoneError):
-    """A step used all its attempts; raised inside the function at the step's call."""
+    """A step used all its attempts; raised inside the function at the step's call.
+
+    It carries the step's last error as `name`, `message` and `stack` (the attributes code
+    written against the reference SDKs reads), the failed step's `step_id`, and the saved
+    form of that error as `error`. `str(err)` is the message.
+    """
 
     code = "step_failed"
 
     def __init__(self, step_id: str, error: dict[str, Any]) -> None:
         self.step_id = step_id
-        self.error = error
-        self.name = str(error.get("name", "Error"))
-        self.stack = str(error.get("stack", ""))
-        super().__init__(f"step {step_id!r} failed: {self.name}: {error.get('message', '')}")
+        self.error = dict(error)
+        self.name = str(error.get("name") or "Error")
+        self.message = str(error.get("message") or "")
+        self.stack = str(error.get("stack") or "")
+        super().__init__(self.message)
 
 
 class SerializationError(NonRetriableError, TypeError):
@@ -72,6 +78,12 @@ class NestedStepError(NonRetriableError):
     code = "nested_step"
 
 
+class InvalidStepIdError(NonRetriableError, ValueError):
+    """A step id is not a non-empty string of at most 256 characters."""
+
+    code = "invalid_step_id"
+
+
 class StorageError(StepstoneError):
     """The database could not be written (a full disk, a read-only file, a lost server)."""
 
@@ -90,9 +102,14 @@ class RunNotFoundError(StepstoneError, LookupError):
     code = "run_not_found"
 
 
+def error_record(name: str, message: str, stack: str = "") -> dict[str, Any]:
+    """The saved form of an error, as runs, steps and the SDK wire protocol keep it."""
+    return {"name": name, "message": message, "stack": stack}
+
+
 def describe_error(exc: BaseException) -> dict[str, Any]:
-    """The saved form of an error: {"name", "message", "stack"}."""
+    """The saved form of an exception."""
     if isinstance(exc, StepError):
         return dict(exc.error)
     stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"name": type(exc).__name__, "message": str(exc), "stack": stack}
+    return error_record(type(exc).__name__, str(exc), stack)

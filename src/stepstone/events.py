@@ -26,7 +26,7 @@ def text_problem(text: str) -> str | None:
     neither store could encode it.
     """
     if "\x00" in text:
-        return "contains a NUL character"
+        return "must not hold a NUL character (\\u0000)"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -60,14 +60,15 @@ def validate(
             "ts": raw.ts,
             "user": raw.user,
             "v": raw.v,
+            "meta": raw.meta,
         }
     elif isinstance(raw, Mapping):
         fields = dict(raw)
-        unknown = set(fields) - {"name", "data", "id", "ts", "user", "v"}
+        unknown = set(fields) - {"name", "data", "id", "ts", "user", "v", "meta"}
         if unknown:
             raise EventError(
                 f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-                "an event has name, data, id, ts, user and v"
+                "an event has name, data, id, ts, user, v and meta"
             )
     else:
         raise EventError(f"{where}: expected an object, got {type(raw).__name__}")
@@ -104,16 +105,23 @@ def validate(
         raise EventError(f"{where}: 'v' must be a string")
     if v is not None:
         _check_text(where, "v", v)
+    meta = fields.get("meta")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise EventError(f"{where}: 'meta' must be an object")
     try:
         data_json = dumps(data, what=f"{where} 'data'")
         user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
+        meta_plain = None if meta is None else json.loads(dumps(meta, what=f"{where} 'meta'"))
     except SerializationError as exc:
         raise EventError(str(exc)) from None
     # the stores keep these as JSON text, where a NUL is escaped and a lone surrogate is not
     _check_text(where, "data", data_json)
-    if user is not None:
-        _check_text(where, "user", dumps(user_plain))
-    size = size_of(data_json) + size_of(name) + (0 if user is None else size_of(json.dumps(user)))
+    for field_name, extra in (("user", user_plain), ("meta", meta_plain)):
+        if extra is not None:
+            _check_text(where, field_name, dumps(extra))
+    size = size_of(data_json) + size_of(name)
+    for extra in (user_plain, meta_plain):
+        size += 0 if extra is None else size_of(json.dumps(extra))
     if size > limits.max_event_size:
         raise EventError(
             f"{where} ({name!r}) is {size} bytes, over the limit of {limits.max_event_size}"
@@ -125,6 +133,7 @@ def validate(
         ts=ts if ts is not None else int(time.time() * 1000),
         user=user_plain,
         v=v,
+        meta=meta_plain,
     )
     return event, data_json
 

@@ -23,25 +23,23 @@ from . import ops
 from .clock import Clock
 from .durations import Duration, parse_duration
 from .errors import (
+    InvalidStepIdError,
     LeaseLostError,
     LimitExceededError,
     NestedStepError,
     StepError,
     describe_error,
+    error_record,
 )
 from .function import FunctionDef
-from .ids import StepIdCounter
+from .ids import MAX_STEP_ID, StepIdCounter
 from .limits import Limits
-from .records import Event, HistoryEntry, StepRecord, StepStatus
+from .records import Event, HistoryEntry, StepRecord, StepStatus, step_label
 from .retry import Backoff, decide_retry
 from .serde import convert, dumps, size_of
-from .step import Context, Step, SyncStep
+from .step import Context, RunningStep, Step, SyncStep, running_step
 
 log = logging.getLogger("stepstone.executor")
-
-_inside_step: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "stepstone_inside_step", default=None
-)
 
 Emit = Callable[[ops.Checkpoint], Awaitable[Any]]
 MAX_WAIT = 366 * 86400.0
@@ -53,6 +51,19 @@ class _Suspend(BaseException):
 
 class _Abandon(BaseException):
     """Stops the function: write nothing more (lease lost, run cancelled, storage down)."""
+
+
+@dataclass(frozen=True)
+class _StepUse:
+    """One use of a step id in this invocation: the id, which use it is, its hashed id."""
+
+    id: str
+    occurrence: int
+    hashed: str
+
+    @property
+    def label(self) -> str:
+        return step_label(self.id, self.occurrence)
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,7 @@ class Invocation:
         self._saved = {s.hashed_id: s for s in data.steps}
         self._ids = StepIdCounter()
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._wake_times: list[float | None] = []
-        self._reasons: list[str] = []
+        self._suspensions: list[ops.Suspension] = []
         self._stopping: str | None = None  # set when no new step may start
         self._abandoned: str | None = None
         self._steps_used = 0
@@ -134,6 +144,9 @@ class Invocation:
         self._loop = asyncio.get_running_loop()
         self._logs: list[HistoryEntry] = []
         self._logs_taken = 0
+        # step tools called inside a step's handler, by that step's hashed id: kept here, so
+        # that the step and the run fail even when the handler catches the exception
+        self._misuses: dict[str, NestedStepError] = {}
 
     @property
     def run_id(self) -> str:
@@ -178,7 +191,7 @@ class Invocation:
             events=list(self._data.events),
             step=step if fn.is_async else SyncStep(step, self._loop),
             run_id=self._data.run_id,
-            attempt=self._data.attempt,
+            function_attempt=self._data.attempt,
             function_id=fn.id,
             logger=logger,
         )
@@ -214,6 +227,8 @@ class Invocation:
     def _outcome(self, result: Any, failure: BaseException | None) -> ops.Outcome:
         if self._abandoned:
             return ops.Abandoned(self._abandoned)
+        if self._misuses:  # a misuse is not retried, whatever the function did after it
+            return ops.RunFailed(describe_error(next(iter(self._misuses.values()))))
         now = self._clock.now()
         if failure is not None:
             decision = decide_retry(
@@ -228,9 +243,9 @@ class Invocation:
             if decision.retry and decision.at is not None:
                 return ops.RunRetry(error, decision.at)
             return ops.RunFailed(error)
-        if self._reasons:
-            times = [t for t in self._wake_times if t is not None]
-            return ops.Suspended(min(times) if times else None, list(self._reasons))
+        if self._suspensions:
+            times = [each.until for each in self._suspensions if each.until is not None]
+            return ops.Suspended(min(times) if times else None, list(self._suspensions))
         try:
             output = dumps(result, what=f"the return value of function {self._fn.id!r}")
         except Exception as exc:
@@ -246,38 +261,50 @@ class Invocation:
 
     # -- helpers for the step tools ----------------------------------------------------
     def check_not_in_step(self, tool: str, step_id: str) -> None:
-        outer = _inside_step.get()
-        if outer is not None:
-            raise NestedStepError(
-                f"{tool}({step_id!r}) was called inside the handler of step {outer!r}; "
-                "steps cannot be nested. Call it from the function body instead."
-            )
+        outer = running_step.get()
+        if outer is None:
+            return
+        misuse = NestedStepError(
+            f"{tool}({step_id!r}) was called inside the handler of step {outer.label!r}; "
+            "steps cannot be nested. Call it from the function body instead."
+        )
+        self._misuses.setdefault(outer.hashed_id, misuse)
+        self._stopping = self._stopping or f"step {outer.label!r} called {tool} in its handler"
+        raise misuse
 
-    def _suspend(self, at: float | None, reason: str) -> _Suspend:
-        self._wake_times.append(at)
-        self._reasons.append(reason)
-        self._stopping = self._stopping or reason
-        return _Suspend(reason)
+    def _suspend(self, kind: ops.SuspendKind, at: float | None, detail: str) -> _Suspend:
+        self._suspensions.append(ops.Suspension(kind, at, detail))
+        self._stopping = self._stopping or detail
+        return _Suspend(detail)
 
-    def _begin(self, step_id: str) -> tuple[str, str, StepRecord | None]:
+    def _begin(self, step_id: str) -> tuple[_StepUse, StepRecord | None]:
         if self._abandoned:
             raise _Abandon(self._abandoned)
-        unique, hashed = self._ids.next(step_id)
-        prior = self._saved.get(hashed)
+        if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:
+            got = f"{len(step_id)} characters" if isinstance(step_id, str) else repr(step_id)
+            raise InvalidStepIdError(
+                f"a step id is a non-empty string of at most {MAX_STEP_ID} characters; "
+                f"function {self._fn.id!r} gave {got}"
+            )
+        use = _StepUse(step_id, *self._ids.next(step_id))
+        prior = self._saved.get(use.hashed)
         self._steps_used += 1
         if self._steps_used > self._limits.max_steps:
             raise LimitExceededError(
                 f"function {self._fn.id!r} ran more than {self._limits.max_steps} steps in one "
-                f"run (at step {unique!r}); raise Limits(max_steps=...) up to 10000 or split "
+                f"run (at step {use.label!r}); raise Limits(max_steps=...) up to 10000 or split "
                 "the work with step.invoke"
             )
         if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
             self._pending_replays = 0
             if self._stopping:
-                raise self._suspend(None, self._stopping)
+                # another part of the run stopped the invocation: this step waits for the
+                # next one, as that part does
+                first = self._suspensions[0].kind if self._suspensions else ops.SuspendKind.RETRY
+                raise self._suspend(first, None, self._stopping)
         elif self._pending_replays:
             self._pending_replays -= 1
-        return unique, hashed, prior
+        return use, prior
 
     async def _confirm_lease(self) -> None:
         """Before a handler starts: if the lease has run out by our clock (a pause: GC,
@@ -332,32 +359,33 @@ class Invocation:
     def run_step(
         self, step_id: str, handler: Callable[..., Any], args: tuple[Any, ...], output_type: Any
     ) -> asyncio.Future[Any]:
-        unique, hashed, prior = self._begin(step_id)
+        use, prior = self._begin(step_id)
         if prior is not None and prior.status is StepStatus.COMPLETED:
             try:
                 return self._done(convert(prior.output, output_type))
             except Exception as exc:
                 return self._failed(exc)
         if prior is not None and prior.status is StepStatus.FAILED:
-            return self._failed(StepError(unique, prior.error or {}))
+            return self._failed(StepError(use.id, prior.error or {}))
         now = self._clock.now()
         if prior is not None and prior.wake_at is not None and prior.wake_at > now:
             # another part of the run woke it before this step's retry is due
-            return self._failed(self._suspend(prior.wake_at, f"step {unique!r} retrying"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.RETRY, prior.wake_at, f"step {use.label!r} retrying")
+            )
         attempt = prior.attempts if prior is not None else 0
-        return self._start(self._execute_step(unique, hashed, handler, args, output_type, attempt))
+        return self._start(self._execute_step(use, handler, args, output_type, attempt))
 
     async def _execute_step(
         self,
-        step_id: str,
-        hashed: str,
+        use: _StepUse,
         handler: Callable[..., Any],
         args: tuple[Any, ...],
         output_type: Any,
         attempt: int,
     ) -> Any:
         started = self._clock.now()
-        token = _inside_step.set(step_id)
+        token = running_step.set(RunningStep(self.run_id, use.label, use.hashed, attempt))
         try:
             await self._confirm_lease()
             if inspect.iscoroutinefunction(handler):
@@ -369,28 +397,34 @@ class Invocation:
                 )
                 if inspect.isawaitable(value):
                     value = await value
-            output_json = dumps(value, what=f"the output of step {step_id!r}")
+            misuse = self._misuses.get(use.hashed)
+            if misuse is not None:
+                raise misuse
+            output_json = dumps(value, what=f"the output of step {use.label!r}")
             size = size_of(output_json)
             if size > self._limits.max_step_output:
                 raise LimitExceededError(
-                    f"the output of step {step_id!r} is {size} bytes, over the limit of "
+                    f"the output of step {use.label!r} is {size} bytes, over the limit of "
                     f"{self._limits.max_step_output}; save large data elsewhere and return a "
                     "reference to it"
                 )
             if self._state_bytes() + size > self._limits.max_run_state:
                 raise LimitExceededError(
-                    f"step {step_id!r} would take the run's saved state past "
+                    f"step {use.label!r} would take the run's saved state past "
                     f"{self._limits.max_run_state} bytes"
                 )
         except (_Suspend, _Abandon):
             raise
         except Exception as exc:
-            return await self._step_failed(step_id, hashed, exc, attempt, started)
+            # a misuse that the handler turned into another error is still what failed it
+            failure: Exception = self._misuses.get(use.hashed, exc)
+            return await self._step_failed(use, failure, attempt, started)
         finally:
-            _inside_step.reset(token)
+            running_step.reset(token)
         record = StepRecord(
-            id=step_id,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=StepStatus.COMPLETED,
             attempts=attempt + 1,
             started_at=started,
@@ -402,7 +436,7 @@ class Invocation:
         return convert(json.loads(output_json), output_type)
 
     async def _step_failed(
-        self, step_id: str, hashed: str, exc: Exception, attempt: int, started: float
+        self, use: _StepUse, exc: Exception, attempt: int, started: float
     ) -> Any:
         error = describe_error(exc)
         now = self._clock.now()
@@ -416,8 +450,9 @@ class Invocation:
         )
         status = StepStatus.RETRYING if decision.retry else StepStatus.FAILED
         record = StepRecord(
-            id=step_id,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=status,
             attempts=attempt + 1,
             error=error,
@@ -427,14 +462,14 @@ class Invocation:
         )
         await self._emit(ops.SaveStep(record, error=error))
         if decision.retry:
-            raise self._suspend(decision.at, f"step {step_id!r} retrying")
-        raise StepError(step_id, error)
+            raise self._suspend(ops.SuspendKind.RETRY, decision.at, f"step {use.label!r} retrying")
+        raise StepError(use.id, error)
 
     # -- sleeps, waits, invokes, sends -------------------------------------------------------
     def sleep_until(
         self, step_id: str, when: float | None, duration: float | None
     ) -> asyncio.Future[Any]:
-        unique, hashed, prior = self._begin(step_id)
+        use, prior = self._begin(step_id)
         if prior is not None and prior.status is StepStatus.COMPLETED:
             return self._done(None)
         now = self._clock.now()
@@ -444,11 +479,12 @@ class Invocation:
             until = when if when is not None else now + (duration or 0.0)
         if until - now > MAX_WAIT:
             return self._failed(
-                LimitExceededError(f"step.sleep({unique!r}) is longer than the limit of 1 year")
+                LimitExceededError(f"step.sleep({use.label!r}) is longer than the limit of 1 year")
             )
         record = StepRecord(
-            id=unique,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=StepStatus.SLEEPING,
             kind="sleep",
             started_at=prior.started_at if prior else now,
@@ -458,39 +494,45 @@ class Invocation:
             done = replace(record, status=StepStatus.COMPLETED, ended_at=now)
             return self._start(self._save_then(done, None))
         if prior is not None:
-            return self._failed(self._suspend(until, f"sleeping until {until}"))
-        return self._start(self._save_then_suspend(ops.SaveStep(record), until, "sleeping"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.SLEEP, until, f"sleeping until {until}")
+            )
+        sleep = ops.Suspension(ops.SuspendKind.SLEEP, until, "sleeping")
+        return self._start(self._save_then_suspend(ops.SaveStep(record), sleep))
 
     async def _save_then(self, record: StepRecord, value: Any) -> Any:
         await self._emit(ops.SaveStep(record, output_json=dumps(value)))
         return value
 
-    async def _save_then_suspend(self, op: ops.Checkpoint, until: float | None, why: str) -> Any:
+    async def _save_then_suspend(self, op: ops.Checkpoint, why: ops.Suspension) -> Any:
         await self._emit(op)
-        raise self._suspend(until, why)
+        raise self._suspend(why.kind, why.until, why.detail)
 
     def wait_for_event(
         self, step_id: str, event: str, timeout: Duration, if_: str | None
     ) -> asyncio.Future[Any]:
-        unique, hashed, prior = self._begin(step_id)
+        use, prior = self._begin(step_id)
         if prior is not None and prior.status is StepStatus.COMPLETED:
             return self._done(None if prior.output is None else Event.from_dict(prior.output))
         if prior is not None:
             if prior.wake_at is not None and prior.wake_at <= self._clock.now():
                 timed_out = replace(prior, status=StepStatus.COMPLETED, ended_at=self._clock.now())
                 return self._start(self._expire(timed_out))
-            return self._failed(self._suspend(prior.wake_at, f"waiting for {event!r}"))
-        seconds = parse_duration(timeout, what=f"step.wait_for_event({unique!r}) timeout")
+            return self._failed(
+                self._suspend(ops.SuspendKind.EVENT, prior.wake_at, f"waiting for {event!r}")
+            )
+        seconds = parse_duration(timeout, what=f"step.wait_for_event({use.label!r}) timeout")
         if seconds > MAX_WAIT:
             return self._failed(LimitExceededError("a wait_for_event timeout is at most 1 year"))
         if if_ is not None:
             from .expressions import Expression
 
-            Expression(if_, where=f"step.wait_for_event({unique!r}) if_")
+            Expression(if_, where=f"step.wait_for_event({use.label!r}) if_")
         now = self._clock.now()
         record = StepRecord(
-            id=unique,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=StepStatus.WAITING,
             kind="wait",
             started_at=now,
@@ -498,7 +540,11 @@ class Invocation:
             detail={"event": event, "if": if_},
         )
         op = ops.RegisterWait(record, event, if_)
-        return self._start(self._save_then_suspend(op, now + seconds, f"waiting for {event!r}"))
+        return self._start(
+            self._save_then_suspend(
+                op, ops.Suspension(ops.SuspendKind.EVENT, now + seconds, f"waiting for {event!r}")
+            )
+        )
 
     async def _expire(self, record: StepRecord) -> Any:
         """Save a wait or invoke as timed out, unless it ended meanwhile; return its result."""
@@ -512,35 +558,37 @@ class Invocation:
     def invoke(
         self, step_id: str, function: Any, data: dict[str, Any] | None, timeout: Duration | None
     ) -> asyncio.Future[Any]:
-        unique, hashed, prior = self._begin(step_id)
+        use, prior = self._begin(step_id)
         if prior is not None and prior.status is StepStatus.COMPLETED:
             return self._done(prior.output)
         if prior is not None and prior.status is StepStatus.FAILED:
-            return self._failed(StepError(unique, prior.error or {}))
+            return self._failed(StepError(use.id, prior.error or {}))
         if prior is not None:
             if prior.wake_at is not None and prior.wake_at <= self._clock.now():
-                error = {
-                    "name": "InvokeTimeoutError",
-                    "message": f"step.invoke({unique!r}) timed out before the invoked run ended",
-                    "stack": "",
-                }
+                error = error_record(
+                    "InvokeTimeoutError",
+                    f"step.invoke({use.label!r}) timed out before the invoked run ended",
+                )
                 timed_out = replace(
                     prior, status=StepStatus.FAILED, error=error, ended_at=self._clock.now()
                 )
                 return self._start(self._expire(timed_out))
-            return self._failed(self._suspend(prior.wake_at, f"invoking {prior.detail}"))
+            return self._failed(
+                self._suspend(ops.SuspendKind.INVOKE, prior.wake_at, f"invoking {prior.detail}")
+            )
         function_id = self._resolve_function(function)
         seconds = (
             MAX_WAIT
             if timeout is None
-            else parse_duration(timeout, what=f"step.invoke({unique!r}) timeout")
+            else parse_duration(timeout, what=f"step.invoke({use.label!r}) timeout")
         )
         payload = data or {}
-        dumps(payload, what=f"the data of step.invoke({unique!r})")
+        dumps(payload, what=f"the data of step.invoke({use.label!r})")
         now = self._clock.now()
         record = StepRecord(
-            id=unique,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=StepStatus.INVOKING,
             kind="invoke",
             started_at=now,
@@ -548,10 +596,15 @@ class Invocation:
             detail={"function_id": function_id},
         )
         op = ops.StartInvoke(record, function_id, payload)
-        return self._start(self._save_then_suspend(op, record.wake_at, f"invoking {function_id}"))
+        return self._start(
+            self._save_then_suspend(
+                op,
+                ops.Suspension(ops.SuspendKind.INVOKE, record.wake_at, f"invoking {function_id}"),
+            )
+        )
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> asyncio.Future[Any]:
-        unique, hashed, prior = self._begin(step_id)
+        use, prior = self._begin(step_id)
         if prior is not None and prior.status is StepStatus.COMPLETED:
             return self._done(prior.output)
         batch = [events] if isinstance(events, Event) else list(events)
@@ -561,8 +614,9 @@ class Invocation:
         now = self._clock.now()
         ids = [e["id"] for e in prepared]
         record = StepRecord(
-            id=unique,
-            hashed_id=hashed,
+            id=use.id,
+            occurrence=use.occurrence,
+            hashed_id=use.hashed,
             status=StepStatus.COMPLETED,
             attempts=1,
             kind="send",

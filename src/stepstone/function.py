@@ -19,7 +19,7 @@ from .retry import Backoff
 
 MAX_TRIGGERS = 10
 MAX_RETRIES = 20
-_FUNCTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+MAX_FUNCTION_ID = 128  # characters; any others are allowed, as on the reference platform
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,17 @@ class CronTrigger:
     cron: str
     tz: str | None = None
     jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class HttpRuntime:
+    """Where a function that lives in an SDK app is called: its registered step URL."""
+
+    url: str
+    app_id: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "http", "url": self.url, "app_id": self.app_id}
 
 
 Trigger = EventTrigger | CronTrigger
@@ -77,6 +88,7 @@ class FunctionDef:
     cancel_on: list[CancelRule] = field(default_factory=list)
     timeouts: TimeoutLimits | None = None
     flow: FlowOptions | None = None  # None: no flow control
+    runtime: HttpRuntime | None = None  # set: the function lives in an SDK app at this URL
 
     @property
     def max_attempts(self) -> int:
@@ -111,6 +123,8 @@ class FunctionDef:
             config["timeouts"] = {"start": self.timeouts.start, "finish": self.timeouts.finish}
         if self.flow is not None:
             config.update(self.flow.describe())
+        if self.runtime is not None:
+            config["runtime"] = self.runtime.describe()
         return config
 
 
@@ -124,7 +138,7 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         {("if_" if key == "if" else key): value for key, value in trigger.items()}
         for trigger in config.get("triggers") or []
     ]
-    return build_function(
+    fn = build_function(
         _runs_elsewhere,
         id=config["id"],
         trigger=triggers,
@@ -135,6 +149,12 @@ def function_from_config(config: dict[str, Any]) -> FunctionDef:
         timeouts=config.get("timeouts"),
         **{name: config[name] for name in FLOW_OPTION_NAMES if name in config},
     )
+    runtime = config.get("runtime")
+    if runtime is not None:
+        if runtime.get("type") != "http" or not isinstance(runtime.get("url"), str):
+            raise ConfigError(f"function {fn.id!r}: runtime must be {{'type': 'http', 'url': ...}}")
+        fn.runtime = HttpRuntime(runtime["url"], runtime.get("app_id"))
+    return fn
 
 
 def build_function(
@@ -149,12 +169,13 @@ def build_function(
     timeouts: Any = None,
     **flow_options: Any,
 ) -> FunctionDef:
-    where = f"function {id!r}"
-    if not isinstance(id, str) or not _FUNCTION_ID.match(id):
+    if not isinstance(id, str) or not id or len(id) > MAX_FUNCTION_ID:
+        got = f"{len(id)} characters" if isinstance(id, str) else repr(id)
         raise ConfigError(
-            f"function id {id!r} is invalid: use 1-128 letters, digits and . _ : / -, "
-            "starting with a letter or digit"
+            f"a function id is a non-empty string of at most {MAX_FUNCTION_ID} characters; "
+            f"got {got}"
         )
+    where = f"function {id!r}"
     if not callable(handler):
         raise ConfigError(f"{where}: the handler must be callable")
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:

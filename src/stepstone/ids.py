@@ -32,19 +32,23 @@ def new_id() -> str:
     return "".join(reversed(chars))
 
 
+MAX_STEP_ID = 256  # characters
+
+
 def hash_step_id(step_id: str) -> str:
     return hashlib.sha1(step_id.encode("utf-8")).hexdigest()
 
 
 class StepIdCounter:
-    """Gives the n-th use of an id in one run its own hashed id: `id`, `id:1`, `id:2`, ..."""
+    """Gives the n-th use of an id in one run its own hashed id: the SHA-1 of `id`, `id:1`,
+    `id:2`, ... (the key the reference SDKs use, so saved state is found by id)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
 
-    def next(self, step_id: str) -> tuple[str, str]:
-        """(the id as recorded, its SHA-1 hex)."""
-        count = self._seen.get(step_id, 0)
-        self._seen[step_id] = count + 1
-        unique = step_id if count == 0 else f"{step_id}:{count}"
-        return unique, hash_step_id(unique)
+    def next(self, step_id: str) -> tuple[int, str]:
+        """(which use of `step_id` this is, from 0; its hashed id)."""
+        occurrence = self._seen.get(step_id, 0)
+        self._seen[step_id] = occurrence + 1
+        key = step_id if occurrence == 0 else f"{step_id}:{occurrence}"
+        return occurrence, hash_step_id(key)

@@ -6,6 +6,7 @@ persisted; when the invocation ends it returns one outcome op.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,12 +79,32 @@ class RunRetry:
     at: float
 
 
+class SuspendKind(enum.StrEnum):
+    SLEEP = "sleep"  # a step.sleep: only time wakes it
+    EVENT = "event"  # a wait_for_event: an event, or its timeout
+    INVOKE = "invoke"  # an invoked run's end, or its timeout
+    RETRY = "retry"  # a step's next attempt
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """Why one part of a run stops this invocation, and until when at the latest."""
+
+    kind: SuspendKind
+    until: float | None
+    detail: str  # for people: "sleeping until ...", "waiting for 'shop/paid'"
+
+
 @dataclass(frozen=True)
 class Suspended:
     """The run must wait (sleep, event, invoke, step retry): resume no later than `at`."""
 
     at: float | None
-    reasons: list[str] = field(default_factory=list)
+    suspensions: list[Suspension] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> set[SuspendKind]:
+        return {each.kind for each in self.suspensions}
 
 
 @dataclass(frozen=True)
@@ -94,3 +115,22 @@ class Abandoned:
 
 
 Outcome = RunCompleted | RunFailed | RunRetry | Suspended | Abandoned
+
+
+class StopKind(enum.StrEnum):
+    CANCELLED = "cancelled"  # asked to cancel (an operator, a cancel_on rule, singleton)
+    TIMED_OUT = "timed out"  # past one of the function's timeouts
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the engine stops a run it holds; the run ends cancelled."""
+
+    kind: StopKind
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.detail}" if self.detail else self.kind.value
+
+
+CANCELLED = Stop(StopKind.CANCELLED)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
+
+T = TypeVar("T")
 
 
 class RunStatus(enum.StrEnum):
@@ -35,6 +38,7 @@ class StepStatus(enum.StrEnum):
     SLEEPING = "sleeping"
     WAITING = "waiting"
     INVOKING = "invoking"
+    CANCELLED = "cancelled"  # left open (a sleep, a wait, an invoke, a retry) when its run ended
 
     def __str__(self) -> str:
         return self.value
@@ -48,6 +52,7 @@ class Event:
     ts: int | None = None  # milliseconds since the epoch
     user: dict[str, Any] | None = None
     v: str | None = None
+    meta: dict[str, Any] | None = None  # what the npm SDK sends beside an event (sessions)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "data": self.data, "id": self.id, "ts": self.ts}
@@ -55,6 +60,8 @@ class Event:
             out["user"] = self.user
         if self.v is not None:
             out["v"] = self.v
+        if self.meta is not None:
+            out["meta"] = self.meta
         return out
 
     @classmethod
@@ -66,12 +73,17 @@ class Event:
             ts=raw.get("ts"),
             user=raw.get("user"),
             v=raw.get("v"),
+            meta=raw.get("meta"),
         )
 
 
 @dataclass(frozen=True)
 class StepRecord:
-    id: str  # the user's id (with ":n" for repeats)
+    """A step of a run. `id` is the id the function gave, as written; a step id used again
+    in the same run (a step in a loop) is recorded under the same `id`, with `occurrence`
+    counting its uses (0, 1, 2, ...) and `hashed_id` the SHA-1 of `id`, `id:1`, `id:2`, ..."""
+
+    id: str
     hashed_id: str
     status: StepStatus
     attempts: int = 0
@@ -82,6 +94,16 @@ class StepRecord:
     kind: str = "run"  # run | sleep | wait | invoke | send
     wake_at: float | None = None  # sleeps, waits and invokes: when the run resumes at the latest
     detail: dict[str, Any] | None = None  # kind-specific: a wait's event name, an invoke's target
+    occurrence: int = 0
+
+    @property
+    def label(self) -> str:
+        """The id as shown to people: `repeat`, then `repeat #2`, `repeat #3`, ..."""
+        return step_label(self.id, self.occurrence)
+
+
+def step_label(step_id: str, occurrence: int) -> str:
+    return step_id if occurrence == 0 else f"{step_id} #{occurrence + 1}"
 
 
 @dataclass(frozen=True)
@@ -106,9 +128,34 @@ class Run:
     attempt: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
 
-    def step(self, step_id: str) -> StepRecord:
-        """The step recorded under `step_id` (as the user wrote it)."""
+    def step(self, step_id: str, occurrence: int = 0) -> StepRecord:
+        """The step recorded under `step_id` (as the user wrote it); `occurrence` picks one
+        use of an id the function used more than once (0: the first)."""
         for item in self.steps:
-            if item.id == step_id:
+            if item.id == step_id and item.occurrence == occurrence:
                 return item
-        raise KeyError(f"run {self.id} has no step {step_id!r}")
+        raise KeyError(f"run {self.id} has no step {step_label(step_id, occurrence)!r}")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing: iterate over it, take its len(), index it; pass `next_cursor`
+    back as `cursor=` for the next page (None: this is the last one)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        return self.items[index]

@@ -7,6 +7,7 @@ event loop and blocks the calling thread until it is done.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,23 @@ from .durations import Duration
 from .records import Event
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    """The step whose handler is running in this context (a task or a thread)."""
+
+    run_id: str
+    label: str  # the step's id as shown, `repeat #2` for a repeat
+    hashed_id: str
+    attempt: int  # 0-based, of this step
+
+
+# Set by the executor around a step's handler: each step runs in a task of its own (and a
+# sync handler in a copy of that task's context), so parallel steps each see their own.
+running_step: contextvars.ContextVar[RunningStep | None] = contextvars.ContextVar(
+    "stepstone_running_step", default=None
+)
 
 
 class StepHost(Protocol):
@@ -155,6 +173,15 @@ class Context:
     events: list[Event]
     step: Any  # Step for async functions, SyncStep for sync ones
     run_id: str
-    attempt: int
+    function_attempt: int  # 0-based attempt of the function's code outside steps
     function_id: str
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+    @property
+    def attempt(self) -> int:
+        """0-based: inside a step's handler, that step's attempt (so a handler can switch to
+        a fallback on its later retries); elsewhere, the function's attempt."""
+        running = running_step.get()
+        if running is not None and running.run_id == self.run_id:
+            return running.attempt
+        return self.function_attempt

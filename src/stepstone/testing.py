@@ -99,11 +99,12 @@ async def run_function(
     )
     sandbox.functions = dict(app.functions)
     fn_id = function.id if isinstance(function, FunctionDef) else function
-    fn = sandbox.function_def(fn_id)
+    planner = sandbox.runtime.planner
+    fn = sandbox.runtime.registry.get(fn_id)
     try:
         store = await sandbox.store()
-        prepared = sandbox.prepare_events(event)[0]
-        run = sandbox.new_run(fn, prepared.event, clock.now())
+        prepared = planner.events(event)[0]
+        run = planner.new_run(fn, prepared.event, clock.now())
         stubbed = [
             (
                 run.id,

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from ..store import NewEvent
-
-if TYPE_CHECKING:
-    from ..app import App
-    from ..function import CronTrigger, FunctionDef
+from ..function import CronTrigger, FunctionDef
+from ..runtime import Runtime
 
 log = logging.getLogger("stepstone.cron")
-CRON_EVENT = "stepstone/scheduled.timer"
 
 
 def next_tick(trigger: CronTrigger, after: float) -> float:
@@ -29,17 +23,38 @@ def next_tick(trigger: CronTrigger, after: float) -> float:
 
 
 class CronScheduler:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    """Fires the cron triggers of the functions this worker can run: its own, and those of
+    synced SDK apps (which come and go as apps sync: the set is looked at again every
+    `rescan` seconds)."""
+
+    def __init__(self, runtime: Runtime, *, rescan: float = 2.0) -> None:
+        self.runtime = runtime
+        self.rescan = rescan
+        self._loops: dict[tuple[str, CronTrigger], asyncio.Task[None]] = {}
+
+    def _wanted(self) -> dict[tuple[str, CronTrigger], FunctionDef]:
+        registry = self.runtime.registry
+        runnable = [fn for fn in registry.all() if fn.id in registry.local or fn.runtime]
+        return {(fn.id, t): fn for fn in runnable for t in fn.cron_triggers}
 
     async def run(self) -> None:
-        jobs = [(fn, t) for fn in self.app.functions.values() for t in fn.cron_triggers]
-        if not jobs:
-            return
-        await asyncio.gather(*(self._loop(fn, trigger) for fn, trigger in jobs))
+        try:
+            while True:
+                wanted = self._wanted()
+                for key in [k for k in self._loops if k not in wanted]:
+                    self._loops.pop(key).cancel()  # the function is gone, or changed
+                for key, fn in wanted.items():
+                    if key not in self._loops:
+                        self._loops[key] = asyncio.create_task(self._loop(fn, key[1]))
+                await asyncio.sleep(self.rescan)
+        finally:
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+            self._loops.clear()
 
     async def _loop(self, fn: FunctionDef, trigger: CronTrigger) -> None:
-        clock = self.app.clock
+        clock = self.runtime.clock
         tick = next_tick(trigger, clock.now())
         while True:
             await clock.sleep(tick - clock.now())
@@ -57,16 +72,4 @@ class CronScheduler:
 
     async def fire(self, fn: FunctionDef, trigger: CronTrigger, tick: float) -> None:
         """Create the run of one tick; any number of workers may call this for the same tick."""
-        raw = {
-            "name": CRON_EVENT,
-            # the id makes the tick's event, and so its run, unique across all workers
-            "id": f"cron:{fn.id}:{trigger.cron}:{int(tick)}",
-            "data": {"cron": trigger.cron, "function_id": fn.id, "tick": tick},
-            "ts": int(tick * 1000),
-        }
-        prepared = self.app.prepare_events(raw, internal=True)[0]
-        start = tick + (random.uniform(0, trigger.jitter) if trigger.jitter else 0.0)
-        run = self.app.new_run(fn, prepared.event, tick, available_at=start)
-        store = await self.app.store()
-        await store.ingest([NewEvent(prepared.event, prepared.data_json, tick, [run])])
-        self.app.wake_workers()
+        await self.runtime.intake.store([self.runtime.planner.cron_event(fn, trigger, tick)])

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import ops
+from ..errors import error_record
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
-from ..store import Claim, NewEvent, Store, Wait
+from ..runtime import Runtime
+from ..store import Claim, IntakeReport, Store, Wait
 from ..waitkeys import index_of
-
-if TYPE_CHECKING:
-    from ..app import App
-
-INVOKED = "stepstone/function.invoked"
 
 
 class RunWriter:
@@ -22,12 +19,12 @@ class RunWriter:
 
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
         store: Store,
         claim: Claim,
         alone: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._app = app
+        self._runtime = runtime
         self._store = store
         self._claim = claim
         self._lease = claim.lease
@@ -37,16 +34,16 @@ class RunWriter:
         self.take_logs: Callable[[], list[HistoryEntry]] = list
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
-        lease, store, now = self._lease, self._store, self._app.clock.now()
+        lease, store, now = self._lease, self._store, self._runtime.clock.now()
         if isinstance(op, ops.SaveStep):
             entry = _step_history(op.step, now)
             history = self.take_logs() + ([entry] if entry is not None else [])
             inline = op.alone and self._alone()
             await store.save_step(lease, op.step, op.output_json, history, inline=inline)
         elif isinstance(op, ops.SendEvents):
-            prepared = self._app.prepare_events(op.events)
-            await store.save_step_with_events(lease, op.step, _ids_json(op.step), prepared)
-            self._app.wake_workers()
+            planned = self._runtime.planner.events(op.events)
+            report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)
+            await self._settle(report)
         elif isinstance(op, ops.RegisterWait):
             trigger = self._claim.events[0].to_dict() if self._claim.events else {}
             index = index_of(op.if_, trigger)
@@ -62,45 +59,28 @@ class RunWriter:
             )
             await store.register_wait(lease, op.step, wait)
         elif isinstance(op, ops.StartInvoke):
-            child = self._invoke_event(op, now)
-            await store.start_invoke(lease, op.step, child)
-            self._app.wake_workers()
+            child = self._runtime.planner.invoke_event(
+                lease.run_id, op.step, op.function_id, op.data
+            )
+            await self._settle(await store.start_invoke(lease, op.step, child))
         elif isinstance(op, ops.ExpireStep):
             return await store.expire_step(lease, op.step)
         else:  # pragma: no cover - the op types are closed
             raise TypeError(f"unknown op {op!r}")
         return None
 
-    def _invoke_event(self, op: ops.StartInvoke, now: float) -> NewEvent:
-        raw = {
-            "name": INVOKED,
-            "id": f"{self._lease.run_id}:{op.step.hashed_id}:invoke",
-            "data": op.data,
-        }
-        prepared = self._app.prepare_events(raw, internal=True)[0]
-        fn = self._app.function_def(op.function_id)
-        run = self._app.new_run(
-            fn,
-            prepared.event,
-            now,
-            parent_run_id=self._lease.run_id,
-            parent_step=op.step.hashed_id,
-        )
-        # only the invoked function runs, whatever else listens to that name
-        return NewEvent(prepared.event, prepared.data_json, now, [run])
+    async def _settle(self, report: IntakeReport) -> None:
+        """The runs an intake cancelled stop and are announced; workers wake for the rest."""
+        await self._runtime.intake.settle(self._store, report.cancelled)
 
-    async def outcome(self, outcome: ops.Outcome, *, cancel: str | None = None) -> None:
-        app, store, lease = self._app, self._store, self._lease
-        now = app.clock.now()
+    async def outcome(self, outcome: ops.Outcome, *, stop: ops.Stop | None = None) -> None:
+        store, lease = self._store, self._lease
+        now = self._runtime.clock.now()
         run = self._claim.run
-        if cancel is not None:
+        if stop is not None:
             error = None
-            if cancel.startswith("timed out"):
-                error = {
-                    "name": "FunctionTimeout",
-                    "message": f"run {run.id} {cancel}",
-                    "stack": "",
-                }
+            if stop.kind is ops.StopKind.TIMED_OUT:
+                error = error_record("FunctionTimeout", f"run {run.id} {stop}")
             await self.finish(RunStatus.CANCELLED, None, error)
         elif isinstance(outcome, ops.RunCompleted):
             await self.finish(RunStatus.COMPLETED, outcome.output_json, None)
@@ -124,7 +104,7 @@ class RunWriter:
         elif isinstance(outcome, ops.Suspended):
             at = now if outcome.at is None else outcome.at
             at = min(at, self.deadline or at)
-            status = _suspended_status(outcome.reasons)
+            status = _suspended_status(outcome.kinds)
             await store.reschedule(
                 lease,
                 at=at,
@@ -132,16 +112,21 @@ class RunWriter:
                 status=status,
                 history=[
                     *self.take_logs(),
-                    HistoryEntry(now, "suspended", {"until": at, "why": outcome.reasons}),
+                    HistoryEntry(
+                        now,
+                        "suspended",
+                        {"until": at, "why": [each.detail for each in outcome.suspensions]},
+                    ),
                 ],
             )
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
-        now = self._app.clock.now()
+        now = self._runtime.clock.now()
         output = None if output_json is None else json.loads(output_json)
         first = self._claim.events[0] if self._claim.events else None
-        follow_up = self._app.lifecycle_events(self._claim.run, status, error, output, first)
-        await self._store.finish(
+        planner = self._runtime.planner
+        follow_up = planner.lifecycle_events(self._claim.run, status, error, output, first)
+        report = await self._store.finish(
             self._lease,
             status=status,
             output_json=output_json,
@@ -150,13 +135,18 @@ class RunWriter:
             follow_up=follow_up,
             history=self.take_logs(),
         )
-        self._app.wake_workers()
+        await self._settle(report)
 
 
-def _suspended_status(reasons: list[str]) -> RunStatus:
-    if reasons and all(r.startswith("sleeping") for r in reasons):
+_WAITING = {ops.SuspendKind.SLEEP, ops.SuspendKind.EVENT, ops.SuspendKind.INVOKE}
+
+
+def _suspended_status(kinds: set[ops.SuspendKind]) -> RunStatus:
+    """Sleeping when only time wakes it, waiting when something else may, else running (a
+    step's retry is part of running)."""
+    if kinds and kinds <= {ops.SuspendKind.SLEEP}:
         return RunStatus.SLEEPING
-    if reasons and all(r.startswith(("waiting", "invoking", "sleeping")) for r in reasons):
+    if kinds and kinds <= _WAITING:
         return RunStatus.WAITING
     return RunStatus.RUNNING
 
@@ -167,10 +157,10 @@ def _step_history(step: StepRecord, now: float) -> HistoryEntry | None:
             now,
             "step.retrying",
             {
-                "step": step.id,
+                **_step_named(step),
                 "attempt": step.attempts,
                 "at": step.wake_at,
-                "error": _short(step.error),
+                "error": _with_stack(step.error),
             },
         )
     if step.status is StepStatus.FAILED:
@@ -178,20 +168,40 @@ def _step_history(step: StepRecord, now: float) -> HistoryEntry | None:
             now,
             "step.failed",
             {
-                "step": step.id,
+                **_step_named(step),
                 "attempts": step.attempts,
                 "error": _short(step.error),
             },
         )
     if step.status is StepStatus.SLEEPING:
-        return HistoryEntry(now, "step.sleeping", {"step": step.id, "until": step.wake_at})
+        return HistoryEntry(now, "step.sleeping", {**_step_named(step), "until": step.wake_at})
     return None
+
+
+def _step_named(step: StepRecord) -> dict[str, Any]:
+    """A history entry's step: its id, and which use of that id it is when not the first."""
+    return (
+        {"step": step.id, "occurrence": step.occurrence} if step.occurrence else {"step": step.id}
+    )
 
 
 def _short(error: dict[str, Any] | None) -> dict[str, Any] | None:
     if error is None:
         return None
     return {"name": error.get("name"), "message": error.get("message")}
+
+
+MAX_STACK = 8192  # of a failed attempt's stack kept in the history (the end: the raise)
+
+
+def _with_stack(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A failed attempt's error as its history entry keeps it: the dashboard shows each
+    attempt's stack, and the step itself keeps only its latest error."""
+    short = _short(error)
+    if short is None or error is None:
+        return short
+    stack = str(error.get("stack") or "")
+    return {**short, "stack": stack[-MAX_STACK:]}
 
 
 def _ids_json(step: StepRecord) -> str:

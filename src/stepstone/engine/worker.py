@@ -11,22 +11,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import httpx
 
 from .. import ops
-from ..errors import ConfigError, LeaseLostError
+from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
+from ..function import FunctionDef
 from ..ids import new_id
 from ..options import TimeoutLimits
 from ..records import Event
+from ..runtime import Runtime
 from ..store import Claim, Handoff, Lease, Store, redact_url
 from .cron import CronScheduler
 from .pacing import StartPacer
 from .persist import RunWriter
-
-if TYPE_CHECKING:
-    from ..app import App
+from .remote import RemoteInvocation
 
 log = logging.getLogger("stepstone.worker")
 
@@ -34,8 +36,8 @@ log = logging.getLogger("stepstone.worker")
 @dataclass
 class _Active:
     lease: Lease
-    invocation: Invocation | None = None
-    cancel_reason: str | None = None  # set once the run must stop: cancelled or timed out
+    invocation: Invocation | RemoteInvocation | None = None
+    stop: ops.Stop | None = None  # set once the run must stop: cancelled or timed out
     lost: bool = False
     ending: bool = False  # its outcome is being written: its job may be gone any moment
     timer: asyncio.TimerHandle | None = None
@@ -43,11 +45,12 @@ class _Active:
 
 
 class Worker:
-    """Runs functions of `app`; many workers, in many processes, may share one database."""
+    """Runs the functions of a runtime's registry; many workers, in many processes, may
+    share one database."""
 
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
         *,
         concurrency: int = 100,
         lease_seconds: float = 30.0,
@@ -63,7 +66,8 @@ class Worker:
             raise ConfigError("worker concurrency must be at least 1")
         if lease_seconds <= 0.2:
             raise ConfigError("lease_seconds must be more than 0.2")
-        self.app = app
+        self.runtime = runtime
+        self.clock = runtime.clock
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         # None: the store's default (often on SQLite; a slow fallback where it pushes wake-ups)
@@ -84,7 +88,7 @@ class Worker:
         self.claim_ahead = 0.0 if claim_ahead is None else claim_ahead
         self._held = 0
         self._crons = crons
-        self._pacer = StartPacer(self.app.clock.now())
+        self._pacer = StartPacer(self.clock.now())
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -95,6 +99,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
         self.claimed = 0  # runs claimed by this worker, for tests and stats
+        self._http: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Worker:
@@ -111,17 +116,18 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._store = store = await self.app.store()
+        runtime = self.runtime
+        self._store = store = await runtime.store()
         if self._poll_option is None:
             self.poll_interval = store.poll_interval
         if self._claim_ahead_option is None:
             self.claim_ahead = store.claim_ahead
         if self.change_poll > 0:
             self._probe = store.change_probe()
-        await self.app.publish_functions()
-        self.app.add_waker(self.wake)
-        self.app.add_taker(self)
-        self.app.add_cancel_listener(self._cancel)
+        await runtime.registry.publish(store, self.clock.now())
+        runtime.signals.add_waker(self.wake)
+        runtime.signals.add_taker(self)
+        runtime.signals.add_cancel_listener(self._cancel)
         # wake-ups and cancels from other processes (PostgreSQL: LISTEN/NOTIFY)
         await store.subscribe(self.wake, self._cancel)
         self._tasks = [
@@ -129,9 +135,9 @@ class Worker:
             asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
         ]
         if self._crons:
-            scheduler = CronScheduler(self.app)
+            scheduler = CronScheduler(runtime)
             self._tasks.append(asyncio.create_task(scheduler.run(), name="stepstone-cron"))
-        log.info("worker %s started on %s", self.id, redact_url(self.app.database_url))
+        log.info("worker %s started on %s", self.id, redact_url(runtime.database_url))
 
     async def run_forever(self) -> None:
         await self.start()
@@ -144,9 +150,10 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
-        self.app.remove_waker(self.wake)
-        self.app.remove_taker(self)
-        self.app.remove_cancel_listener(self._cancel)
+        signals = self.runtime.signals
+        signals.remove_waker(self.wake)
+        signals.remove_taker(self)
+        signals.remove_cancel_listener(self._cancel)
         if self._store is not None:
             try:
                 await self._store.unsubscribe(self.wake)
@@ -162,6 +169,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
         self._step_pool.shutdown(wait=False, cancel_futures=True)
         self._fn_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -192,7 +201,7 @@ class Worker:
         while not self._stopping:
             free = self._free_slots()
             if free > 0:
-                asked, now = min(free, 50), self.app.clock.now()
+                asked, now = min(free, 50), self.clock.now()
                 allowed = self._pacer.allowance(asked, now)
                 try:
                     claims = await store.claim(
@@ -233,7 +242,7 @@ class Worker:
             except Exception:
                 due = None
             if due is not None:
-                soon = due - self.app.clock.now()
+                soon = due - self.clock.now()
                 # a run due beyond the look-ahead is claimed that much early; one due
                 # within it that the last claim left (a live lease, a gated run) at its time
                 if soon > self.claim_ahead:
@@ -287,8 +296,8 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return None
-        until = self.app.clock.now() + self.lease_seconds
-        return Handoff(self.id, min(free, 50), frozenset(self.app.functions), until)
+        until = self.clock.now() + self.lease_seconds
+        return Handoff(self.id, min(free, 50), frozenset(self.runtime.registry.local), until)
 
     def accept(self, claims: list[Claim]) -> None:
         """Runs a send leased to this worker (see handoff), as if it had claimed them."""
@@ -297,9 +306,9 @@ class Worker:
 
     def _spawn(self, claim: Claim, until: float | None = None) -> None:
         self.claimed += 1
-        active = _Active(claim.lease, cancel_reason="cancelled" if claim.cancel_requested else None)
+        active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
         # handed off a moment ago (until unknown): a tenth of the lease covers the send
-        active.held_until = until or self.app.clock.now() + self.lease_seconds * 0.9
+        active.held_until = until or self.clock.now() + self.lease_seconds * 0.9
         self._active[claim.lease.run_id] = active
         task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
@@ -307,63 +316,44 @@ class Worker:
 
     async def _execute(self, claim: Claim, active: _Active) -> None:
         assert self._store is not None
-        writer = RunWriter(self.app, self._store, claim, alone=self._alone)
+        runtime = self.runtime
+        writer = RunWriter(runtime, self._store, claim, alone=self._alone)
         run = claim.run
         try:
             if claim.due is not None:  # claimed ahead of its time: it starts then
                 self._held += 1
                 try:
-                    await self.app.clock.sleep(claim.due - self.app.clock.now())
+                    await self.clock.sleep(claim.due - self.clock.now())
                 finally:
                     self._held -= 1
             if active.lost:  # lost while it was held (the worker was paused, say)
                 raise LeaseLostError(f"run {run.id}: lost before it started")
-            fn = self.app.functions.get(run.function_id)
-            if fn is not None and fn.timeouts is not None and active.cancel_reason is None:
+            fn = self._function_of(run.function_id)
+            if fn is not None and fn.timeouts is not None and active.stop is None:
                 self._arm_timeouts(claim, fn.timeouts, active, writer)
-            if active.cancel_reason is not None:
-                await writer.outcome(ops.Abandoned("cancelled"), cancel=active.cancel_reason)
+            if active.stop is not None:
+                await writer.outcome(ops.Abandoned(str(active.stop)), stop=active.stop)
                 return
             if fn is None:
-                error = {
-                    "name": "FunctionNotFound",
-                    "message": f"no function {run.function_id!r} is registered in app "
-                    f"{self.app.id!r} on worker {self.id}; deploy it, then rerun this run",
-                    "stack": "",
-                }
+                error = error_record(
+                    "FunctionNotFound",
+                    f"no function {run.function_id!r} is registered in app "
+                    f"{runtime.app_id!r} on worker {self.id}; deploy it, then rerun this run",
+                )
                 await writer.outcome(ops.RunFailed(error))
                 return
-            invocation = Invocation(
-                InvocationInput(
-                    function=fn,
-                    run_id=run.id,
-                    attempt=run.attempt,
-                    events=claim.events or [Event(name="stepstone/missing.event")],
-                    steps=run.steps,
-                ),
-                emit=writer.checkpoint,
-                clock=self.app.clock,
-                limits=self.app.limits,
-                backoff=fn.backoff or self.app.backoff,
-                sync_pool=self._step_pool,
-                function_pool=self._fn_pool,
-                retry_after_min=self.app.retry_after_min,
-                resolve_function=self.app.function_id,
-                new_event_ids=self._event_dicts,
-                lease_held=lambda: not active.lost and self.app.clock.now() < active.held_until,
-                renew_lease=lambda: self._renew_one(active),
-            )
+            invocation = self._invocation(claim, fn, writer, active)
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
-            if active.cancel_reason is not None:
-                invocation.stop(active.cancel_reason)
+            if active.stop is not None:
+                invocation.stop(str(active.stop))
             outcome = await invocation.execute()
             if active.lost:
                 return
             active.ending = True
-            await writer.outcome(outcome, cancel=active.cancel_reason)
+            await writer.outcome(outcome, stop=active.stop)
             if isinstance(outcome, ops.Suspended) and outcome.at is not None:
-                self._pacer.suspended(run.id, outcome.at, self.app.clock.now())
+                self._pacer.suspended(run.id, outcome.at, self.clock.now())
         except LeaseLostError:
             log.info("run %s: lease lost; another worker has it", run.id)
         except asyncio.CancelledError:
@@ -377,20 +367,78 @@ class Worker:
             self._pacer.finished()
             self._wake.set()
 
+    def _function_of(self, function_id: str) -> FunctionDef | None:
+        """The function a run belongs to: one of this process's, or one an SDK app synced
+        (it runs over HTTP from any worker); None when neither knows it."""
+        registry = self.runtime.registry
+        fn = registry.local.get(function_id)
+        if fn is None:
+            with contextlib.suppress(ConfigError):
+                published = registry.get(function_id)
+                fn = published if published.runtime is not None else None
+        return fn
+
+    def _invocation(
+        self, claim: Claim, fn: FunctionDef, writer: RunWriter, active: _Active
+    ) -> Invocation | RemoteInvocation:
+        runtime, run = self.runtime, claim.run
+        data = InvocationInput(
+            function=fn,
+            run_id=run.id,
+            attempt=run.attempt,
+            events=claim.events or [Event(name="stepstone/missing.event")],
+            steps=run.steps,
+        )
+        if fn.runtime is not None:
+            return RemoteInvocation(
+                data,
+                emit=writer.checkpoint,
+                clock=self.clock,
+                backoff=fn.backoff or runtime.backoff,
+                client=self._http_client(),
+                signing_key=runtime.signing_key,
+                limits=runtime.limits,
+                retry_after_min=runtime.retry_after_min,
+            )
+        return Invocation(
+            data,
+            emit=writer.checkpoint,
+            clock=self.clock,
+            limits=runtime.limits,
+            backoff=fn.backoff or runtime.backoff,
+            sync_pool=self._step_pool,
+            function_pool=self._fn_pool,
+            retry_after_min=runtime.retry_after_min,
+            resolve_function=runtime.registry.resolve,
+            new_event_ids=self._event_dicts,
+            lease_held=lambda: not active.lost and self.clock.now() < active.held_until,
+            renew_lease=lambda: self._renew_one(active),
+        )
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """One connection pool for this worker's calls to SDK apps (opened on first use)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=None, follow_redirects=False)
+        return self._http
+
     def _arm_timeouts(
         self, claim: Claim, limits: TimeoutLimits, active: _Active, writer: RunWriter
     ) -> None:
-        run, now = claim.run, self.app.clock.now()
+        run, now = claim.run, self.clock.now()
         started = run.started_at if run.started_at is not None else now
         if limits.start is not None and started - run.created_at > limits.start:
-            active.cancel_reason = f"timed out: not started within timeouts.start={limits.start}s"
+            active.stop = ops.Stop(
+                ops.StopKind.TIMED_OUT, f"not started within timeouts.start={limits.start}s"
+            )
             return
         if limits.finish is None:
             return
         deadline = started + limits.finish
-        reason = f"timed out: not finished within timeouts.finish={limits.finish}s"
+        reason = ops.Stop(
+            ops.StopKind.TIMED_OUT, f"not finished within timeouts.finish={limits.finish}s"
+        )
         if now >= deadline:
-            active.cancel_reason = reason
+            active.stop = reason
             return
         writer.deadline = deadline
         assert self._loop is not None
@@ -402,7 +450,7 @@ class Worker:
 
     def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         # validate and give ids only: the runs they start are planned once, when saved
-        return [event.to_dict() for event, _ in validate_all(events, self.app.limits)]
+        return [event.to_dict() for event, _ in validate_all(events, self.runtime.limits)]
 
     # -- leases ------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
@@ -412,13 +460,13 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.app.refresh_registry(self._store)
+                await self.runtime.registry.refresh(self._store)
             except Exception:
                 log.warning("worker %s could not reload the function registry", self.id)
             if not self._active:
                 continue
             leases = [a.lease for a in self._active.values()]
-            until = self.app.clock.now() + self.lease_seconds
+            until = self.clock.now() + self.lease_seconds
             try:
                 lost, cancel = await self._store.renew(leases, until)
             except Exception:
@@ -445,7 +493,7 @@ class Worker:
     async def _renew_one(self, active: _Active) -> bool:
         """Renew one lease now (its time ran out by our clock); False if it is lost."""
         assert self._store is not None
-        until = self.app.clock.now() + self.lease_seconds
+        until = self.clock.now() + self.lease_seconds
         try:
             lost, _ = await self._store.renew([active.lease], until)
         except Exception:
@@ -457,7 +505,7 @@ class Worker:
         active.held_until = until
         return True
 
-    def _cancel(self, run_id: str, reason: str = "cancelled") -> None:
+    def _cancel(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -470,9 +518,9 @@ class Worker:
                 return
         self._cancel_here(run_id, reason)
 
-    def _cancel_here(self, run_id: str, reason: str = "cancelled") -> None:
+    def _cancel_here(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
         active = self._active.get(run_id)
-        if active is not None and active.cancel_reason is None:
-            active.cancel_reason = reason
+        if active is not None and active.stop is None:
+            active.stop = reason
             if active.invocation is not None:
-                active.invocation.stop(reason)
+                active.invocation.stop(str(reason))

@@ -28,6 +28,7 @@ def make_server(
     max_body: int = DEFAULT_MAX_BODY,
     limits: ServerLimits | None = None,
     allowed_hosts: Sequence[str] = (),
+    signing_key: str | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for `app`; run it with `await server.serve(sockets=[bind(...)])`
     and stop it with `server.should_exit = True`."""
@@ -42,6 +43,7 @@ def make_server(
             api_token=api_token,
             max_body=max_body,
             allowed_hosts=allowed_hosts,
+            signing_key=signing_key,
         ),
         http=limits.protocol_class(),
         timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]  # a float works

@@ -5,25 +5,30 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..records import RunStatus
-from . import encode
+from ..errors import ConfigError, RunNotFoundError
+from ..records import Run, RunStatus
+from . import encode, models, stats
 from .auth import Credentials
+from .encode import respond
 from .http import ApiError, read_json
 from .openapi import openapi_document
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..function import FunctionDef
 
 Handler = Callable[[Request], Awaitable[Response]]
 STATUSES = ", ".join(s.value for s in RunStatus)
 MAX_LIMIT = 1000
 MAX_SECONDS = 253402300799  # the end of year 9999
+STATS_PAGES = 10  # a function's stats count at most its newest 10,000 runs of the day
 
 
 class Api:
@@ -37,13 +42,20 @@ class Api:
         return [
             Route("/v1/openapi.json", self.openapi, methods=["GET"]),
             Route("/v1/functions", p(self.functions), methods=["GET"]),
+            # a function id may hold "/": matched as a path, up to the last segment
+            Route("/v1/functions/{function_id:path}/stats", p(self.stats), methods=["GET"]),
+            Route("/v1/functions/{function_id:path}/invoke", p(self.invoke), methods=["POST"]),
+            Route("/v1/apps", p(self.apps), methods=["GET"]),
+            Route("/v1/apps/sync", p(self.resync), methods=["POST"]),
             Route("/v1/runs", p(self.list_runs), methods=["GET"]),
+            Route("/v1/runs/bulk", p(self.bulk), methods=["POST"]),
             Route("/v1/runs/{run_id}", p(self.get_run), methods=["GET"]),
             Route("/v1/runs/{run_id}/cancel", p(self.cancel), methods=["POST"]),
             Route("/v1/runs/{run_id}/rerun", p(self.rerun), methods=["POST"]),
             Route("/v1/events", p(self.list_events), methods=["GET"]),
             Route("/v1/events", p(self.send), methods=["POST"]),
-            Route("/v1/events/{event_id}", p(self.get_event), methods=["GET"]),
+            # `path`: an event id is the sender's own (any text), and may hold a `/`
+            Route("/v1/events/{event_id:path}", p(self.get_event), methods=["GET"]),
         ]
 
     def _protected(self, handler: Handler) -> Handler:
@@ -67,11 +79,88 @@ class Api:
         return JSONResponse(openapi_document(self.app.id))
 
     async def functions(self, request: Request) -> Response:
-        return JSONResponse({"functions": [fn.describe() for fn in self.app.functions.values()]})
+        """This app's functions, and those other processes and synced SDK apps published."""
+        found = [models.Function.model_validate(fn.describe()) for fn in await self._functions()]
+        return respond(models.FunctionList(functions=found), leave_out_unset=True)
+
+    async def _functions(self) -> list[FunctionDef]:
+        return await self.app.known_functions()
+
+    async def _function_id(self, request: Request) -> str:
+        function_id: str = request.path_params["function_id"]
+        known = await self._functions()
+        if function_id not in {fn.id for fn in known}:
+            names = ", ".join(fn.id for fn in known) or "none"
+            raise ApiError(404, f"no function has id {function_id!r}; this app has {names}")
+        return function_id
+
+    async def stats(self, request: Request) -> Response:
+        function_id = await self._function_id(request)
+        now = self.app.clock.now()
+        runs: list[Run] = []
+        cursor = None
+        for _ in range(STATS_PAGES):
+            page = await self.app.list_runs(
+                function_id=function_id, created_after=now - 86400, limit=MAX_LIMIT, cursor=cursor
+            )
+            runs += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return respond(stats.function_stats(function_id, runs, now, complete=cursor is None))
+
+    async def invoke(self, request: Request) -> Response:
+        function_id = await self._function_id(request)
+        body = _model(models.Invoke, await read_json(request, self.max_body, empty={}))
+        return respond(models.Started(run_id=await self.app.invoke(function_id, body.data)))
+
+    async def apps(self, request: Request) -> Response:
+        found = await self.app.synced_apps()
+        functions = await self._functions()
+        return respond(
+            models.AppList(
+                apps=[
+                    models.SyncedApp(
+                        id=app.id,
+                        url=app.url,
+                        sdk=app.sdk,
+                        framework=app.framework,
+                        app_version=app.app_version,
+                        synced_at=app.synced_at,
+                        error=app.error,
+                        functions=[
+                            fn.id
+                            for fn in functions
+                            if fn.runtime is not None and fn.runtime.app_id == app.id
+                        ],
+                    )
+                    for app in found
+                ]
+            )
+        )
+
+    async def resync(self, request: Request) -> Response:
+        """Only an app that synced before, at the URL it gave: this server calls no other."""
+        body = _model(models.Resync, await read_json(request, self.max_body))
+        known = {app.id: app for app in await self.app.synced_apps()}
+        app = known.get(body.app_id)
+        if app is None:
+            names = ", ".join(sorted(known)) or "none"
+            raise ApiError(404, f"no app {body.app_id!r} has synced; synced apps: {names}")
+        from .sdk_sync import SyncError, sync_app
+
+        try:
+            await sync_app(app.url, dev=self.credentials.dev)
+        except SyncError as exc:
+            await self.app.record_sync_failure(app, str(exc))
+            return respond(models.Resynced(app_id=app.id, synced=False, error=str(exc)))
+        return respond(models.Resynced(app_id=app.id, synced=True, error=None))
 
     async def list_runs(self, request: Request) -> Response:
         query = _query(
-            request, {"function", "status", "created_after", "created_before", "limit", "cursor"}
+            request,
+            {"function", "status", "created_after", "created_before", "event", "if", "limit"}
+            | {"cursor"},
         )
         status = query.get("status")
         if status is not None and status not in {s.value for s in RunStatus}:
@@ -83,10 +172,16 @@ class Api:
             cursor=query.get("cursor"),
             created_after=_timestamp("created_after", query.get("created_after")),
             created_before=_timestamp("created_before", query.get("created_before")),
+            event=query.get("event") or None,
+            if_=query.get("if") or None,
         )
-        return JSONResponse(
-            {"runs": [encode.run_summary(r) for r in page.runs], "next_cursor": page.next_cursor}
-        )
+        runs = await self._summaries(page.items)
+        return respond(models.RunPage(runs=runs, next_cursor=page.next_cursor))
+
+    async def _summaries(self, runs: list[Run]) -> list[models.RunSummary]:
+        events = await self.app.run_events([run.id for run in runs])
+        names = {e.event.id or "": e.event.name for e in events}
+        return [encode.run_summary(run, names) for run in runs]
 
     async def get_run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -94,15 +189,19 @@ class Api:
         if run is None:
             raise ApiError(404, f"no run has id {run_id!r}")
         events = [e for e in [await self.app.get_event(i) for i in run.event_ids] if e]
-        return JSONResponse(encode.run_detail(run, events))
+        reruns = await self.app.reruns_of(run_id)
+        return respond(encode.run_detail(run, events, reruns))
 
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
+        await self._cancel(run_id)
+        return respond(models.CancelRequested(run_id=run_id, cancel_requested=True))
+
+    async def _cancel(self, run_id: str) -> None:
         if not await self.app.cancel(run_id):
             run = await self.app.get_run(run_id, history=False)
             status = run.status.value if run else "gone"
             raise ApiError(409, f"run {run_id} has already ended ({status}); nothing to cancel")
-        return JSONResponse({"run_id": run_id, "cancel_requested": True})
 
     async def rerun(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -116,20 +215,37 @@ class Api:
         if from_step is not None and not isinstance(from_step, str):
             raise ApiError(400, "from_step must be a step id (a string)")
         new_id = await self.app.rerun(run_id, from_step=from_step)
-        return JSONResponse({"run_id": new_id, "rerun_of": run_id})
+        return respond(models.Rerun(run_id=new_id, rerun_of=run_id))
+
+    async def bulk(self, request: Request) -> Response:
+        """Cancel or rerun many runs; each gets its own outcome (one failing stops none)."""
+        body = _model(models.BulkRequest, await read_json(request, self.max_body))
+        results = []
+        for run_id in body.run_ids:
+            try:
+                if body.action == "cancel":
+                    await self._cancel(run_id)
+                    new_id = None
+                else:
+                    new_id = await self.app.rerun(run_id)
+            except (ApiError, RunNotFoundError, ConfigError) as exc:
+                message = exc.message if isinstance(exc, ApiError) else str(exc)
+                results.append(
+                    models.BulkItem(run_id=run_id, ok=False, new_run_id=None, error=message)
+                )
+            else:
+                results.append(
+                    models.BulkItem(run_id=run_id, ok=True, new_run_id=new_id, error=None)
+                )
+        return respond(models.BulkResult(action=body.action, results=results))
 
     async def list_events(self, request: Request) -> Response:
         query = _query(request, {"name", "limit", "cursor"})
-        limit = _limit(query.get("limit"))
-        # one more than asked tells whether another page exists
-        found = await self.app.list_events(
-            name=query.get("name"), limit=limit + 1, cursor=query.get("cursor")
+        page = await self.app.list_events(
+            name=query.get("name"), limit=_limit(query.get("limit")), cursor=query.get("cursor")
         )
-        found, more = found[:limit], len(found) > limit
-        next_cursor = found[-1].event.id if more else None
-        return JSONResponse(
-            {"events": [encode.stored_event(e) for e in found], "next_cursor": next_cursor}
-        )
+        events = [encode.stored_event(e) for e in page]
+        return respond(models.EventPage(events=events, next_cursor=page.next_cursor))
 
     async def get_event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
@@ -137,17 +253,32 @@ class Api:
         if found is None:
             raise ApiError(404, f"no event has id {event_id!r}")
         runs = await self.app.runs_for_event(event_id)
-        return JSONResponse(
-            {**encode.stored_event(found), "runs": [encode.run_summary(r) for r in runs]}
+        summaries = await self._summaries(runs)
+        return respond(
+            models.EventWithRuns(**encode.stored_event(found).model_dump(), runs=summaries)
         )
 
     async def send(self, request: Request) -> Response:
         payload = await read_json(request, self.max_body)
         ids = await self.app.send(payload)
-        return JSONResponse({"ids": ids, "status": 200})
+        return respond(models.Sent(ids=ids, status=200))
 
 
-# -- query parsing --------------------------------------------------------------------------
+# -- input parsing --------------------------------------------------------------------------
+M = TypeVar("M", bound=models.Model)
+
+
+def _model(model: type[M], body: Any) -> M:
+    """The body as `model`, or a 400 that names each field that is wrong."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'the body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ApiError(400, f"the body is not valid: {problems}") from None
+
+
 def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     params = request.query_params
     unknown = set(params) - allowed

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ConfigError, EventError, RunNotFoundError
+from ..sdk.signing import parse_signing_key
 from .api import Api
 from .auth import Credentials
 from .hosts import AllowedHosts, BrowserGuard
@@ -23,6 +24,7 @@ from .http import DEFAULT_MAX_BODY, ApiError, error_response
 from .inputs import TextGuard
 from .intake import Intake
 from .middleware import HttpMiddleware
+from .sdk_routes import SdkRoutes
 
 if TYPE_CHECKING:
     from ..app import App
@@ -39,14 +41,17 @@ def create_app(
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     allowed_hosts: Sequence[str] = (),
+    signing_key: str | None = None,
 ) -> Starlette:
     """The HTTP side of `app`: event intake, REST API under /v1 and the dashboard at /.
 
-    Outside dev mode an API token and at least one event key are required (ConfigError).
-    In dev mode only loopback names and `allowed_hosts` are served, and pages of other
-    sites may not use /e or /v1 through a visitor's browser.
+    Outside dev mode an API token and at least one event key are required (ConfigError),
+    and SDK apps sync (POST /fn/register) with the `signing_key`'s bearer token. In dev
+    mode only loopback names and `allowed_hosts` are served, and pages of other sites may
+    not use /e or /v1 through a visitor's browser.
     """
     credentials = Credentials(dev=dev, event_keys=event_keys, api_token=api_token)
+    sdk_key = None if signing_key is None else parse_signing_key(signing_key)
 
     async def health(request: Request) -> Response:
         return JSONResponse(
@@ -59,6 +64,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *Intake(app, credentials, max_body).routes(),
         *Api(app, credentials, max_body).routes(),
+        *SdkRoutes(app, dev=dev, signing_key=sdk_key, max_body=max_body).routes(),
         Route("/health", health, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -4,160 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import RunStatus, StepStatus
+from pydantic.json_schema import models_json_schema
 
-_ANY: dict[str, Any] = {"description": "any JSON value"}
-_TIME = {"type": "number", "description": "seconds since the epoch"}
-_MAYBE_TIME = {**_TIME, "nullable": True}
+from ..records import RunStatus
+from . import models
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = required
-    return out
+def _schemas() -> dict[str, Any]:
+    """The JSON Schemas (2020-12, as OpenAPI 3.1 takes them) of the API's models."""
+    _, found = models_json_schema(
+        [(m, "serialization") for m in models.RESPONSES]
+        + [(m, "validation") for m in models.REQUESTS],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = found["$defs"]
+    events = {"oneOf": [_ref("EventInput"), {"type": "array", "items": _ref("EventInput")}]}
+    return {**schemas, "Events": events}
 
 
-SCHEMAS: dict[str, Any] = {
-    "Error": _object(
-        {
-            "error": {"type": "string", "description": "what is wrong, for a person"},
-            "status": {"type": "integer", "description": "the HTTP status"},
-        },
-        ["error", "status"],
-    ),
-    "EventInput": _object(
-        {
-            "name": {"type": "string", "maxLength": 256},
-            "data": {"type": "object", "additionalProperties": True},
-            "id": {"type": "string", "description": "idempotency key: a repeat is ignored"},
-            "ts": {"type": "integer", "description": "milliseconds since the epoch"},
-            "user": {"type": "object", "additionalProperties": True},
-            "v": {"type": "string"},
-        },
-        ["name"],
-    ),
-    "Events": {"oneOf": [_ref("EventInput"), {"type": "array", "items": _ref("EventInput")}]},
-    "Sent": _object(
-        {"ids": {"type": "array", "items": {"type": "string"}}, "status": {"type": "integer"}},
-        ["ids", "status"],
-    ),
-    "Event": _object(
-        {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "data": {"type": "object", "additionalProperties": True},
-            "ts": {"type": "integer"},
-            "user": {"type": "object", "nullable": True, "additionalProperties": True},
-            "v": {"type": "string", "nullable": True},
-            "received_at": _TIME,
-            "run_ids": {"type": "array", "items": {"type": "string"}},
-        },
-        ["id", "name", "data", "ts", "received_at", "run_ids"],
-    ),
-    "EventWithRuns": {
-        "allOf": [
-            _ref("Event"),
-            _object({"runs": {"type": "array", "items": _ref("RunSummary")}}, ["runs"]),
-        ]
-    },
-    "ErrorInfo": _object(
-        {
-            "name": {"type": "string"},
-            "message": {"type": "string"},
-            "stack": {"type": "string"},
-        }
-    ),
-    "RunSummary": _object(
-        {
-            "id": {"type": "string"},
-            "function_id": {"type": "string"},
-            "status": {"type": "string", "enum": [s.value for s in RunStatus]},
-            "attempt": {"type": "integer"},
-            "event_ids": {"type": "array", "items": {"type": "string"}},
-            "error": {"allOf": [_ref("ErrorInfo")], "nullable": True},
-            "created_at": _TIME,
-            "started_at": _MAYBE_TIME,
-            "ended_at": _MAYBE_TIME,
-        },
-        ["id", "function_id", "status", "event_ids", "created_at"],
-    ),
-    "Step": _object(
-        {
-            "id": {"type": "string", "description": "the id the function gave the step"},
-            "hashed_id": {"type": "string"},
-            "kind": {"type": "string", "enum": ["run", "sleep", "wait", "invoke", "send"]},
-            "status": {"type": "string", "enum": [s.value for s in StepStatus]},
-            "attempts": {"type": "integer"},
-            "output": _ANY,
-            "error": {"allOf": [_ref("ErrorInfo")], "nullable": True},
-            "started_at": _MAYBE_TIME,
-            "ended_at": _MAYBE_TIME,
-            "wake_at": {**_MAYBE_TIME, "description": "when a sleep, wait or retry is due"},
-            "detail": {"type": "object", "nullable": True, "additionalProperties": True},
-        },
-        ["id", "hashed_id", "kind", "status", "attempts"],
-    ),
-    "HistoryEntry": _object(
-        {
-            "at": _TIME,
-            "kind": {"type": "string"},
-            "data": {"type": "object", "additionalProperties": True},
-        },
-        ["at", "kind", "data"],
-    ),
-    "Run": {
-        "allOf": [
-            _ref("RunSummary"),
-            _object(
-                {
-                    "output": _ANY,
-                    "steps": {"type": "array", "items": _ref("Step")},
-                    "history": {"type": "array", "items": _ref("HistoryEntry")},
-                    "events": {"type": "array", "items": _ref("Event")},
-                },
-                ["steps", "history", "events"],
-            ),
-        ]
-    },
-    "RunPage": _object(
-        {
-            "runs": {"type": "array", "items": _ref("RunSummary")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-        ["runs", "next_cursor"],
-    ),
-    "EventPage": _object(
-        {
-            "events": {"type": "array", "items": _ref("Event")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-        ["events", "next_cursor"],
-    ),
-    "Function": _object(
-        {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "retries": {"type": "integer"},
-            "triggers": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "event": {"type": "string"},
-                        "if": {"type": "string"},
-                        "cron": {"type": "string"},
-                        "tz": {"type": "string", "nullable": True},
-                    }
-                ),
-            },
-        },
-        ["id", "name", "retries", "triggers"],
-    ),
-}
+SCHEMAS = _schemas()
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -172,11 +41,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     words = {
         400: "bad input: the error says what is wrong",
         401: "missing or wrong credentials",
+        403: "the request was made by a page of another site (Sec-Fetch-Site: cross-site)",
         404: "not found",
         409: "the run has already ended",
         413: "the body is too large",
     }
-    return {str(c): {"description": words[c], **_json(_ref("Error"))} for c in codes}
+    return {str(c): {"description": words[c], **_json(_ref("ErrorBody"))} for c in codes}
 
 
 def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +62,7 @@ def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> d
 _STRING = {"type": "string"}
 _LIMIT = _param("limit", "query", "page size", {"type": "integer", "minimum": 1, "maximum": 1000})
 _RUN_ID = _param("run_id", "path", "the run's id", _STRING)
+_FUNCTION_ID = _param("function_id", "path", "the function's id", _STRING)
 _TIME_PARAM = {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
 
 
@@ -214,11 +85,51 @@ def openapi_document(app_id: str) -> dict[str, Any]:
                 "summary": "The functions this app serves, with their triggers and options",
                 "security": bearer,
                 "responses": {
-                    "200": _ok(
-                        "functions",
-                        _object({"functions": {"type": "array", "items": _ref("Function")}}),
-                    ),
+                    "200": _ok("functions", _ref("FunctionList")),
                     **_errors(401),
+                },
+            }
+        },
+        "/v1/functions/{function_id}/stats": {
+            "get": {
+                "summary": "A function's runs of the last hour and day: counts by status and "
+                "p50/p95 durations, in time buckets",
+                "security": bearer,
+                "parameters": [_FUNCTION_ID],
+                "responses": {
+                    "200": _ok("the stats", _ref("FunctionStats")),
+                    **_errors(401, 404),
+                },
+            }
+        },
+        "/v1/functions/{function_id}/invoke": {
+            "post": {
+                "summary": "Start a run of this function alone, with an event "
+                "stepstone/function.invoked carrying `data`",
+                "security": bearer,
+                "parameters": [_FUNCTION_ID],
+                "requestBody": {"required": False, **_json(_ref("Invoke"))},
+                "responses": {
+                    "200": _ok("the new run", _ref("Started")),
+                    **_errors(400, 401, 404),
+                },
+            }
+        },
+        "/v1/apps": {
+            "get": {
+                "summary": "The apps written with an official SDK that synced to this server",
+                "security": bearer,
+                "responses": {"200": _ok("the apps", _ref("AppList")), **_errors(401)},
+            }
+        },
+        "/v1/apps/sync": {
+            "post": {
+                "summary": "Ask a synced app to sync again (its serve URL is called with PUT)",
+                "security": bearer,
+                "requestBody": {"required": True, **_json(_ref("Resync"))},
+                "responses": {
+                    "200": _ok("whether it synced, and why not", _ref("Resynced")),
+                    **_errors(400, 401, 404),
                 },
             }
         },
@@ -236,10 +147,35 @@ def openapi_document(app_id: str) -> dict[str, Any]:
                     ),
                     _param("created_after", "query", "epoch seconds or ISO 8601", _TIME_PARAM),
                     _param("created_before", "query", "epoch seconds or ISO 8601", _TIME_PARAM),
+                    _param(
+                        "event",
+                        "query",
+                        "only runs of events with this name; * matches any characters",
+                        _STRING,
+                    ),
+                    _param(
+                        "if",
+                        "query",
+                        "only runs whose trigger event passes this CEL expression over "
+                        '`event`, e.g. event.data.account == "acme" (reads at most 5,000 '
+                        "runs per request: follow next_cursor)",
+                        _STRING,
+                    ),
                     _LIMIT,
                     _param("cursor", "query", "next_cursor of the previous page", _STRING),
                 ],
                 "responses": {"200": _ok("a page of runs", _ref("RunPage")), **_errors(400, 401)},
+            }
+        },
+        "/v1/runs/bulk": {
+            "post": {
+                "summary": "Cancel or rerun up to 100 runs; each has its own outcome",
+                "security": bearer,
+                "requestBody": {"required": True, **_json(_ref("BulkRequest"))},
+                "responses": {
+                    "200": _ok("each run's outcome, in order", _ref("BulkResult")),
+                    **_errors(400, 401),
+                },
             }
         },
         "/v1/runs/{run_id}": {
@@ -256,15 +192,7 @@ def openapi_document(app_id: str) -> dict[str, Any]:
                 "security": bearer,
                 "parameters": [_RUN_ID],
                 "responses": {
-                    "200": _ok(
-                        "cancellation requested",
-                        _object(
-                            {
-                                "run_id": _STRING,
-                                "cancel_requested": {"type": "boolean"},
-                            }
-                        ),
-                    ),
+                    "200": _ok("cancellation requested", _ref("CancelRequested")),
                     **_errors(401, 404, 409),
                 },
             }
@@ -276,15 +204,9 @@ def openapi_document(app_id: str) -> dict[str, Any]:
                 "before that step and runs the rest again.",
                 "security": bearer,
                 "parameters": [_RUN_ID],
-                "requestBody": {
-                    "required": False,
-                    **_json(_object({"from_step": {"type": "string"}})),
-                },
+                "requestBody": {"required": False, **_json(_ref("RerunRequest"))},
                 "responses": {
-                    "200": _ok(
-                        "the new run",
-                        _object({"run_id": _STRING, "rerun_of": _STRING}, ["run_id"]),
-                    ),
+                    "200": _ok("the new run", _ref("Rerun")),
                     **_errors(400, 401, 404),
                 },
             }
@@ -331,8 +253,12 @@ def openapi_document(app_id: str) -> dict[str, Any]:
             }
         },
     }
+    for operations in paths.values():
+        for op in operations.values():
+            if "security" in op:
+                op["responses"].update(_errors(403))
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": f"stepstone API ({app_id})",
             "version": "1",

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..output import redact_url
-from .base import Claim, Handoff, Lease, NewEvent, NewRun, RunPage, Store, StoredEvent, Wait
+from .base import (
+    Claim,
+    Handoff,
+    IntakeReport,
+    Lease,
+    NewEvent,
+    NewRun,
+    RunPage,
+    Store,
+    StoredEvent,
+    SyncedAppRecord,
+    Wait,
+    WaitKind,
+)
 
 __all__ = [
     "Claim",
     "Handoff",
+    "IntakeReport",
     "Lease",
     "NewEvent",
     "NewRun",
     "RunPage",
     "Store",
     "StoredEvent",
+    "SyncedAppRecord",
     "Wait",
+    "WaitKind",
     "redact_url",
     "store_from_url",
 ]

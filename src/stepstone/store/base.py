@@ -8,11 +8,12 @@ that lost a run can never overwrite the work of the worker that took it over.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord
+from ..records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class Lease:
     )
 
 
+class WaitKind(enum.StrEnum):
+    STEP = "step"  # a step waiting for an event: the event resumes it
+    CANCEL = "cancel"  # a cancel_on rule of its run: the event cancels the run
+
+
 @dataclass(frozen=True)
 class Wait:
     run_id: str
@@ -36,6 +42,7 @@ class Wait:
     expires_at: float
     match_path: str | None = None  # an indexable condition: the incoming event's path ...
     match_key: str | None = None  # ... and the value there that matches (waitkeys.py)
+    kind: WaitKind = WaitKind.STEP
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,20 @@ class NewEvent:
     runs: list[NewRun] = field(default_factory=list)
 
 
-# Decides, inside the ingest transaction, whether an incoming event resumes a wait.
-WaitMatcher = Callable[[Wait, Event], bool]
+@dataclass
+class IntakeReport:
+    """What storing events did beyond storing them: which were new (a repeated id is
+    accepted and ignored), and which runs their cancel rules cancelled (or, when a worker
+    holds the run, asked to stop). The process that stored them stops and announces
+    those runs (intake.Intake.settle)."""
+
+    new: list[bool] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """A script run again (a batch rerun) reports afresh."""
+        self.new.clear()
+        self.cancelled.clear()
 
 
 @dataclass(frozen=True)
@@ -108,10 +127,7 @@ class Handoff:
     claims: list[Claim] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class RunPage:
-    runs: list[Run]
-    next_cursor: str | None
+RunPage = Page[Run]
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,19 @@ class StoredEvent:
     event: Event
     received_at: float
     run_ids: list[str]
+
+
+@dataclass(frozen=True)
+class SyncedAppRecord:
+    """An app synced by an official SDK, as stored; its functions are published apart."""
+
+    id: str
+    url: str
+    sdk: str
+    framework: str | None
+    app_version: str | None
+    synced_at: float
+    error: str | None = None  # the last sync's error; None: it succeeded
 
 
 class Store(abc.ABC):
@@ -156,22 +185,19 @@ class Store(abc.ABC):
     # -- intake ------------------------------------------------------------------------
     @abc.abstractmethod
     async def ingest(
-        self,
-        events: Sequence[NewEvent],
-        matcher: WaitMatcher | None = None,
-        *,
-        handoff: Handoff | None = None,
-    ) -> list[bool]:
+        self, events: Sequence[NewEvent], *, handoff: Handoff | None = None
+    ) -> IntakeReport:
         """Store events (ignoring ids already stored), create the runs of the new ones and
-        resume the waits they match, in one transaction. Returns, per event, whether it was new.
-        With `handoff`, the same transaction also leases new runs to that worker (see
-        Handoff), as a claim would.
+        resume the waits they match (their `if_` expressions evaluated here), in one
+        transaction. Every path that stores events does the same: a step's events, an
+        invoke's, a run end's announcements. With `handoff`, the same transaction also
+        leases new runs to that worker (see Handoff), as a claim would.
         """
 
     @abc.abstractmethod
     async def create_runs(
         self, runs: Sequence[NewRun], steps: Sequence[tuple[str, StepRecord]] = ()
-    ) -> None:
+    ) -> IntakeReport:
         """Create runs for events already stored (reruns), with steps they start with."""
 
     # -- the function registry ------------------------------------------------------------
@@ -184,6 +210,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def registered_functions(self) -> list[dict[str, Any]]:
         """Every published function config."""
+
+    @abc.abstractmethod
+    async def save_app(
+        self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
+    ) -> None:
+        """Store a synced app and publish its functions (`configs`) in one transaction.
+
+        `configs` None: the sync failed; only the app's `synced_at` and `error` change and
+        its functions stay as they were.
+        """
+
+    @abc.abstractmethod
+    async def list_apps(self) -> list[SyncedAppRecord]:
+        """Every synced app, by id."""
 
     # -- the queue -----------------------------------------------------------------------
     @abc.abstractmethod
@@ -236,15 +276,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save_step_with_events(
         self, lease: Lease, step: StepRecord, output_json: str, events: Sequence[NewEvent]
-    ) -> None:
+    ) -> IntakeReport:
         """Save a step that sent events, and ingest those events, atomically."""
 
     @abc.abstractmethod
     async def register_wait(self, lease: Lease, step: StepRecord, wait: Wait) -> None: ...
 
     @abc.abstractmethod
-    async def start_invoke(self, lease: Lease, step: StepRecord, child_event: NewEvent) -> None:
-        """Save the invoking step and create the invoked run, atomically."""
+    async def start_invoke(
+        self, lease: Lease, step: StepRecord, child_event: NewEvent
+    ) -> IntakeReport:
+        """Save the invoking step and ingest the event that starts the invoked run,
+        atomically."""
 
     @abc.abstractmethod
     async def expire_step(self, lease: Lease, step: StepRecord) -> StepRecord:
@@ -274,7 +317,7 @@ class Store(abc.ABC):
         at: float,
         follow_up: Sequence[NewEvent] = (),
         history: Sequence[HistoryEntry] = (),
-    ) -> None:
+    ) -> IntakeReport:
         """End the run; resume the parent of an invoked run; ingest `follow_up` events."""
 
     # -- operator actions ----------------------------------------------------------------
@@ -296,7 +339,21 @@ class Store(abc.ABC):
         cursor: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
-    ) -> RunPage: ...
+        event_name: str | None = None,
+        event_filter: Callable[[Event], bool] | None = None,
+    ) -> RunPage:
+        """Runs, newest first. `event_name`: runs of an event whose name matches it (`*`
+        matches any characters). `event_filter`: runs whose trigger event it passes; such
+        a search reads runs in bounded pages, and may answer fewer than `limit` runs with
+        a `next_cursor` to go on from (run_search.SCAN_MAX)."""
+
+    @abc.abstractmethod
+    async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
+        """The events of these runs, in no order."""
+
+    @abc.abstractmethod
+    async def reruns_of(self, run_id: str) -> list[str]:
+        """The ids of the runs started as reruns of this run, oldest first."""
 
     @abc.abstractmethod
     async def runs_for_event(self, event_id: str) -> list[Run]: ...
@@ -307,7 +364,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> list[StoredEvent]: ...
+    ) -> Page[StoredEvent]:
+        """Events, newest first; `cursor` is the `next_cursor` of the page before."""
 
     @abc.abstractmethod
     async def add_history(self, run_id: str, entry: HistoryEntry) -> None: ...

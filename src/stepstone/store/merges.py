@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .sql_store import Deferred, Many, RunEnd, StepSave, Tx, _ingest, _json, _lease_lost
+from .scripts.checkpoints import StepSave
+from .scripts.intake import ingest
+from .scripts.run_end import RunEnd
+from .tx import Deferred, Many, Tx, lease_lost, to_json
 
 
 def merge_writes(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
@@ -27,7 +30,7 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
             saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
     if len(saves) < 2:
         return {}
-    cursor = tx("save_steps_fenced", _json([save.step_row() for _, save in saves.values()]))
+    cursor = tx("save_steps_fenced", to_json([save.step_row() for _, save in saves.values()]))
     found: list[set[tuple[str, str]]] = []
 
     def written() -> set[tuple[str, str]]:
@@ -40,9 +43,9 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
 
 def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     """Ends the runs among `scripts` that need no flow control released and start no
-    runs, in five statements whatever their number; returns their checks by position.
-    The statements are those of `RunEnd`, in its order: jobs, history, runs, waits,
-    the announcing events."""
+    runs, in six statements whatever their number; returns their checks by position.
+    The statements are those of `RunEnd`, in its order: jobs, history, runs, open
+    steps, waits, the announcing events."""
     ends: dict[str, tuple[int, RunEnd]] = {}
     for n, each in enumerate(scripts):
         if isinstance(each, RunEnd) and each.mergeable:
@@ -50,13 +53,17 @@ def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     if len(ends) < 2:
         return {}
     items = list(ends.values())
-    jobs = tx("end_jobs", _json([[end.lease.run_id, end.lease.fence] for _, end in items]))
-    tx("insert_history_rows", _json([row for _, end in items for row in end.history_rows()]))
-    runs = tx("finish_runs", _json([end.run_row() for _, end in items]))
+    jobs = tx("end_jobs", to_json([[end.lease.run_id, end.lease.fence] for _, end in items]))
+    tx("insert_history_rows", to_json([row for _, end in items for row in end.history_rows()]))
+    runs = tx("finish_runs", to_json([end.run_row() for _, end in items]))
+    tx("close_open_steps_many", to_json([[end.lease.run_id, end.at] for _, end in items]))
     tx("delete_waits_many", Many(ends))
     announced = [event for _, end in items for event in end.follow_up]
-    if announced:
-        _ingest(tx, announced, None)
+    for _, end in items:
+        end.report.clear()
+    # the batch's announcements together; the runs they cancel are reported by the first
+    # end (any process that stored them announces them, once)
+    ingest(tx, announced, items[0][1].report)
     found: list[tuple[set[str], dict[str, Any]]] = []
 
     def outcome() -> tuple[set[str], dict[str, Any]]:
@@ -75,7 +82,7 @@ def _end_check(
     def check() -> None:
         ended, parents = outcome()
         if end.lease.run_id not in ended:
-            _lease_lost(end.lease)
+            lease_lost(end.lease)
         end.resume_parent(tx, parents.get(end.lease.run_id))
 
     return check

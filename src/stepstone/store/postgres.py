@@ -38,12 +38,14 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, StorageError
-from . import queries, redact_url
+from . import queries, redact_url, run_search
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
-from .sql_store import ClaimScript, SqlStore, Tx, resolved
+from .scripts.claim import ClaimScript
+from .sql_store import SqlStore
+from .tx import Tx, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
@@ -67,6 +69,7 @@ class _BatchFailed(Exception):
 class PostgresStore(SqlStore):
     # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
     poll_interval = 5.0
+    name_pattern = staticmethod(run_search.like_pattern)
     claim_ahead = 0.1  # a claim travels to the server and queues behind other writes
 
     def __init__(

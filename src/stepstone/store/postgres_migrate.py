@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import psycopg
 
-from . import queries
-
-log = logging.getLogger("stepstone.store.postgres")
+from . import migrations
 
 # The pg_advisory_xact_lock key: an arbitrary constant that only stepstone's migrations use.
 MIGRATION_LOCK = 7_351_213_201
-CREATE_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-)
 
 
 def pending(conn: psycopg.Connection[Any]) -> list[tuple[int, str, str]]:
@@ -26,7 +18,7 @@ def pending(conn: psycopg.Connection[Any]) -> list[tuple[int, str, str]]:
     applied: set[int] = set()
     if exists and exists[0]:
         applied = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
-    return [m for m in queries.migrations("postgres") if m[0] not in applied]
+    return migrations.pending("postgres", applied)
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[int]:
@@ -41,14 +33,15 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
         return []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        conn.execute(CREATE_TABLE)
-        done = []
-        for version, name, sql in pending(conn):
-            log.info("applying PostgreSQL migration %04d_%s", version, name)
-            conn.execute(sql.encode("utf-8"))  # no parameters: several statements at once
-            conn.execute(
+        conn.execute(migrations.create_table("DOUBLE PRECISION"))
+        applied = [int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")]
+        return migrations.apply(
+            "postgres",
+            applied,
+            # no parameters: a file's several statements go at once
+            lambda sql: conn.execute(sql.encode("utf-8")),
+            lambda row: conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
-                (version, name, time.time()),
-            )
-            done.append(version)
-    return done
+                row,
+            ),
+        )

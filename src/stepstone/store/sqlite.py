@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ConfigError, StorageError
-from . import queries
+from . import migrations, queries
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
-from .sql_store import Many, RunEnd, SqlStore, StepSave, Tx, resolved
+from .scripts.checkpoints import StepSave
+from .scripts.run_end import RunEnd
+from .sql_store import SqlStore
+from .tx import Many, Tx, resolved
 
 # a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
 sqlite3.register_adapter(Many, json.dumps)
@@ -158,22 +161,19 @@ class SQLiteStore(SqlStore):
             applied = set()
         if wanted <= applied:
             return  # up to date: no write needed (a read-only file still opens for reading)
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait for it
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
+            conn.execute(migrations.create_table("REAL"))
             applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in queries.migrations("sqlite"):
-                if version in applied:
-                    continue
-                for statement in _split_statements(sql):
-                    conn.execute(statement)
-                conn.execute(
+            migrations.apply(
+                "sqlite",
+                applied,
+                lambda sql: [conn.execute(each) for each in _split_statements(sql)],
+                lambda row: conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
+                    row,
+                ),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -3,12 +3,12 @@
 
 -- name: insert_events
 -- Many events in one statement, as a JSON array of rows (id, name, data, ts, user_data, v,
--- received_at); returns the ids it stored (a repeated id is not stored). `WHERE true`:
+-- received_at, meta); returns the ids it stored (a repeated id is not stored). `WHERE true`:
 -- SQLite would read `ON CONFLICT` as a join's ON without it.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at)
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]')
+       json_extract(value, '$[6]'), json_extract(value, '$[7]')
 FROM json_each(?) WHERE true
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -146,7 +146,7 @@ WHERE run_id IN (SELECT value FROM json_each(?)) AND cancel = 0;
 
 -- name: get_run_events
 -- The events of these runs (runs.event_ids), read in the same round trip as the runs.
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE id IN (
     SELECT e.value FROM runs, json_each(runs.event_ids) AS e
     WHERE runs.id IN (SELECT value FROM json_each(?))
@@ -177,8 +177,8 @@ SELECT fence FROM jobs WHERE run_id = ?;
 
 -- name: upsert_step
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ended_at, wake_at, detail, occurrence)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -188,8 +188,8 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 -- A step written only while the run's lease still carries this fencing token: the fence
 -- check and the upsert in one statement. No row written: the lease is lost.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
-SELECT run_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE run_id = ? AND fence = ?
+                   ended_at, wake_at, detail, occurrence)
+SELECT run_id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM jobs WHERE run_id = ? AND fence = ?
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -200,13 +200,13 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 -- the columns of save_step_fenced after the run id), each written only under its own
 -- lease; returns the steps written. `WHERE true`: see insert_events.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
+                   ended_at, wake_at, detail, occurrence)
 SELECT j.run_id, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]'),
        json_extract(r.value, '$[4]'), json_extract(r.value, '$[5]'),
        json_extract(r.value, '$[6]'), json_extract(r.value, '$[7]'),
        json_extract(r.value, '$[8]'), json_extract(r.value, '$[9]'),
        json_extract(r.value, '$[10]'), json_extract(r.value, '$[11]'),
-       json_extract(r.value, '$[12]')
+       json_extract(r.value, '$[12]'), json_extract(r.value, '$[13]')
 FROM json_each(?) AS r
 JOIN jobs AS j ON j.run_id = json_extract(r.value, '$[0]')
     AND j.fence = json_extract(r.value, '$[1]')
@@ -226,28 +226,32 @@ UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ?
 WHERE run_id = ? AND hashed_id = ? AND status = ?;
 
 -- name: get_step
-SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail,
+       occurrence
 FROM steps WHERE run_id = ? AND hashed_id = ?;
 
 -- name: insert_wait
 INSERT INTO waits (run_id, hashed_id, event, condition, trigger_event, expires_at, match_path,
-                   match_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   match_key, kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, hashed_id) DO NOTHING;
 
 -- name: insert_wait_path
 INSERT INTO wait_paths (event, match_path) VALUES (?, ?) ON CONFLICT DO NOTHING;
 
--- name: wait_paths
-SELECT match_path FROM wait_paths WHERE event = ?;
+-- name: waits_of_names
+-- For the names of an intake batch's events, in one statement: the waits matched by
+-- scanning (match_path NULL), and the key paths keyed waits of each name are found by.
+WITH names AS (SELECT value AS name FROM json_each(?))
+SELECT event, run_id, hashed_id, condition, trigger_event, expires_at, kind, NULL AS match_path
+FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
+UNION ALL
+SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
+FROM wait_paths WHERE event IN (SELECT name FROM names);
 
 -- name: waits_by_key
-SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
+SELECT run_id, hashed_id, event, condition, trigger_event, expires_at, kind
 FROM waits WHERE event = ? AND match_path = ? AND match_key = ?;
-
--- name: waits_unkeyed
-SELECT run_id, hashed_id, event, condition, trigger_event, expires_at
-FROM waits WHERE event = ? AND match_path IS NULL;
 
 -- name: delete_wait
 DELETE FROM waits WHERE run_id = ? AND hashed_id = ?;
@@ -270,6 +274,20 @@ UPDATE runs SET status = ?, attempt = COALESCE(?, attempt) WHERE id = ?;
 -- name: finish_run
 UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?
 RETURNING parent_run_id, parent_step;
+
+-- name: close_open_steps
+-- A run's end closes the steps it left open (a sleep, a wait, an invoke, a retry).
+UPDATE steps SET status = 'cancelled', ended_at = ?
+WHERE run_id = ? AND status IN ('sleeping', 'waiting', 'invoking', 'retrying');
+
+-- name: close_open_steps_many
+-- Many run ends (merges.py): JSON rows (run_id, ended_at), as close_open_steps.
+UPDATE steps SET status = 'cancelled', ended_at = r.ended_at
+FROM (
+    SELECT json_extract(value, '$[0]') AS run_id, json_extract(value, '$[1]') AS ended_at
+    FROM json_each(?)
+) AS r
+WHERE steps.run_id = r.run_id AND steps.status IN ('sleeping', 'waiting', 'invoking', 'retrying');
 
 -- name: delete_job
 DELETE FROM jobs WHERE run_id = ?;
@@ -338,12 +356,13 @@ FROM runs WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: run_steps_many
 SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended_at, kind,
-       wake_at, detail
+       wake_at, detail, occurrence
 FROM steps WHERE run_id IN (SELECT value FROM json_each(?))
 ORDER BY run_id, started_at, ended_at;
 
 -- name: run_steps
-SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail,
+       occurrence
 FROM steps WHERE run_id = ? ORDER BY started_at, ended_at;
 
 -- name: run_history
@@ -355,7 +374,19 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
 FROM runs
 WHERE (? IS NULL OR function_id = ?) AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?)
   AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?)
+  AND (? IS NULL OR EXISTS (
+      SELECT 1 FROM json_each(runs.event_ids) AS j JOIN events e ON e.id = j.value
+      WHERE e.name GLOB ?
+  ))
 ORDER BY id DESC LIMIT ?;
+
+-- name: reruns_of
+-- The runs started by App.rerun of this run: they share its events (history says "rerun").
+SELECT DISTINCT h.run_id FROM runs r, json_each(r.event_ids) AS j
+JOIN run_events e ON e.event_id = j.value
+JOIN history h ON h.run_id = e.run_id
+WHERE r.id = ? AND h.kind = 'rerun' AND json_extract(h.data, '$.of') = ?
+ORDER BY h.run_id;
 
 -- name: runs_for_event
 SELECT r.id, r.function_id, r.status, r.attempt, r.event_ids, r.output, r.error, r.created_at,
@@ -364,13 +395,13 @@ FROM run_events e JOIN runs r ON r.id = e.run_id
 WHERE e.event_id = ? ORDER BY r.id;
 
 -- name: get_event
-SELECT id, name, data, ts, user_data, v, received_at FROM events WHERE id = ?;
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events WHERE id = ?;
 
 -- name: event_runs
 SELECT run_id FROM run_events WHERE event_id = ? ORDER BY run_id;
 
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE (? IS NULL OR name = ?)
   AND (? IS NULL OR received_at < ? OR (received_at = ? AND id < ?))
 ORDER BY received_at DESC, id DESC LIMIT ?;
@@ -388,3 +419,18 @@ DELETE FROM functions WHERE id = ?;
 
 -- name: list_functions
 SELECT config FROM functions ORDER BY id;
+
+-- name: upsert_app
+INSERT INTO apps (id, url, sdk, framework, app_version, synced_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    url = excluded.url, sdk = excluded.sdk, framework = excluded.framework,
+    app_version = excluded.app_version, synced_at = excluded.synced_at, error = excluded.error;
+
+-- name: app_sync_failed
+INSERT INTO apps (id, url, sdk, framework, app_version, synced_at, error)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at, error = excluded.error;
+
+-- name: list_apps
+SELECT id, url, sdk, framework, app_version, synced_at, error FROM apps ORDER BY id;

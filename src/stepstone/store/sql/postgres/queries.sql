@@ -32,7 +32,7 @@ INSERT INTO history (run_id, at, kind, data)
 SELECT run_id, ?, 'started', ? FROM jobs WHERE run_id = ANY(?::text[]) AND cancel = 0;
 
 -- name: get_run_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE id IN (
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id = ANY(?::text[])
 );
@@ -49,14 +49,14 @@ FROM runs WHERE id = ANY(?::text[]);
 
 -- name: run_steps_many
 SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended_at, kind,
-       wake_at, detail
+       wake_at, detail, occurrence
 FROM steps WHERE run_id = ANY(?::text[])
 ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
 -- name: insert_events
 -- JSON rows as in ../queries.sql, read with json_array_elements.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at)
-SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta)
+SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision, r->>7
 FROM json_array_elements(?::json) AS r
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -116,9 +116,9 @@ SELECT fence FROM jobs WHERE run_id = ? FOR SHARE;
 -- FOR SHARE as in check_fence; casts because a parameter in a SELECT list has no type
 -- of its own (a NULL would be taken for text).
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
+                   ended_at, wake_at, detail, occurrence)
 SELECT run_id, ?::text, ?::text, ?::text, ?::text, ?::integer, ?::text, ?::text,
-       ?::double precision, ?::double precision, ?::double precision, ?::text
+       ?::double precision, ?::double precision, ?::double precision, ?::text, ?::integer
 FROM jobs WHERE run_id = ? AND fence = ? FOR SHARE
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
@@ -129,10 +129,10 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 -- Many lone step checkpoints in one statement: JSON rows (run_id, fence, then the columns
 -- of save_step_fenced after the run id), each written only under its own lease.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
-                   ended_at, wake_at, detail)
+                   ended_at, wake_at, detail, occurrence)
 SELECT j.run_id, r->>2, r->>3, r->>4, r->>5, (r->>6)::integer, r->>7, r->>8,
        (r->>9)::double precision, (r->>10)::double precision, (r->>11)::double precision,
-       r->>12
+       r->>12, (r->>13)::integer
 FROM json_array_elements(?::json) AS r
 JOIN jobs AS j ON j.run_id = r->>0 AND j.fence = (r->>1)::integer
 FOR SHARE OF j
@@ -155,12 +155,18 @@ FROM json_array_elements(?::json) AS r
 WHERE runs.id = r->>0
 RETURNING runs.id, runs.parent_run_id, runs.parent_step;
 
+-- name: close_open_steps_many
+UPDATE steps SET status = 'cancelled', ended_at = (r->>1)::double precision
+FROM json_array_elements(?::json) AS r
+WHERE steps.run_id = r->>0 AND steps.status IN ('sleeping', 'waiting', 'invoking', 'retrying');
+
 -- name: delete_waits_many
 DELETE FROM waits WHERE run_id = ANY(?::text[]);
 
 -- name: run_steps
 -- NULLS FIRST: the order SQLite gives (a step that has not started sorts first).
-SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail
+SELECT id, hashed_id, status, attempts, output, error, started_at, ended_at, kind, wake_at, detail,
+       occurrence
 FROM steps WHERE run_id = ? ORDER BY started_at NULLS FIRST, ended_at NULLS FIRST;
 
 -- name: list_runs
@@ -171,10 +177,30 @@ WHERE (?::text IS NULL OR function_id = ?) AND (?::text IS NULL OR status = ?)
   AND (?::text IS NULL OR id < ?)
   AND (?::double precision IS NULL OR created_at >= ?)
   AND (?::double precision IS NULL OR created_at < ?)
+  AND (?::text IS NULL OR EXISTS (
+      SELECT 1 FROM json_array_elements_text(runs.event_ids::json) AS j(id)
+      JOIN events e ON e.id = j.id
+      WHERE e.name LIKE ? ESCAPE '\'
+  ))
 ORDER BY id DESC LIMIT ?;
 
+-- name: reruns_of
+SELECT DISTINCT h.run_id FROM runs r, json_array_elements_text(r.event_ids::json) AS j(id)
+JOIN run_events e ON e.event_id = j.id
+JOIN history h ON h.run_id = e.run_id
+WHERE r.id = ? AND h.kind = 'rerun' AND h.data::json->>'of' = ?
+ORDER BY h.run_id;
+
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
 WHERE (?::text IS NULL OR name = ?)
   AND (?::double precision IS NULL OR received_at < ? OR (received_at = ? AND id < ?::text))
 ORDER BY received_at DESC, id DESC LIMIT ?;
+
+-- name: waits_of_names
+WITH names AS (SELECT unnest(?::text[]) AS name)
+SELECT event, run_id, hashed_id, condition, trigger_event, expires_at, kind, NULL AS match_path
+FROM waits WHERE event IN (SELECT name FROM names) AND match_path IS NULL
+UNION ALL
+SELECT event, NULL, NULL, NULL, NULL, NULL, NULL, match_path
+FROM wait_paths WHERE event IN (SELECT name FROM names);

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
-from ..records import HistoryEntry, RunStatus
-from .base import NewRun
+from ...records import HistoryEntry, RunStatus
+from ..base import IntakeReport, NewRun
+from ..tx import Tx, insert_history
+from .endings import cancel_run
 
 PARKED = 1e15  # a job parked for a concurrency slot is due only when a slot frees
 DAY = 86400.0
 HOLDS_START_KEY = 1  # a debounce or batch key, given back when the run starts
 HOLDS_END_KEY = 2  # a singleton key, given back when the run ends
-
-
-class Tx(Protocol):
-    def __call__(self, name: str, *params: Any) -> Any: ...
-
-
-History = Any  # a callable (tx, run_id, HistoryEntry) -> None, passed in to avoid a cycle
 
 
 def _get(tx: Tx, key: str) -> tuple[str | None, float | None, int, float | None] | None:
@@ -44,7 +39,7 @@ def _rate_allows(tx: Tx, key: str, limit: int, period: float, tau: float, now: f
     return 0.0
 
 
-def admit(tx: Tx, run: NewRun, history: History) -> NewRun | None:
+def admit(tx: Tx, run: NewRun, report: IntakeReport) -> NewRun | None:
     """Apply a new run's flow control at ingest.
 
     Returns the run to insert (maybe skipped, delayed or reordered), or None when the
@@ -68,10 +63,9 @@ def admit(tx: Tx, run: NewRun, history: History) -> NewRun | None:
         if active and mode == "skip":
             return _skipped(run, f"singleton: run {row[0] if row else ''} is still active")
         if active and row is not None and row[0] is not None:
-            from .sql_store import cancel_run  # the cancel script lives with the core scripts
-
             cancel_run(tx, row[0], now)
-            history(tx, row[0], HistoryEntry(now, "cancel.singleton", {"by": run.id}))
+            report.cancelled.append(row[0])
+            insert_history(tx, row[0], HistoryEntry(now, "cancel.singleton", {"by": run.id}))
         tx("flow_put", key, run.id, None, 0, now)
         holds |= HOLDS_END_KEY
     available_at = run.available_at - flow.priority
@@ -84,7 +78,7 @@ def admit(tx: Tx, run: NewRun, history: History) -> NewRun | None:
             for event_id in run.event_ids:
                 tx("link_run_event", event_id, row[0])
             tx("move_queued_job", due, row[0])
-            history(tx, row[0], HistoryEntry(now, "debounced", {"event_ids": run.event_ids}))
+            insert_history(tx, row[0], HistoryEntry(now, "debounced", {"event_ids": run.event_ids}))
             return None
         tx("flow_put", key, run.id, None, 0, now)
         available_at = now + period
@@ -102,7 +96,7 @@ def admit(tx: Tx, run: NewRun, history: History) -> NewRun | None:
                 tx("move_queued_job", now, row[0])
             else:
                 tx("flow_put", key, row[0], None, row[2] + 1, row[3])
-            history(tx, row[0], HistoryEntry(now, "batched", {"size": len(ids)}))
+            insert_history(tx, row[0], HistoryEntry(now, "batched", {"size": len(ids)}))
             return None
         if max_size > 1:
             tx("flow_put", key, run.id, None, 1, now)
@@ -140,10 +134,9 @@ def job_columns(run: NewRun) -> tuple[Any, ...]:
 class Gate:
     """Decides, inside one claim transaction, which due jobs may start now."""
 
-    def __init__(self, tx: Tx, now: float, history: History) -> None:
+    def __init__(self, tx: Tx, now: float) -> None:
         self._tx = tx
         self._now = now
-        self._history = history
         self._active: dict[str, int] = {}
 
     def admit(self, run_id: str, keys: list[tuple[str, int]], throttle: str | None) -> bool:
@@ -154,14 +147,14 @@ class Gate:
                 self._active[key] = tx("count_active", key, key, now).fetchone()[0]
             if self._active[key] >= limit:
                 tx("park", key, PARKED, run_id)
-                self._history(tx, run_id, HistoryEntry(now, "concurrency.waiting", {"key": key}))
+                insert_history(tx, run_id, HistoryEntry(now, "concurrency.waiting", {"key": key}))
                 return False
         if throttle is not None:
             key, limit, period, burst = json.loads(throttle)
             wait = _rate_allows(tx, key, limit, period, (burst - 1) * period / limit, now)
             if wait > 0:
                 tx("delay_job", now + wait, run_id)
-                self._history(tx, run_id, HistoryEntry(now, "throttled", {"until": now + wait}))
+                insert_history(tx, run_id, HistoryEntry(now, "throttled", {"until": now + wait}))
                 return False
             tx("clear_throttle", run_id)
         for key, _ in keys:

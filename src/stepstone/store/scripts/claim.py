@@ -1,0 +1,100 @@
+"""The claim: due runs leased to a worker, started, and loaded with their steps and events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...records import StepRecord
+from ..base import (
+    Claim,
+    Lease,
+)
+from ..rows import (
+    event_from_row,
+    run_from_row,
+    step_from_row,
+)
+from ..tx import (
+    Cursor,
+    Many,
+    Tx,
+    to_json,
+)
+from . import flow
+
+
+class ClaimScript:
+    """A claim's script. Its writes need not be on disk when it returns: should the
+    database lose them in a crash, the runs are simply due again, as if never claimed;
+    and the first checkpoint a run writes under the lease commits durably, which puts
+    everything written before it (the claim included) on disk first. A dialect may then
+    commit it without waiting for the disk (PostgreSQL: synchronous_commit off)."""
+
+    __slots__ = ("script",)
+
+    def __init__(self, script: Callable[[Tx], list[Claim]]) -> None:
+        self.script = script
+
+    def __call__(self, tx: Tx) -> list[Claim]:
+        return self.script(tx)
+
+
+def lease_and_start(tx: Tx, owner: str, until: float, now: float, ids: Many) -> Cursor:
+    """Leases these jobs to `owner` and starts their runs, but for those asked to cancel
+    (their worker ends them); returns the lease's (run_id, fence, cancel) rows."""
+    leased = tx("lease_many", owner, until, ids)
+    tx("mark_started_many", now, ids)
+    tx("insert_started_many", now, to_json({"worker": owner}), ids)
+    return leased
+
+
+def claim_runs(
+    tx: Tx, owner: str, limit: int, new_limit: int, now: float, lease_for: float, ahead: float
+) -> list[Claim]:
+    """Leases up to `limit` due runs (at most `new_limit` not started yet) to `owner`,
+    starts them, and returns them with their steps and events."""
+    # set-based, in phases that each send their statements before reading a
+    # result: a claim costs the same few statements (and, pipelined, the same few
+    # round trips) for one run as for fifty
+    rows = tx("claim_due", now + ahead, now, limit, now, new_limit, limit).fetchall()
+    gate = flow.Gate(tx, now)
+    admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
+    due: dict[str, float] = {}
+    for run_id, ckey1, climit1, ckey2, climit2, throttle, holds, at in rows:
+        keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
+        if (keys or throttle) and not gate.admit(run_id, keys, throttle):
+            continue  # the gate keeps count of what it let through
+        admitted[run_id] = (keys, holds)
+        if at > now:
+            due[run_id] = at
+    if not admitted:
+        return []
+    ids = Many(admitted)
+    # a sleep that is over (or will be when its run is due) ends here, for the
+    # whole claim at once, rather than by a checkpoint of its own from each run
+    tx("end_due_sleeps", now, ids, now)
+    lease_rows = lease_and_start(tx, owner, now + lease_for, now, ids)
+    for run_id, (_, holds) in admitted.items():
+        if holds & flow.HOLDS_START_KEY:
+            tx("flow_release", run_id, "--")  # debounce and batch keys end at start
+    run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
+    event_rows = tx("get_run_events", ids)
+    # everything is sent: the results are read now, in one round trip
+    leased = {r[0]: (r[1], bool(r[2])) for r in lease_rows.fetchall()}
+    runs = {row[0]: row for row in run_rows.fetchall()}
+    steps: dict[str, list[StepRecord]] = {}
+    for row in step_rows.fetchall():
+        steps.setdefault(row[0], []).append(step_from_row(row[1:]))
+    events = {r[0]: event_from_row(r).event for r in event_rows.fetchall()}
+    claims = []
+    for run_id, (keys, holds) in admitted.items():
+        fence, cancel = leased[run_id]
+        row = runs.get(run_id)
+        if row is None:  # a job without its run cannot happen; drop it defensively
+            tx("delete_job", run_id)
+            continue
+        run = run_from_row(row, steps.get(run_id, []))
+        lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
+        its_events = [events[i] for i in run.event_ids if i in events]
+        claims.append(Claim(lease, run, its_events, cancel, due.get(run_id)))
+    return claims

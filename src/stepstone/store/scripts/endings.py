@@ -1,0 +1,85 @@
+"""How a run ends: its row and history, its parent's invoking step resumed; and a cancel
+(at once when no worker holds the run, else asked of the holder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import error_record
+from ...records import HistoryEntry, RunStatus, StepStatus
+from ..tx import (
+    Cursor,
+    Tx,
+    insert_history,
+    to_json,
+)
+
+
+def finish_run(
+    tx: Tx,
+    run_id: str,
+    status: RunStatus,
+    output_json: str | None,
+    error: dict[str, Any] | None,
+    at: float,
+) -> Cursor:
+    """Ends a run whose job is gone; returns the cursor of its parent's (run id, step),
+    read by the caller with resume_parent."""
+    parent = tx("finish_run", status.value, output_json, to_json(error), at, run_id)
+    tx("delete_run_waits", run_id)
+    tx("close_open_steps", at, run_id)  # a sleep, wait or retry in progress ends with the run
+    data = {"error": error} if error else {}
+    insert_history(tx, run_id, HistoryEntry(at, status.value, data))
+    return parent
+
+
+def resume_parent(
+    tx: Tx,
+    run_id: str,
+    row: Any,
+    status: RunStatus,
+    output_json: str | None,
+    error: dict[str, Any] | None,
+    at: float,
+) -> None:
+    """The invoking step of an ended run's parent (`row`: run_parent's) gets its outcome."""
+    if row is None or row[0] is None:
+        return
+    parent_id, parent_step = row
+    if status is RunStatus.COMPLETED:
+        new_status, out, err = StepStatus.COMPLETED, output_json, None
+    else:
+        new_status, out = StepStatus.FAILED, None
+        err = error or error_record(
+            "InvokedRunEnded", f"the invoked run {run_id} ended {status.value}"
+        )
+    resolved = tx(
+        "resolve_step",
+        new_status.value,
+        out,
+        to_json(err),
+        at,
+        parent_id,
+        parent_step,
+        StepStatus.INVOKING.value,
+    ).rowcount
+    if resolved:
+        tx("nudge", at, at, parent_id)
+
+
+def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
+    """Cancel a run no worker holds now; flag one a worker holds (it stops the run)."""
+    row = tx("job_owner", run_id).fetchone()
+    if row is not None and row[0] is not None:
+        # a worker holds it: it stops the run once the steps in flight are saved
+        return bool(tx("flag_cancel", run_id).rowcount > 0)
+    if tx("cancel_run_now", now, run_id).rowcount == 0:
+        return False
+    tx("delete_job", run_id)
+    tx("delete_run_waits", run_id)
+    tx("close_open_steps", now, run_id)
+    tx("flow_release", run_id, "s:")
+    insert_history(tx, run_id, HistoryEntry(now, "cancelled"))
+    parent = tx("run_parent", run_id).fetchone()
+    resume_parent(tx, run_id, parent, RunStatus.CANCELLED, None, None, now)
+    return True

@@ -1,0 +1,19 @@
+"""The function registry's rows: what an app (a native one's workers, or a synced SDK
+app) publishes as its functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..tx import Tx, to_json
+
+
+def replace_functions(tx: Tx, app_id: str, configs: Sequence[dict[str, Any]], now: float) -> None:
+    """Publish `configs` as all of `app_id`'s functions: the ones it no longer has go."""
+    current = {c["id"] for c in configs}
+    for (old,) in tx("app_functions", app_id).fetchall():
+        if old not in current:
+            tx("delete_function", old)
+    for config in configs:
+        tx("upsert_function", config["id"], app_id, to_json(config), now)
