@@ -144,7 +144,7 @@ def test_a_busy_server_past_the_limit_answers_503(server: LiveServer) -> None:
     with ExitStack() as stack:
         for _ in range(40):  # each holds a request open: its body has not come yet
             stack.enter_context(_connect(server.url)).sendall(head)
-        time.sleep(0.3)
+        time.sleep(0.5)  # the server reads their heads; their bodies have 1 s
         with _connect(server.url) as sock:
             answer, _ = _read_all(sock)
     assert answer.startswith(b"HTTP/1.1 503 "), answer
@@ -156,9 +156,9 @@ def test_keep_alive_requests_answer_without_waiting_for_nagle(server: LiveServer
     with server.client() as http:
         http.get("/health")
         took = []
-        for i in range(20):
+        for _ in range(20):
             started = time.perf_counter()
-            response = http.post("/e/key", json={"name": "test/echo", "data": {"i": i}})
+            response = http.get("/health")  # no database: only the network's time
             took.append(time.perf_counter() - started)
             assert response.status_code == 200
     assert statistics.median(took) < 0.030, took
