@@ -49,8 +49,20 @@ bench: install system-deps $(BENCH_STAMP)
 bench-quick: install system-deps $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
 
+# The long reliability run: chaos at scale on both databases (>= 200 SIGKILLs each, pauses
+# past the lease, a PostgreSQL restart), 10,000+ fuzz cases over HTTP, then each deliberate
+# breakage of scripts/breakages.py applied to a copy of the source, which the chaos and
+# kill tests must catch. Its figures are printed at the end.
+CHAOS_SUMMARY := .stepstone/chaos-summary.txt
+
 chaos: install system-deps
-	STEPSTONE_CHAOS=long $(BIN)/pytest -q tests/test_chaos.py
+	@mkdir -p .stepstone && rm -f $(CHAOS_SUMMARY)
+	STEPSTONE_CHAOS=long STEPSTONE_CHAOS_SUMMARY=$(CURDIR)/$(CHAOS_SUMMARY) \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/test_chaos.py tests/test_fuzz_http.py \
+	  tests/test_semantics_property.py; tests=$$?; \
+	$(BIN)/python scripts/breakages.py >> $(CHAOS_SUMMARY) 2>&1; broken=$$?; \
+	echo; echo "== make chaos: figures =="; cat $(CHAOS_SUMMARY); \
+	test $$tests -eq 0 && test $$broken -eq 0
 
 clean:
 	rm -rf $(VENV) .stepstone .mypy_cache .ruff_cache .pytest_cache

@@ -50,6 +50,8 @@ METRICS = [
     ("waits", "matching_events_per_s", "5 matching events/s, N waits", "/s", True),
     ("intake", "single.events_per_s", "6 POST /e: events/s, 1 per request", "/s", True),
     ("intake", "batched_100.events_per_s", "6 POST /e: events/s, 100 per request", "/s", True),
+    ("intake", "keepalive.p50_ms", "6 POST /e, 1 client keep-alive: p50", "ms", False),
+    ("intake", "keepalive.p99_ms", "6 POST /e, 1 client keep-alive: p99", "ms", False),
 ]
 
 

@@ -495,6 +495,7 @@ async def intake(url: str, max_events: int, max_time: float) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         for label, per_request in (("single", 1), ("batched_100", 100)):
             out[label] = await _post_events(port, per_request, max_events, max_time)
+        out["keepalive"] = await _keepalive_requests(port, max_events, max_time)
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), timeout=10)
@@ -575,6 +576,28 @@ async def _post_events(
         "events": float(sent),
         "events_per_request": float(per_request),
         "clients": float(clients),
+    }
+
+
+async def _keepalive_requests(port: int, max_events: int, max_time: float) -> dict[str, Any]:
+    """One client sending one event per request over one connection, as an SDK or a load
+    balancer does: each request's time, the first one apart (it opens the connection)."""
+    conn = await _Connection.open(port)
+    took = []
+    start = time.perf_counter()
+    try:
+        while len(took) < min(max_events, 2000) and time.perf_counter() - start < max_time:
+            body = json.dumps({"name": "bench/intake", "data": {"n": len(took)}}).encode()
+            sent = time.perf_counter()
+            status, answer = await conn.request("POST", "/e/bench", body)
+            took.append(time.perf_counter() - sent)
+            if status != 200:
+                raise RuntimeError(f"POST /e/bench answered {status}: {answer[:200]!r}")
+    finally:
+        conn.close()
+    return {
+        **latency_summary(took[1:]),
+        "events_per_s": len(took) / (time.perf_counter() - start),
     }
 
 

@@ -32,7 +32,9 @@ def worker_command(
 
 
 def worker_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, **extra, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # ROOT first; what PYTHONPATH held stays (scripts/breakages.py puts a broken copy there)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, **extra, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     env["COLUMNS"] = "300"
     env.pop("STEPSTONE_DATABASE_URL", None)
     # workers run as in production: asyncio's debug mode slows them down several times

@@ -60,3 +60,12 @@ def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
     }
     goals = report.targets(report.aggregate(raw), raw)
     assert any("PostgreSQL" in goal["target"] for goal in goals)
+
+
+def test_the_intake_workload_serves_with_stepstones_own_server(tmp_path: Path) -> None:
+    """The intake workloads, keep-alive over one connection included, run to the end."""
+    results = bench.run_all(lambda name: f"sqlite:///{tmp_path / name}.db", common.TINY, ["intake"])
+    intake = asyncio.run(results)["intake"]
+    assert "error" not in intake, intake
+    assert intake["keepalive"]["n"] > 0
+    assert intake["single"]["events"] >= common.TINY.intake_events

@@ -9,9 +9,12 @@ the real engine must agree, and each handler must have run exactly `attempts` ti
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,8 +124,8 @@ programs = st.builds(
 )
 
 
-def build_app(program: Program, calls: dict[str, int]) -> stepstone.App:
-    app = stepstone.App("model", database="memory://", backoff=lambda attempt: 0.0)
+def build_app(program: Program, calls: dict[str, int], url: str) -> stepstone.App:
+    app = stepstone.App("model", database=url, backoff=lambda attempt: 0.0)
     invocations = {"n": 0}
 
     def handler_for(spec: StepSpec) -> Any:
@@ -160,9 +163,9 @@ def build_app(program: Program, calls: dict[str, int]) -> stepstone.App:
     return app
 
 
-async def execute(program: Program) -> tuple[stepstone.Run, dict[str, int]]:
+async def execute(program: Program, url: str) -> tuple[stepstone.Run, dict[str, int]]:
     calls: dict[str, int] = {}
-    app = build_app(program, calls)
+    app = build_app(program, calls, url)
     try:
         async with app.worker(poll_interval=0.01):
             [event_id] = await app.send({"name": "model/run"})
@@ -172,14 +175,45 @@ async def execute(program: Program) -> tuple[stepstone.Run, dict[str, int]]:
         await app.close()
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(programs)
-def test_engine_agrees_with_the_model(program: Program) -> None:
-    run, calls = asyncio.run(execute(program))
+# programs per store: `make chaos` (STEPSTONE_CHAOS=long) runs over 1,000 in all
+LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
+EXAMPLES = {"memory": 400, "sqlite": 350, "postgres": 350} if LONG else {"memory": 40}
+EXAMPLES.setdefault("sqlite", 8)
+EXAMPLES.setdefault("postgres", 8)
+
+
+@pytest.fixture(params=list(EXAMPLES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
+    """A database URL shared by the test's programs (each has its own runs), and how many
+    programs to try on it."""
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'model.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    return url, EXAMPLES[request.param]
+
+
+@pytest.mark.timeout(1800 if LONG else 300)
+def test_engine_agrees_with_the_model(store: tuple[str, int]) -> None:
+    url, examples = store
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(programs)
+    def agrees(program: Program) -> None:
+        check_program(program, url)
+
+    agrees()
+
+
+def check_program(program: Program, url: str) -> None:
+    run, calls = asyncio.run(execute(program, url))
     expected = model(program)
     assert run.status == expected.status, (run.error, program)
     for step_id, (status, attempts) in expected.steps.items():

@@ -599,7 +599,7 @@ async def test_an_unexpected_error_is_a_500_without_details(tmp_path: Path) -> N
 
     app.list_runs = broken  # type: ignore[method-assign]
     transport = httpx.ASGITransport(app=create_app(app, dev=True), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         response = await http.get("/v1/runs")
     assert response.status_code == 500
     assert response.json() == {

@@ -68,6 +68,16 @@ def test_dev_serves_api_and_dashboard_without_keys(tmp_path: Path) -> None:
         assert wait_for_run(http, run["id"])["output"] == {"said": "HELLO WORLD"}
 
 
+def test_dev_answers_to_loopback_names_and_the_allowed_ones_only(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'hosts.db'}"
+    args = ["dev", "tests.server_app:app", "-d", database, "--port", "0"]
+    args += ["--allowed-host", "box.lan", "--allowed-host", "other.lan:8288"]
+    with _serving(args, {}) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        for host in ("localhost:8288", "127.0.0.1", "box.lan", "other.lan"):
+            assert http.get("/health", headers={"host": host}).status_code == 200, host
+        assert http.get("/health", headers={"host": "rebound.example"}).status_code == 403
+
+
 def test_start_needs_keys_and_token_and_never_prints_them(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'start.db'}"
     env = {"STEPSTONE_EVENT_KEYS": f"other,{KEY}", "STEPSTONE_API_TOKEN": TOKEN}

@@ -29,8 +29,9 @@ from . import cliformat, logformat
 from .app import App
 from .errors import StepstoneError
 from .loader import load_app
+from .output import printable, redact_url
 from .records import Run, RunStatus
-from .store import redact_url, store_from_url
+from .store import store_from_url
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,7 +81,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except StepstoneError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(printable(str(exc))) from None
 
 
 def _load(app_path: str, database: str | None) -> App:
@@ -285,6 +286,7 @@ async def _serve(
     listen: tuple[str, int] | None = None,
     event_keys: list[str] | None = None,
     api_token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
     signing_key: str | None = None,
     sdk_urls: Sequence[str] = (),
     metrics_port: int | None = None,
@@ -311,6 +313,7 @@ async def _serve(
             dev=dev,
             event_keys=event_keys or [],
             api_token=api_token,
+            allowed_hosts=allowed_hosts,
             signing_key=signing_key,
         )
         try:
@@ -377,8 +380,19 @@ PORT = click.IntRange(0, 65535)
 @_log_options(default=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8288, show_default=True, type=PORT)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A name the server answers to besides loopback names and --host (repeat).",
+)
 def dev(
-    app_path: str | None, database: str | None, sdk_urls: tuple[str, ...], host: str, port: int
+    app_path: str | None,
+    database: str | None,
+    sdk_urls: tuple[str, ...],
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Worker, HTTP API and dashboard on one machine; any event key, no API token.
 
@@ -387,7 +401,16 @@ def dev(
     """
     app = _app_or_none(app_path, database)
     options = {"poll_interval": 0.1}
-    _run(_serve(app, dev=True, listen=(host, port), worker_options=options, sdk_urls=sdk_urls))
+    _run(
+        _serve(
+            app,
+            dev=True,
+            listen=(host, port),
+            worker_options=options,
+            sdk_urls=sdk_urls,
+            allowed_hosts=(host, *allowed_hosts),
+        )
+    )
 
 
 def _lease_option(fn: Any) -> Any:

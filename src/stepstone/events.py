@@ -15,6 +15,24 @@ from .serde import dumps, size_of
 
 RESERVED_PREFIX = "stepstone/"
 MAX_ID_LENGTH = 256
+MAX_TS = 253_402_300_799_999  # the end of year 9999, in milliseconds
+TS_RULE = f"milliseconds since the epoch (an integer from 0 to {MAX_TS}, the end of year 9999)"
+
+
+def text_problem(text: str) -> str | None:
+    """What keeps `text` from being stored as text by every store, or None.
+
+    PostgreSQL's text holds no NUL, and a lone surrogate (JSON's "\\ud800") is not Unicode:
+    neither store could encode it.
+    """
+    if "\x00" in text:
+        return "must not hold a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        return f"contains a lone surrogate (\\u{code:04x}): it is not Unicode text"
+    return None
 
 
 def as_event_list(
@@ -59,8 +77,7 @@ def validate(
         raise EventError(f"{where}: 'name' is required and must be a non-empty string")
     if len(name) > limits.max_event_name:
         raise EventError(f"{where}: 'name' is longer than {limits.max_event_name} characters")
-    if "\x00" in name:
-        raise EventError(f"{where}: 'name' must not hold a NUL character (\\u0000)")
+    _check_text(where, "name", name)
     if name.startswith(RESERVED_PREFIX) and not internal:
         raise EventError(f"{where}: names starting with {RESERVED_PREFIX!r} are reserved")
     data = fields.get("data")
@@ -73,17 +90,21 @@ def validate(
         not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LENGTH
     ):
         raise EventError(f"{where}: 'id' must be a string of 1-{MAX_ID_LENGTH} characters")
-    if event_id is not None and "\x00" in event_id:
-        raise EventError(f"{where}: 'id' must not hold a NUL character (\\u0000)")
+    if event_id is not None:
+        _check_text(where, "id", event_id)
     ts = fields.get("ts")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
-        raise EventError(f"{where}: 'ts' must be milliseconds since the epoch (an integer)")
+    if ts is not None and (
+        isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS
+    ):
+        raise EventError(f"{where}: 'ts' must be {TS_RULE}")
     user = fields.get("user")
     if user is not None and not isinstance(user, Mapping):
         raise EventError(f"{where}: 'user' must be an object")
     v = fields.get("v")
     if v is not None and not isinstance(v, str):
         raise EventError(f"{where}: 'v' must be a string")
+    if v is not None:
+        _check_text(where, "v", v)
     meta = fields.get("meta")
     if meta is not None and not isinstance(meta, Mapping):
         raise EventError(f"{where}: 'meta' must be an object")
@@ -93,6 +114,11 @@ def validate(
         meta_plain = None if meta is None else json.loads(dumps(meta, what=f"{where} 'meta'"))
     except SerializationError as exc:
         raise EventError(str(exc)) from None
+    # the stores keep these as JSON text, where a NUL is escaped and a lone surrogate is not
+    _check_text(where, "data", data_json)
+    for field_name, extra in (("user", user_plain), ("meta", meta_plain)):
+        if extra is not None:
+            _check_text(where, field_name, dumps(extra))
     size = size_of(data_json) + size_of(name)
     for extra in (user_plain, meta_plain):
         size += 0 if extra is None else size_of(json.dumps(extra))
@@ -110,6 +136,12 @@ def validate(
         meta=meta_plain,
     )
     return event, data_json
+
+
+def _check_text(where: str, field_name: str, text: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise EventError(f"{where}: '{field_name}' {problem}")
 
 
 def validate_all(

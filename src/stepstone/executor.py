@@ -114,8 +114,12 @@ class Invocation:
         retry_after_min: float = 1.0,
         resolve_function: Callable[[Any], str] | None = None,
         new_event_ids: Callable[[Sequence[Event]], list[dict[str, Any]]] | None = None,
+        lease_held: Callable[[], bool] | None = None,
+        renew_lease: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._data = data
+        self._lease_held = lease_held
+        self._renew_lease = renew_lease
         self._fn = data.function
         self._emit_op = emit
         self._clock = clock
@@ -302,6 +306,27 @@ class Invocation:
             self._pending_replays -= 1
         return use, prior
 
+    async def _confirm_lease(self) -> None:
+        """Before a handler starts: if the lease has run out by our clock (a pause: GC,
+        SIGSTOP), another worker may have run this step already, and this worker's
+        writes would be refused anyway; running it would run it once more. The lease is
+        renewed first if it can be (a busy event loop only ran late); else, stop."""
+        if self._lease_held is None or self._lease_held():
+            return
+        if self._renew_lease is not None and await self._renew_lease():
+            return
+        log.warning("run %s: its lease ran out (was the worker paused?); stopping", self.run_id)
+        self.stop("the lease ran out before a step could start")
+        raise _Abandon(self._abandoned or "lease lost")
+
+    def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
+        # checked again at the last moment, in the handler's thread: a pause just after
+        # _confirm_lease would otherwise go unseen
+        if self._lease_held is not None and not self._lease_held():
+            self.stop("the lease ran out before a step could start")
+            raise _Abandon(self._abandoned or "lease lost")
+        return handler(*args)
+
     def _done(self, value: Any) -> asyncio.Future[Any]:
         future = self._loop.create_future()
         future.set_result(value)
@@ -362,12 +387,13 @@ class Invocation:
         started = self._clock.now()
         token = running_step.set(RunningStep(self.run_id, use.label, use.hashed, attempt))
         try:
+            await self._confirm_lease()
             if inspect.iscoroutinefunction(handler):
-                value = await handler(*args)
+                value = await self._start_handler(handler, *args)
             else:
                 context = contextvars.copy_context()
                 value = await self._loop.run_in_executor(
-                    self._pool, functools.partial(context.run, handler, *args)
+                    self._pool, functools.partial(context.run, self._start_handler, handler, *args)
                 )
                 if inspect.isawaitable(value):
                     value = await value

@@ -7,6 +7,7 @@ environment, so a test can tell which worker process ran which step, and how oft
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -42,6 +43,8 @@ async def three_steps(ctx: stepstone.Context) -> Any:
         return "last"
 
     a = await ctx.step.run("first", first)
+    if os.environ.get("STOP_BETWEEN_STEPS") == os.environ.get("WORKER_NAME"):
+        os.kill(os.getpid(), signal.SIGSTOP)  # a pause (GC, SIGSTOP) between two steps
     b = await ctx.step.run("slow", slow)
     c = await ctx.step.run("last", last)
     return [a, b, c]

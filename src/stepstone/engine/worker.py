@@ -47,6 +47,7 @@ class _Active:
     held: float | None = None  # claimed ahead: the time it is due, until it starts
     handed_back: bool = False  # its lease is to be released as the worker stops
     task: asyncio.Task[None] | None = None
+    held_until: float = 0.0  # when the lease runs out, as last claimed or renewed
 
 
 class Worker:
@@ -309,7 +310,8 @@ class Worker:
                         started += 1
                     else:
                         self._pacer.resumed(claim.lease.run_id)
-                    self._spawn(claim)
+                    # the lease runs from the claim's request: a pause since then counts
+                    self._spawn(claim, until=now + self.lease_seconds)
                 self._pacer.claimed(asked, len(claims), started, allowed)
                 if claims:
                     continue
@@ -390,11 +392,13 @@ class Worker:
         for claim in claims:
             self._spawn(claim)
 
-    def _spawn(self, claim: Claim) -> None:
+    def _spawn(self, claim: Claim, until: float | None = None) -> None:
         self.claimed += 1
         if claim.lease.fence == 1:
             metrics.run_started(claim.run.function_id)
         active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
+        # handed off a moment ago (until unknown): a tenth of the lease covers the send
+        active.held_until = until or self.clock.now() + self.lease_seconds * 0.9
         if self._stopping:  # leased by a send as this worker stops: straight back
             self._hand_back(active, claim.due or self.clock.now())
             return
@@ -417,6 +421,8 @@ class Worker:
                 finally:
                     self._held -= 1
                     active.held = None
+            if active.lost:  # lost while it was held (the worker was paused, say)
+                raise LeaseLostError(f"run {run.id}: lost before it started")
             if self._stopping:
                 self._hand_back(active, self.clock.now())
                 return
@@ -434,7 +440,7 @@ class Worker:
                 )
                 await writer.outcome(ops.RunFailed(error))
                 return
-            invocation = self._invocation(claim, fn, writer)
+            invocation = self._invocation(claim, fn, writer, active)
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
             if active.stop is not None:
@@ -476,7 +482,7 @@ class Worker:
         return fn
 
     def _invocation(
-        self, claim: Claim, fn: FunctionDef, writer: RunWriter
+        self, claim: Claim, fn: FunctionDef, writer: RunWriter, active: _Active
     ) -> Invocation | RemoteInvocation:
         runtime, run = self.runtime, claim.run
         data = InvocationInput(
@@ -508,6 +514,8 @@ class Worker:
             retry_after_min=runtime.retry_after_min,
             resolve_function=runtime.registry.resolve,
             new_event_ids=self._event_dicts,
+            lease_held=lambda: not active.lost and self.clock.now() < active.held_until,
+            renew_lease=lambda: self._renew_one(active),
         )
 
     def _http_client(self) -> httpx.AsyncClient:
@@ -561,13 +569,17 @@ class Worker:
             if not self._active:
                 continue
             leases = [a.lease for a in self._active.values()]
+            until = self.clock.now() + self.lease_seconds
             try:
-                lost, cancel = await self._store.renew(
-                    leases, self.clock.now() + self.lease_seconds
-                )
+                lost, cancel = await self._store.renew(leases, until)
             except Exception:
                 log.exception("worker %s could not renew its leases", self.id)
                 continue
+            gone = set(lost)
+            for lease in leases:
+                renewed = self._active.get(lease.run_id)
+                if renewed is not None and renewed.lease is lease and lease.run_id not in gone:
+                    renewed.held_until = until
             for run_id in lost:
                 active = self._active.get(run_id)
                 if active is None or active.ending:
@@ -581,6 +593,21 @@ class Worker:
                     active.invocation.stop("lease lost")
             for run_id in cancel:
                 self._cancel(run_id)
+
+    async def _renew_one(self, active: _Active) -> bool:
+        """Renew one lease now (its time ran out by our clock); False if it is lost."""
+        assert self._store is not None
+        until = self.clock.now() + self.lease_seconds
+        try:
+            lost, _ = await self._store.renew([active.lease], until)
+        except Exception:
+            log.warning("run %s: could not renew its lease", active.lease.run_id)
+            return False
+        if lost:
+            active.lost = True
+            return False
+        active.held_until = until
+        return True
 
     def _cancel(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
         loop = self._loop

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 STATUSES = ", ".join(s.value for s in RunStatus)
 MAX_LIMIT = 1000
+MAX_SECONDS = 253402300799  # the end of year 9999
 STATS_PAGES = 10  # a function's stats count at most its newest 10,000 runs of the day
 
 
@@ -299,7 +300,7 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(400, f"limit must be an integer from 1 to {MAX_LIMIT}; got {raw!r}")
     return int(raw)
 
@@ -314,6 +315,8 @@ def _timestamp(name: str, raw: str | None) -> float | None:
         pass
     else:
         if math.isfinite(value):
+            if abs(value) > MAX_SECONDS:
+                raise ApiError(400, f"{name} must be a time before the year 10000")
             return value
     try:
         when = datetime.fromisoformat(raw)

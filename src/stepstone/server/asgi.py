@@ -19,7 +19,9 @@ from ..errors import ConfigError, EventError, RunNotFoundError
 from ..sdk.signing import parse_signing_key
 from .api import Api
 from .auth import Credentials
+from .hosts import AllowedHosts, BrowserGuard
 from .http import DEFAULT_MAX_BODY, ApiError, error_response
+from .inputs import TextGuard
 from .intake import Intake
 from .metrics import metrics_routes
 from .middleware import HttpMiddleware
@@ -40,12 +42,15 @@ def create_app(
     event_keys: Sequence[str] = (),
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    allowed_hosts: Sequence[str] = (),
     signing_key: str | None = None,
 ) -> Starlette:
     """The HTTP side of `app`: event intake, REST API under /v1 and the dashboard at /.
 
     Outside dev mode an API token and at least one event key are required (ConfigError),
-    and SDK apps sync (POST /fn/register) with the `signing_key`'s bearer token.
+    and SDK apps sync (POST /fn/register) with the `signing_key`'s bearer token. In dev
+    mode only loopback names and `allowed_hosts` are served, and pages of other sites may
+    not use /e or /v1 through a visitor's browser.
     """
     credentials = Credentials(dev=dev, event_keys=event_keys, api_token=api_token)
     sdk_key = None if signing_key is None else parse_signing_key(signing_key)
@@ -68,9 +73,12 @@ def create_app(
         Route("/", dashboard, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    middleware = [Middleware(HttpMiddleware), Middleware(TextGuard)]
+    if dev:
+        middleware.append(Middleware(BrowserGuard, allowed=AllowedHosts(allowed_hosts)))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(HttpMiddleware)],
+        middleware=middleware,
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

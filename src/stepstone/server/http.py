@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 MIB = 1024 * 1024
@@ -36,15 +37,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "the Content-Length header is not a number")
         if int(declared) > limit:
             raise ApiError(413, f"the body is {declared} bytes, over the limit of {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise ApiError(413, f"the body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ApiError(413, f"the body is over the limit of {limit} bytes")
+    except ClientDisconnect:
+        # the client left, or its body came too slowly (the server has answered 408)
+        raise ApiError(408, "the request body did not arrive") from None
     return bytes(body)
 
 
@@ -57,7 +62,7 @@ async def read_json(request: Request, limit: int, *, empty: Any = ...) -> Any:
         raise ApiError(400, "the body is empty: send JSON")
     try:
         # JSON is UTF-8 (RFC 8259), and has no NaN or Infinity
-        return json.loads(body.decode("utf-8-sig"), parse_constant=_no_constant)
+        return json.loads(body.decode("utf-8-sig"), parse_constant=_no_constant, parse_int=_int)
     except _NotJson as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -74,3 +79,11 @@ class _NotJson(ValueError):
 
 def _no_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value")
+
+
+def _int(digits: str) -> int:
+    # Python refuses to convert longer ones, and would raise ValueError mid-parse
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits.lstrip("-")) > limit:
+        raise _NotJson(f"an integer has more than {limit} digits")
+    return int(digits)

@@ -8,6 +8,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..output import printable
+
 log = logging.getLogger("stepstone.http")
 _EVENT_KEY = re.compile(r"^/e/[^/]+")
 
@@ -26,8 +28,9 @@ SECURITY_HEADERS = [
 
 
 def redact(path: str) -> str:
-    """The path as it may be logged: an event key becomes `***`."""
-    return _EVENT_KEY.sub("/e/***", path)
+    """The path as it may be logged: an event key becomes `***`, and control characters
+    (a `%00` arrives decoded, as NUL) are escaped."""
+    return printable(_EVENT_KEY.sub("/e/***", path))
 
 
 class HttpMiddleware:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from ..errors import ConfigError
+from ..output import redact_url
 from .base import (
     Claim,
     Handoff,
@@ -38,15 +37,6 @@ __all__ = [
     "redact_url",
     "store_from_url",
 ]
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def store_from_url(url: str) -> Store:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from . import queries, redact_url, run_search
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
@@ -261,6 +262,16 @@ class PostgresStore(SqlStore):
                     return result
             except PoolTimeout:
                 raise  # no connection within `timeout`: the server is down for longer
+            except (
+                psycopg.errors.ReadOnlySqlTransaction,
+                psycopg.errors.InsufficientResources,  # a full disk, out of memory
+            ) as exc:
+                raise StorageError(
+                    f"could not write to the PostgreSQL database {redact_url(self.url)}: "
+                    f"{str(exc).strip()}. Check that its disk has free space and that it "
+                    "accepts writes (not a read-only replica or read-only mode); nothing "
+                    "already saved is affected, and the write is retried"
+                ) from exc
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 # rolled back whole: running the script again is safe
                 if attempt == ATTEMPTS:
@@ -330,6 +341,9 @@ class _PipelinedCursor:
         return self._cursor.fetchall()
 
 
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def postgres_from_url(url: str) -> PostgresStore:
     """`postgresql://user:password@host:5432/db?pool_max_size=20&pool_timeout=10&sslmode=...`.
 
@@ -337,6 +351,12 @@ def postgres_from_url(url: str) -> PostgresStore:
     configure the pool, `writers` how many of its connections commit batches of writes;
     every other parameter is libpq's.
     """
+    if _LONE_PERCENT.search(url):
+        # libpq's error would quote the text around it, the password included
+        raise ConfigError(
+            f"database URL {redact_url(url)!r} has a % that starts no %XX escape: "
+            "write a % in a password (or anywhere in the URL) as %25"
+        )
     parts = urlsplit(url)
     ours: dict[str, Any] = {}
     theirs = []
