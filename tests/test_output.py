@@ -132,5 +132,9 @@ def test_the_access_log_escapes_decoded_paths(
     caplog.set_level(logging.DEBUG, logger="stepstone.http")
     with LiveServer(app, dev=True) as server, server.client() as http:
         assert http.get("/v1/runs/a%00b%1B%0Ac").status_code == 400
-    [line] = [r.getMessage() for r in caplog.records if "/v1/runs/" in r.getMessage()]
+    [line] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "stepstone.http" and "/v1/runs/" in r.getMessage()
+    ]
     assert line.startswith("GET /v1/runs/a\\x00b\\x1b\\x0ac 400 ")

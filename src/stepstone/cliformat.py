@@ -19,6 +19,7 @@ from rich.text import Text
 
 from .durations import format_duration
 from .function import FunctionDef
+from .output import printable
 from .records import HistoryEntry, Run, RunStatus, StepRecord
 from .store import StoredEvent
 
@@ -142,8 +143,8 @@ def error_view(error: dict[str, Any]) -> Text:
     """An error record whole: name, message and the stack, never cut."""
     text = Text(_error_line(error), style="red")
     stack = str(error.get("stack") or "").rstrip()
-    if stack:
-        text.append("\n" + stack, style="dim")
+    if stack:  # each line as written, control characters shown as escapes
+        text.append("\n" + "\n".join(printable(line) for line in stack.splitlines()), style="dim")
     return text
 
 
@@ -190,7 +191,7 @@ def _history_detail(data: dict[str, Any]) -> str:
 
 def _error_line(error: dict[str, Any]) -> str:
     name, message = error.get("name") or "Error", error.get("message") or ""
-    return f"{name}: {message}" if message else str(name)
+    return printable(f"{name}: {message}" if message else str(name))
 
 
 # -- events and functions ------------------------------------------------------------------
