@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--systems stepstone,dbos,floor] [--no-postgres] [--no-extras]"""
+"""python -m bench [--quick] [--systems stepstone,dbos,floor,sdk] [--no-postgres] [--no-extras]"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, under two minutes")
     parser.add_argument("--tiny", action="store_true", help="a handful of steps (smoke test)")
-    parser.add_argument("--systems", default="stepstone,dbos,floor")
+    parser.add_argument("--systems", default="stepstone,dbos,floor,sdk")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-extras", action="store_true", help="workloads 1-3 only")
     parser.add_argument("--repetitions", type=int)

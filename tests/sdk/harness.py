@@ -254,8 +254,8 @@ def start_app(
 ) -> SdkApp:
     """The app of tests/sdk_apps/ for `kind` ("py": FastAPI, "js": Express) at /api/inngest.
 
-    `source` runs another app file of tests/sdk_apps/ written with that kind's SDK (such as
-    "seed_app.cjs"); by default the kind's own app."""
+    `source` runs another app file written with that kind's SDK: a file of tests/sdk_apps/
+    (such as "seed_app.cjs") or an absolute path; by default the kind's own app."""
     default, runner = _APPS[kind]
     command = [*runner(), str(APPS / (source or default))]
     env = _sdk_env(server_url, signing_key, dict(extra_env or {}))
