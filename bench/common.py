@@ -60,9 +60,9 @@ QUICK = Sizes(
     wait_time=5.0,
     intake_events=2000,
     intake_time=2.0,
-    sdk_runs=200,
-    sdk_latency_samples=30,
-    http_samples=500,
+    sdk_runs=50,
+    sdk_latency_samples=10,
+    http_samples=300,
     repetitions=2,
 )
 TINY = Sizes(

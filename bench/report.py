@@ -65,6 +65,8 @@ SDK_METRICS = [
     "first_step.p99_ms",
     "run.p50_ms",
     "run.p99_ms",
+    "cpu_ms_per_step.stepstone",
+    "cpu_ms_per_step.app",
 ]
 HTTP_ROWS = [
     ("raw", "1 HTTP round trip, minimal client (the floor)"),
@@ -291,6 +293,8 @@ def sdk_table(raw: dict[str, Any], medians: dict[str, Any]) -> Any:
     for column in ("", "steps/s", "runs/s", "÷ native", "event→1st step p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if not column else "right")
     table.add_column("event→run done p50 ms", justify="right")
+    table.add_column("CPU ms/step: stepstone", justify="right")
+    table.add_column("app", justify="right")
     native = get(medians, lane, "sdk_native", "steps_per_s")
     for workload, label in SDK_ROWS:
         rate = get(medians, lane, workload, "steps_per_s")
@@ -304,11 +308,13 @@ def sdk_table(raw: dict[str, Any], medians: dict[str, Any]) -> Any:
             _fmt(values[2], "ms"),
             _fmt(values[3], "ms"),
             _fmt(values[4], "ms"),
+            _fmt(values[6], "ms"),
+            _fmt(values[7], "ms") if workload != "sdk_native" else "",
         )
     for client, label in HTTP_ROWS:
         p50 = get(medians, lane, "http_rtt", f"{client}.p50_ms")
         p99 = get(medians, lane, "http_rtt", f"{client}.p99_ms")
-        table.add_row(label, "", "", "", _fmt(p50, "ms"), _fmt(p99, "ms"), "")
+        table.add_row(label, "", "", "", _fmt(p50, "ms"), _fmt(p99, "ms"), "", "", "")
     return table
 
 

@@ -11,7 +11,9 @@ the kinds differ only in how a step is run.
 
 - latency: with the worker idle, one event at a time: event sent -> first step running
   (the first step returns the wall time it ran at) and -> run completed;
-- throughput: `runs` events sent in one call; steps/s until every run is completed;
+- throughput: `runs` events sent in one call; steps/s until every run is completed, and
+  the CPU time each step took in stepstone's process (worker, store, HTTP server) and in
+  the SDK app's (less sensitive than wall time to other work on the machine);
 - http_rtt: POST a small JSON body to a bare ASGI app on uvicorn (bench/trivial_http.py)
   over one kept-alive connection, with a minimal client on asyncio streams (the floor)
   and with httpx (the client stepstone's worker calls SDK apps with).
@@ -24,6 +26,8 @@ import contextlib
 import json
 import os
 import random
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,8 +94,8 @@ async def _dev_server(app: stepstone.App) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def _sdk_app(kind: str, server_url: str, steps: int) -> AsyncIterator[str]:
-    """The SDK app of `kind`, started with the tests' harness and synced; its serve URL."""
+async def _sdk_app(kind: str, server_url: str, steps: int) -> AsyncIterator[int]:
+    """The SDK app of `kind`, started with the tests' harness and synced; its process id."""
     from tests.sdk import harness
 
     workdir = Path(tempfile.mkdtemp(prefix=f"stepstone-bench-{kind}-app-"))
@@ -109,9 +113,20 @@ async def _sdk_app(kind: str, server_url: str, steps: int) -> AsyncIterator[str]
             answer = await client.put(sdk.url)  # the app POSTs /fn/register to the server
         if answer.status_code != 200 or "error" in answer.text:
             raise RuntimeError(f"the {kind} app did not sync: {answer.status_code} {answer.text}")
-        yield sdk.url
+        yield sdk.process.pid
     finally:
         await asyncio.to_thread(sdk.stop)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by this process, or by process `pid`."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # utime and stime: fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _one_run(app: stepstone.App, data: dict[str, Any]) -> tuple[float, stepstone.Run]:
@@ -138,13 +153,18 @@ async def _latency(app: stepstone.App, samples: int, gap: float) -> dict[str, An
 
 
 async def _throughput(
-    app: stepstone.App, function_id: str, runs: int, steps: int
+    app: stepstone.App, function_id: str, runs: int, steps: int, app_pid: int | None
 ) -> dict[str, Any]:
+    cpu = _cpu_seconds(), _cpu_seconds(app_pid) if app_pid else 0.0
     start = time.perf_counter()
     for first in range(0, runs, 5000):
         await app.send([{"name": EVENT} for _ in range(min(5000, runs - first))])
     await _wait_all_ended(app)
     seconds = time.perf_counter() - start
+    per_step = {
+        "stepstone": (_cpu_seconds() - cpu[0]) / (runs * steps) * 1000,
+        "app": ((_cpu_seconds(app_pid) - cpu[1]) if app_pid else 0.0) / (runs * steps) * 1000,
+    }
     failed = await app.list_runs(status="failed", limit=1)
     if failed:
         raise RuntimeError(f"run {failed[0].id} failed: {failed[0].error}")
@@ -160,7 +180,7 @@ async def _throughput(
             break
     if completed < runs:  # the latency samples and the warm-up ran fewer or other steps
         raise RuntimeError(f"{completed} of {runs} runs completed with {steps} steps")
-    return throughput(runs, steps, seconds)
+    return {**throughput(runs, steps, seconds), "cpu_ms_per_step": per_step}
 
 
 async def ten_steps(url: str, kind: str, sizes: Sizes) -> dict[str, Any]:
@@ -173,12 +193,13 @@ async def ten_steps(url: str, kind: str, sizes: Sizes) -> dict[str, Any]:
         define_native(app, steps)
     try:
         async with _dev_server(app) as server_url, contextlib.AsyncExitStack() as stack:
+            app_pid = None
             if kind != "native":
-                await stack.enter_async_context(_sdk_app(kind, server_url, steps))
+                app_pid = await stack.enter_async_context(_sdk_app(kind, server_url, steps))
                 out["sdk"] = _sdk_versions(kind)
             await _one_run(app, {"steps": 2})  # warm: imports, connections, the file
             out.update(await _latency(app, sizes.sdk_latency_samples, sizes.latency_gap))
-            out.update(await _throughput(app, function_id, sizes.sdk_runs, steps))
+            out.update(await _throughput(app, function_id, sizes.sdk_runs, steps, app_pid))
     finally:
         await app.close()
     return out
