@@ -16,7 +16,7 @@ SYSTEMS = ["stepstone", "dbos", "floor", "sdk"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small counts, under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small counts, a few minutes")
     parser.add_argument("--tiny", action="store_true", help="a handful of steps (smoke test)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-postgres", action="store_true")

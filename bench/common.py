@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each workload is; `quick` keeps the whole run under two minutes."""
+    """How big each workload is; `quick` keeps the whole run to a few minutes."""
 
     sequential_steps: int = 1000
     concurrent_runs: int = 1000

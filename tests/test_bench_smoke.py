@@ -81,6 +81,8 @@ def test_sdk_workload_runs_native_and_both_sdk_apps(tmp_path: Path) -> None:
         )
         assert result["first_step"]["n"] == sizes.sdk_latency_samples
         assert 0 < result["first_step"]["p50_ms"] <= result["run"]["p50_ms"]
+        assert result["cpu_ms_per_step"]["stepstone"] > 0
+    assert results["sdk_py"]["cpu_ms_per_step"]["app"] > 0
     assert results["sdk_js"]["function_id"] == "bench-ten-steps"
     assert results["http_rtt"]["raw"]["n"] == sizes.http_samples
 
