@@ -36,7 +36,7 @@ test: install system-deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # The benchmarks' own dependencies (DBOS, matplotlib, psutil, py-spy): the `bench` extra,
-# never a dependency of stepstone itself. `make bench-quick` runs in under two minutes.
+# never a dependency of stepstone itself. `make bench-quick` runs in a few minutes.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml

@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--systems stepstone,dbos,floor] [--no-postgres] [--no-extras]"""
+"""python -m bench [--quick] [--systems stepstone,dbos,floor,sdk] [--no-postgres] [--no-extras]"""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from rich.console import Console
 from . import harness, report
 from .common import FULL, QUICK, TINY
 
+SYSTEMS = ["stepstone", "dbos", "floor", "sdk"]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small counts, under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small counts, a few minutes")
     parser.add_argument("--tiny", action="store_true", help="a handful of steps (smoke test)")
-    parser.add_argument("--systems", default="stepstone,dbos,floor")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-extras", action="store_true", help="workloads 1-3 only")
     parser.add_argument("--repetitions", type=int)
@@ -25,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes, tag = (TINY, "tiny") if args.tiny else (QUICK, "quick") if args.quick else (FULL, "full")
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if systems != SYSTEMS:  # a run of some systems keeps <mode>-latest.json of the whole
+        tag = f"{tag}-{'-'.join(systems)}"
     if args.repetitions:
         sizes = replace(sizes, repetitions=args.repetitions)
     console = Console(width=None if os.isatty(1) else 200)
     raw = harness.execute(
         sizes,
-        systems=[s.strip() for s in args.systems.split(",") if s.strip()],
+        systems=systems,
         postgres=not args.no_postgres,
         extras=not args.no_extras,
         log=console.print,

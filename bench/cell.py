@@ -46,6 +46,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         from . import stepstone_runner
 
         return asyncio.run(stepstone_runner.run_all(fresh, sizes, workloads))
+    if system == "sdk":
+        from . import sdk
+
+        return asyncio.run(sdk.run_all(fresh, sizes, workloads, spec.get("rep", 0)))
     if system == "dbos":
         from . import dbos_runner
 

@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big each workload is; `quick` keeps the whole run under two minutes."""
+    """How big each workload is; `quick` keeps the whole run to a few minutes."""
 
     sequential_steps: int = 1000
     concurrent_runs: int = 1000
@@ -36,6 +36,10 @@ class Sizes:
     intake_time: float = 8.0
     repetitions: int = 3
     paired_floor: bool = True  # measure the floor beside stepstone's sequential run
+    # workload 7: the 10-step function (concurrent_steps) native and in SDK apps
+    sdk_runs: int = 1000
+    sdk_latency_samples: int = 100
+    http_samples: int = 2000  # HTTP round trips to a trivial app, per client
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +60,9 @@ QUICK = Sizes(
     wait_time=5.0,
     intake_events=2000,
     intake_time=2.0,
+    sdk_runs=50,
+    sdk_latency_samples=10,
+    http_samples=300,
     repetitions=2,
 )
 TINY = Sizes(
@@ -72,6 +79,9 @@ TINY = Sizes(
     wait_time=2.0,
     intake_events=50,
     intake_time=1.0,
+    sdk_runs=5,
+    sdk_latency_samples=3,
+    http_samples=20,
     repetitions=1,
 )
 

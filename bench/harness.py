@@ -22,6 +22,8 @@ from .common import Sizes
 CORE = ["sequential", "concurrent", "latency", "latency_xproc"]
 REPEATED_EXTRA = ["timers", "timers_paced", "intake"]
 ONCE_EXTRA = ["sleepers", "waits"]  # 100,000 parked runs each: one repetition is enough
+# workload 7, SQLite only: the 10-step function native and in SDK apps, and the HTTP floor
+SDK = ["sdk_native", "sdk_py", "sdk_js", "http_rtt"]
 
 
 @dataclass
@@ -44,6 +46,9 @@ def plan(sizes: Sizes, systems: list[str], backends: list[str], extras: bool) ->
                 lanes.append((system, backend, ["sequential"], []))
             elif system == "dbos":
                 lanes.append((system, backend, CORE, []))
+            elif system == "sdk":
+                if backend == "sqlite":
+                    lanes.append((system, backend, SDK, []))
             elif system == "stepstone":
                 # PostgreSQL scales out by processes: the concurrent workload again, on more
                 scale_out = ["concurrent_procs"] if backend == "postgres" else []
@@ -161,7 +166,10 @@ def execute(
                     f"[{i}/{len(cells)}] {cell.system} on {cell.backend}, repetition "
                     f"{cell.rep + 1}: {', '.join(cell.workloads)}"
                 )
-                run_cell(cell, sizes, workdir, pg_admin, timeout)
+                # the SDK lane's steps go over HTTP to other processes: far slower than native
+                run_cell(
+                    cell, sizes, workdir, pg_admin, timeout * (3 if cell.system == "sdk" else 1)
+                )
                 if cell.error:
                     log(f"    failed: {cell.error}")
                 for name, result in cell.results.items():

@@ -54,6 +54,32 @@ METRICS = [
     ("intake", "keepalive.p99_ms", "6 POST /e, 1 client keep-alive: p99", "ms", False),
 ]
 
+# workload 7 (bench/sdk.py), its own table: (workload, label) and the metrics of each row
+SDK_ROWS = [
+    ("sdk_native", "native stepstone function"),
+    ("sdk_py", "Python SDK app (FastAPI)"),
+    ("sdk_js", "npm SDK app (Express)"),
+]
+SDK_METRICS = [
+    "steps_per_s",
+    "runs_per_s",
+    "first_step.p50_ms",
+    "first_step.p99_ms",
+    "run.p50_ms",
+    "run.p99_ms",
+    "cpu_ms_per_step.stepstone",
+    "cpu_ms_per_step.app",
+]
+HTTP_ROWS = [
+    ("raw", "1 HTTP round trip, minimal client (the floor)"),
+    ("httpx", "1 HTTP round trip, httpx (the worker's client)"),
+]
+PATHS = (
+    [(w, path) for w, path, *_ in METRICS]
+    + [(w, m) for w, _ in SDK_ROWS for m in SDK_METRICS]
+    + [("http_rtt", f"{client}.{q}") for client, _ in HTTP_ROWS for q in ("p50_ms", "p99_ms")]
+)
+
 
 def _dig(value: Any, path: str) -> float | None:
     for part in path.split("."):
@@ -84,7 +110,7 @@ def aggregate(raw: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(result, dict) or "error" in result:
                 continue
             result = _enrich(workload, result)
-            for w, path, *_ in METRICS:
+            for w, path in PATHS:
                 if w == workload:
                     v = _dig(result, path)
                     if v is not None and not math.isnan(v):
@@ -239,13 +265,59 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
                 else:
                     ratios.append("")
         table.add_row(label, unit, *cells, *ratios)
+    parts = [table]
+    sdk = sdk_table(raw, medians)
+    if sdk is not None:
+        parts.append(sdk)
     goals_table = Table(title="targets")
     for column in ("target", "goal", "measured", "met"):
         goals_table.add_column(column)
     for row in goals:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
         goals_table.add_row(row["target"], row["goal"], row["shown"], met)
-    return Group(table, goals_table)
+    return Group(*parts, goals_table)
+
+
+def sdk_table(raw: dict[str, Any], medians: dict[str, Any]) -> Any:
+    """Workload 7: the 10-step function native and in SDK apps, and the HTTP floor; None
+    when it did not run."""
+    from rich.table import Table
+
+    lane = "sdk/sqlite"
+    if lane not in medians:
+        return None
+    sizes = raw["sizes"]
+    table = Table(
+        title=f"7 SDK apps on stepstone (SQLite): a {sizes['concurrent_steps']}-step function, "
+        f"{sizes['sdk_runs']:,} runs sent at once; latency with the worker idle "
+        f"({sizes['sdk_latency_samples']} runs one by one); medians of the repetitions"
+    )
+    for column in ("", "steps/s", "runs/s", "÷ native", "event→1st step p50 ms", "p99 ms"):
+        table.add_column(column, justify="left" if not column else "right")
+    table.add_column("event→run done p50 ms", justify="right")
+    table.add_column("CPU ms/step: stepstone", justify="right")
+    table.add_column("app", justify="right")
+    native = get(medians, lane, "sdk_native", "steps_per_s")
+    for workload, label in SDK_ROWS:
+        rate = get(medians, lane, workload, "steps_per_s")
+        values = [get(medians, lane, workload, m) for m in SDK_METRICS]
+        share = f"{rate / native:.2f}x" if rate and native else "-"
+        table.add_row(
+            label,
+            _fmt(values[0], "/s"),
+            _fmt(values[1], "/s"),
+            share,
+            _fmt(values[2], "ms"),
+            _fmt(values[3], "ms"),
+            _fmt(values[4], "ms"),
+            _fmt(values[6], "ms"),
+            _fmt(values[7], "ms") if workload != "sdk_native" else "",
+        )
+    for client, label in HTTP_ROWS:
+        p50 = get(medians, lane, "http_rtt", f"{client}.p50_ms")
+        p99 = get(medians, lane, "http_rtt", f"{client}.p99_ms")
+        table.add_row(label, "", "", "", _fmt(p50, "ms"), _fmt(p99, "ms"), "", "", "")
+    return table
 
 
 def settings_note(raw: dict[str, Any]) -> list[str]:
@@ -318,7 +390,7 @@ def chart(raw: dict[str, Any], medians: dict[str, Any], path: str) -> str:
         bars = ax.bar(names, vals, color=cols)
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals], fontsize=9)
         ax.set_title(title)
-        if log:
+        if log and vals:  # a run of some systems only may leave a panel empty
             ax.set_yscale("log")
     ax = axes[1][0]
     groups = [("latency", "in process"), ("latency_xproc", "other process")]
@@ -338,7 +410,8 @@ def chart(raw: dict[str, Any], medians: dict[str, Any], path: str) -> str:
     ax.bar([x - 0.2 for x in xs], p50s, width=0.4, color=cols, label="p50")
     ax.bar([x + 0.2 for x in xs], p99s, width=0.4, color=cols, alpha=0.5, label="p99")
     ax.set_xticks(list(xs), labels, fontsize=7, rotation=35, ha="right")
-    ax.set_yscale("log")
+    if p50s:
+        ax.set_yscale("log")
     ax.set_ylabel("ms")
     ax.axhline(5, color="black", lw=0.6, ls="--")
     ax.axhline(25, color="black", lw=0.6, ls=":")

@@ -13,6 +13,7 @@ import pytest
 from tests.pg_cluster import PostgresCluster
 
 bench = pytest.importorskip("bench.stepstone_runner")
+sdk_bench = pytest.importorskip("bench.sdk")
 report = pytest.importorskip("bench.report")
 common = pytest.importorskip("bench.common")
 
@@ -69,3 +70,36 @@ def test_the_intake_workload_serves_with_stepstones_own_server(tmp_path: Path) -
     assert "error" not in intake, intake
     assert intake["keepalive"]["n"] > 0
     assert intake["single"]["events"] >= common.TINY.intake_events
+
+
+def test_sdk_workload_runs_native_and_both_sdk_apps(tmp_path: Path) -> None:
+    """Workload 7 on a handful of runs: the same function natively and in the Python and
+    npm SDK apps (the pinned SDKs of tests/sdk/harness.py), and the HTTP floor."""
+    sizes = common.TINY
+
+    def fresh(name: str) -> str:
+        return f"sqlite:///{tmp_path / name}.db"
+
+    results = asyncio.run(sdk_bench.run_all(fresh, sizes, sdk_bench.WORKLOADS))
+    for name in sdk_bench.WORKLOADS:
+        assert "error" not in results[name], (name, results[name])
+    for kind in ("native", "py", "js"):
+        result = results[f"sdk_{kind}"]
+        assert (
+            result["runs"] == sizes.sdk_runs and result["steps_per_run"] == sizes.concurrent_steps
+        )
+        assert result["first_step"]["n"] == sizes.sdk_latency_samples
+        assert 0 < result["first_step"]["p50_ms"] <= result["run"]["p50_ms"]
+        assert result["cpu_ms_per_step"]["stepstone"] > 0
+    assert results["sdk_py"]["cpu_ms_per_step"]["app"] > 0
+    assert results["sdk_js"]["function_id"] == "bench-ten-steps"
+    assert results["http_rtt"]["raw"]["n"] == sizes.http_samples
+
+    raw = {
+        "sizes": sizes.to_dict(),
+        "cells": [{"system": "sdk", "backend": "sqlite", "results": results, "rep": 0}],
+    }
+    medians = report.aggregate(raw)
+    assert report.get(medians, "sdk/sqlite", "sdk_py", "steps_per_s")
+    assert report.get(medians, "sdk/sqlite", "http_rtt", "httpx.p50_ms")
+    assert report.sdk_table(raw, medians) is not None

@@ -400,3 +400,51 @@ def _stepstone(*args: str) -> str:
         check=True,
     )
     return done.stdout
+
+
+def test_calls_to_sdk_apps_import_nothing_per_request() -> None:
+    """The worker calls SDK apps with httpx, whose httpcore runs `import sniffio` on every
+    request; Python does not cache a failed import, so without sniffio (anyio 4.11 stopped
+    bringing it) each call searched sys.path. stepstone depends on it: no import per call."""
+    import importlib.abc
+    import importlib.machinery
+
+    import httpx
+
+    asked: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(
+            self, fullname: str, path: Any = None, target: Any = None
+        ) -> importlib.machinery.ModuleSpec | None:
+            asked.append(fullname)
+            return None
+
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while await reader.readuntil(b"\r\n\r\n"):
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        async with server:
+            async with httpx.AsyncClient() as client:
+                await client.post(url, content=b"{}")  # the first request imports what it needs
+                spy = Spy()
+                sys.meta_path.insert(0, spy)
+                try:
+                    for _ in range(5):
+                        assert (await client.post(url, content=b"{}")).status_code == 200
+                finally:
+                    sys.meta_path.remove(spy)
+            await asyncio.wait_for(closed.wait(), 10)
+
+    asyncio.run(main())
+    assert asked == []

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "sdk_apps"
@@ -249,10 +250,14 @@ def start_app(
     app_id: str | None = None,
     extra_env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    source: str | None = None,
 ) -> SdkApp:
-    """The app of tests/sdk_apps/ for `kind` ("py": FastAPI, "js": Express) at /api/inngest."""
-    source, runner = _APPS[kind]
-    command = [*runner(), str(APPS / source)]
+    """The app of tests/sdk_apps/ for `kind` ("py": FastAPI, "js": Express) at /api/inngest.
+
+    `source` runs another app file written with that kind's SDK: a file of tests/sdk_apps/
+    (such as "seed_app.cjs") or an absolute path; by default the kind's own app."""
+    default, runner = _APPS[kind]
+    command = [*runner(), str(APPS / (source or default))]
     env = _sdk_env(server_url, signing_key, dict(extra_env or {}))
     if kind == "js":
         env["NODE_PATH"] = str(js_sdk())
@@ -266,3 +271,18 @@ def start_app(
         port=free_port(),
         timeout=timeout,
     )
+
+
+@contextmanager
+def synced_app(kind: str, server_url: str, workdir: Path, **options: Any) -> Iterator[SdkApp]:
+    """`start_app`, then synced by a PUT to its serve URL (the SDK POSTs its functions to the
+    server); stopped on exit."""
+    app = start_app(kind, server_url, workdir, **options)
+    try:
+        request = urllib.request.Request(app.url, method="PUT")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read().decode(errors="replace")
+            assert answer.status == 200, body
+        yield app
+    finally:
+        app.stop()

@@ -38,14 +38,11 @@ def running(
         target = f"{ctx.event.data['kind']}-app-sequential"
         return await ctx.step.invoke("call", function=target, data={"start": 3})
 
-    with LiveServer(app, dev=True) as server:
-        sdk = harness.start_app(kind, server.url, workdir)
-        try:
-            answer = httpx.put(sdk.url, timeout=30)
-            assert answer.status_code == 200, answer.text
-            yield server, sdk
-        finally:
-            sdk.stop()
+    with (
+        LiveServer(app, dev=True) as server,
+        harness.synced_app(kind, server.url, workdir) as sdk,
+    ):
+        yield server, sdk
 
 
 def _send(client: httpx.Client, name: str, data: dict[str, Any] | None = None) -> str:
@@ -259,3 +256,44 @@ def test_events_keep_the_meta_the_npm_sdk_sends(running: tuple[LiveServer, harne
         run = wait_for_run(client, _run_of(client, event_id, sdk.function_id("sequential")))
     assert run["status"] == "completed", run  # both SDKs take the event with its meta
     assert run["output"] == {"sum": 9}
+
+
+def _most_at_once(sdk: harness.SdkApp, fn: str) -> tuple[int, int]:
+    """From the app's ledger: (how many runs held their step, most of them at once)."""
+    marks: list[tuple[float, int]] = []
+    starts: list[str] = []
+    for line in _effects(sdk, fn):
+        _, edge, run_id, at = line.split(":")
+        marks.append((float(at), 1 if edge == "start" else -1))
+        if edge == "start":
+            starts.append(run_id)
+    assert len(set(starts)) == len(starts), f"a step ran twice: {starts}"
+    now = most = 0
+    for _, change in sorted(marks):  # an end sorts before a start at the same instant
+        now += change
+        most = max(most, now)
+    return len(starts), most
+
+
+@pytest.mark.parametrize("fn,limit", [("one-at-a-time", 1), ("two-at-a-time", 2)])
+def test_the_concurrency_limit_of_the_sync_payload_holds(
+    running: tuple[LiveServer, harness.SdkApp], fn: str, limit: int
+) -> None:
+    """Five runs sent at once, each holding its step 0.4 s: the worker (100 slots) would run
+    them all together; the function's concurrency limit lets `limit` run at once."""
+    server, sdk = running
+    config = server.app.runtime.registry.get(sdk.function_id(fn)).describe()
+    assert [c["limit"] for c in config["concurrency"]] == [limit]
+    runs = 5
+    with server.client() as client:
+        answer = client.post(
+            "/e/dev-key", json=[{"name": f"test/{fn}", "data": {"hold": 0.4}}] * runs
+        )
+        assert answer.status_code == 200, answer.text
+        ids = [_run_of(client, event_id, sdk.function_id(fn)) for event_id in answer.json()["ids"]]
+        ended = [wait_for_run(client, run_id) for run_id in ids]
+    assert [run["status"] for run in ended] == ["completed"] * runs, ended
+    assert sorted(run["output"] for run in ended) == sorted(ids)
+    held, most = _most_at_once(sdk, fn)
+    assert held == runs
+    assert most == limit

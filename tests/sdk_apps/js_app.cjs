@@ -221,6 +221,27 @@ const scheduled = inngest.createFunction(
   async () => "tick",
 );
 
+// One step that holds its run for data.hold seconds, its start and end in the ledger
+// (fn:start|end:<run id>:<unix time>), so a test can measure how many overlapped.
+async function held({ event, step, runId }, fn) {
+  return await step.run("hold", async () => {
+    effect(`${fn}:start:${runId}:${(Date.now() / 1000).toFixed(6)}`);
+    await new Promise((resolve) => setTimeout(resolve, Number(event.data.hold ?? 0.5) * 1000));
+    effect(`${fn}:end:${runId}:${(Date.now() / 1000).toFixed(6)}`);
+    return runId;
+  });
+}
+
+const oneAtATime = inngest.createFunction(
+  { id: "one-at-a-time", triggers: [{ event: "test/one-at-a-time" }], concurrency: { limit: 1 } },
+  async (ctx) => held(ctx, "one-at-a-time"),
+);
+
+const twoAtATime = inngest.createFunction(
+  { id: "two-at-a-time", triggers: [{ event: "test/two-at-a-time" }], concurrency: { limit: 2 } },
+  async (ctx) => held(ctx, "two-at-a-time"),
+);
+
 const functions = [
   sequential,
   flaky,
@@ -238,6 +259,8 @@ const functions = [
   batched,
   debounced,
   scheduled,
+  oneAtATime,
+  twoAtATime,
 ];
 // SDK_TEST_FUNCTIONS=a,b serves only those (a re-sync then drops the others)
 const wanted = (process.env.SDK_TEST_FUNCTIONS || "").split(",").filter(Boolean);

@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import logging
 import os
+import time
 
 import fastapi
 import inngest
@@ -251,6 +252,37 @@ async def invoke_native(ctx: inngest.Context) -> object:
     )
 
 
+async def _held(ctx: inngest.Context, fn: str) -> str:
+    """One step that holds its run for `data.hold` seconds, its start and end in the ledger
+    (`fn:start|end:<run id>:<unix time>`), so a test can measure how many overlapped."""
+
+    async def hold() -> str:
+        effect(f"{fn}:start:{ctx.run_id}:{time.time():.6f}")
+        await asyncio.sleep(float(ctx.event.data.get("hold", 0.5)))  # type: ignore[arg-type]
+        effect(f"{fn}:end:{ctx.run_id}:{time.time():.6f}")
+        return ctx.run_id
+
+    return await ctx.step.run("hold", hold)
+
+
+@client.create_function(
+    fn_id="one-at-a-time",
+    trigger=inngest.TriggerEvent(event="test/one-at-a-time"),
+    concurrency=[inngest.Concurrency(limit=1)],
+)
+async def one_at_a_time(ctx: inngest.Context) -> str:
+    return await _held(ctx, "one-at-a-time")
+
+
+@client.create_function(
+    fn_id="two-at-a-time",
+    trigger=inngest.TriggerEvent(event="test/two-at-a-time"),
+    concurrency=[inngest.Concurrency(limit=2)],
+)
+async def two_at_a_time(ctx: inngest.Context) -> str:
+    return await _held(ctx, "two-at-a-time")
+
+
 FUNCTIONS = [
     slow,
     invoke_native,
@@ -269,6 +301,8 @@ FUNCTIONS = [
     batched,
     debounced,
     scheduled,
+    one_at_a_time,
+    two_at_a_time,
 ]
 
 # SDK_TEST_FUNCTIONS=a,b serves only those (a re-sync then drops the others)
