@@ -44,7 +44,7 @@ from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .scripts.claim import ClaimScript
 from .sql_store import SqlStore
-from .tx import Tx, resolved
+from .tx import Tx, checking_params, resolved
 
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store.postgres")
@@ -103,6 +103,7 @@ class PostgresStore(SqlStore):
         self._queries = {
             name: sql.encode("utf-8") for name, sql in queries.load("postgres").items()
         }
+        self._params = queries.params_to_check("postgres")  # None: not checked (production)
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
@@ -282,10 +283,10 @@ class PostgresStore(SqlStore):
     def _tx(self, conn: psycopg.Connection[Any]) -> Tx:
         named = self._queries
 
-        def run(name: str, *params: Any) -> psycopg.Cursor[Any]:
+        def run(name: str, /, **params: Any) -> psycopg.Cursor[Any]:
             return conn.execute(named[name], params)
 
-        return run
+        return run if self._params is None else checking_params(run, self._params)
 
     def _pipelined_tx(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> Tx:
         """Statements are sent without waiting for their results; reading a result waits
@@ -300,11 +301,11 @@ class PostgresStore(SqlStore):
                 pipeline.sync()
                 sent[1] = sent[0]
 
-        def run(name: str, *params: Any) -> _PipelinedCursor:
+        def run(name: str, /, **params: Any) -> _PipelinedCursor:
             sent[0] += 1
             return _PipelinedCursor(conn.execute(named[name], params), sync, sent[0])
 
-        return run
+        return run if self._params is None else checking_params(run, self._params)
 
 
 class _PipelinedCursor:

@@ -54,54 +54,57 @@ def event_from_row(row: Any) -> StoredEvent:
     return StoredEvent(event, row[6], [])
 
 
-def step_columns(step: StepRecord, output_json: str | None) -> tuple[Any, ...]:
-    """A step's columns after its run id, as upsert_step and save_step_fenced take them."""
+def step_columns(step: StepRecord, output_json: str | None) -> dict[str, Any]:
+    """A step's columns but its run id, as upsert_step and save_step_fenced take them, in
+    the order save_steps_fenced reads them from a JSON row."""
     if output_json is None and step.output is not None:
         output_json = to_json(step.output)
-    return (
-        step.hashed_id,
-        step.id,
-        step.kind,
-        step.status.value,
-        step.attempts,
-        output_json,
-        to_json(step.error),
-        step.started_at,
-        step.ended_at,
-        step.wake_at,
-        to_json(step.detail),
-        step.occurrence,
-    )
+    return {
+        "hashed_id": step.hashed_id,
+        "id": step.id,
+        "kind": step.kind,
+        "status": step.status.value,
+        "attempts": step.attempts,
+        "output": output_json,
+        "error": to_json(step.error),
+        "started_at": step.started_at,
+        "ended_at": step.ended_at,
+        "wake_at": step.wake_at,
+        "detail": to_json(step.detail),
+        "occurrence": step.occurrence,
+    }
 
 
 def upsert_step(tx: Tx, run_id: str, step: StepRecord, output_json: str | None) -> None:
-    tx("upsert_step", run_id, *step_columns(step, output_json))
+    tx("upsert_step", run_id=run_id, **step_columns(step, output_json))
 
 
 def read_run(
     tx: Tx, run_id: str, *, with_steps: bool = False, with_history: bool = False
 ) -> Run | None:
-    row = tx("get_run", run_id).fetchone()
+    row = tx("get_run", id=run_id).fetchone()
     if row is None:
         return None
-    steps = [step_from_row(r) for r in tx("run_steps", run_id).fetchall()] if with_steps else []
+    steps = (
+        [step_from_row(r) for r in tx("run_steps", run_id=run_id).fetchall()] if with_steps else []
+    )
     run = run_from_row(row, steps)
     if with_history:
         history = [
             HistoryEntry(at, kind, from_json(data) or {})
-            for at, kind, data in tx("run_history", run_id).fetchall()
+            for at, kind, data in tx("run_history", run_id=run_id).fetchall()
         ]
         run = Run(**{**run.__dict__, "history": history})
     return run
 
 
 def read_event(tx: Tx, event_id: str, *, with_runs: bool = False) -> StoredEvent | None:
-    row = tx("get_event", event_id).fetchone()
+    row = tx("get_event", id=event_id).fetchone()
     if row is None:
         return None
     found = event_from_row(row)
     if with_runs:
-        run_ids = [r[0] for r in tx("event_runs", event_id).fetchall()]
+        run_ids = [r[0] for r in tx("event_runs", event_id=event_id).fetchall()]
         found = StoredEvent(found.event, found.received_at, run_ids)
     return found
 

@@ -103,11 +103,19 @@ class SqlStore(Store, abc.ABC):
         self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
     ) -> None:
         def script(tx: Tx) -> None:
-            row = (app.id, app.url, app.sdk, app.framework, app.app_version, app.synced_at)
+            row = {
+                "id": app.id,
+                "url": app.url,
+                "sdk": app.sdk,
+                "framework": app.framework,
+                "app_version": app.app_version,
+                "synced_at": app.synced_at,
+                "error": app.error,
+            }
             if configs is None:  # a failed sync: its functions stay as they were
-                tx("app_sync_failed", *row, app.error)
+                tx("app_sync_failed", **row)
                 return
-            tx("upsert_app", *row, app.error)
+            tx("upsert_app", **row)
             replace_functions(tx, app.id, configs, app.synced_at)
 
         await self._write(script)
@@ -137,12 +145,14 @@ class SqlStore(Store, abc.ABC):
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         def script(tx: Tx) -> tuple[list[str], list[str]]:
             rows = to_json([[lease.run_id, lease.fence] for lease in leases])
-            renewed = {row[0]: row[1] for row in tx("renew_many", until, rows).fetchall()}
+            renewed = {
+                row[0]: row[1] for row in tx("renew_many", until=until, leases=rows).fetchall()
+            }
             missed = [lease for lease in leases if lease.run_id not in renewed]
             held: set[str] = set()
             if missed:  # lost, or held by another transaction (renewed next time)
                 rows = to_json([[lease.run_id, lease.fence] for lease in missed])
-                held = {row[0] for row in tx("leases_held", rows).fetchall()}
+                held = {row[0] for row in tx("leases_held", leases=rows).fetchall()}
             lost = [lease.run_id for lease in missed if lease.run_id not in held]
             return lost, [run_id for run_id, cancel in renewed.items() if cancel]
 
@@ -203,15 +213,15 @@ class SqlStore(Store, abc.ABC):
             check_fence(tx, lease)
             tx(
                 "expire_step",
-                step.status.value,
-                to_json(step.output),
-                to_json(step.error),
-                step.ended_at,
-                lease.run_id,
-                step.hashed_id,
+                status=step.status.value,
+                output=to_json(step.output),
+                error=to_json(step.error),
+                ended_at=step.ended_at,
+                run_id=lease.run_id,
+                hashed_id=step.hashed_id,
             )
-            tx("delete_wait", lease.run_id, step.hashed_id)
-            row = tx("get_step", lease.run_id, step.hashed_id).fetchone()
+            tx("delete_wait", run_id=lease.run_id, hashed_id=step.hashed_id)
+            row = tx("get_step", run_id=lease.run_id, hashed_id=step.hashed_id).fetchone()
             return step_from_row(row)
 
         return await self._write(script)
@@ -228,9 +238,9 @@ class SqlStore(Store, abc.ABC):
     ) -> None:
         def script(tx: Tx) -> None:
             check_fence(tx, lease)
-            tx("release", min(now, at), at, lease.run_id)
+            tx("release", woken_at=min(now, at), available_at=at, run_id=lease.run_id)
             flow.free_slots(tx, lease.keys, now)
-            tx("set_run_status", status.value, attempt, lease.run_id)
+            tx("set_run_status", status=status.value, attempt=attempt, id=lease.run_id)
             for entry in history:
                 insert_history(tx, lease.run_id, entry)
 
@@ -281,19 +291,13 @@ class SqlStore(Store, abc.ABC):
         def page(tx: Tx, after: str | None, size: int) -> list[Run]:
             rows = tx(
                 "list_runs",
-                function_id,
-                function_id,
-                status_text,
-                status_text,
-                after,
-                after,
-                created_after,
-                created_after,
-                created_before,
-                created_before,
-                pattern,
-                pattern,
-                size,
+                function_id=function_id,
+                status=status_text,
+                cursor=after,
+                created_after=created_after,
+                created_before=created_before,
+                event_name=pattern,
+                limit=size,
             ).fetchall()
             return [run_from_row(row) for row in rows]
 
@@ -310,7 +314,7 @@ class SqlStore(Store, abc.ABC):
                 batch = page(tx, after, run_search.SCAN_PAGE)
                 scanned += len(batch)
                 ids = Many(run.id for run in batch)
-                rows = tx("get_run_events", ids).fetchall()
+                rows = tx("get_run_events", ids=ids).fetchall()
                 events = {row[0]: event_from_row(row).event for row in rows}
                 for run in run_search.keep(batch, events, event_filter):
                     found.append(run)
@@ -325,18 +329,21 @@ class SqlStore(Store, abc.ABC):
 
     async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
         def script(tx: Tx) -> list[StoredEvent]:
-            return [event_from_row(row) for row in tx("get_run_events", Many(run_ids)).fetchall()]
+            rows = tx("get_run_events", ids=Many(run_ids)).fetchall()
+            return [event_from_row(row) for row in rows]
 
         return await self._read(script) if run_ids else []
 
     async def reruns_of(self, run_id: str) -> list[str]:
         return await self._read(
-            lambda tx: [row[0] for row in tx("reruns_of", run_id, run_id).fetchall()]
+            lambda tx: [row[0] for row in tx("reruns_of", run_id=run_id).fetchall()]
         )
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await self._read(
-            lambda tx: [run_from_row(row) for row in tx("runs_for_event", event_id).fetchall()]
+            lambda tx: [
+                run_from_row(row) for row in tx("runs_for_event", event_id=event_id).fetchall()
+            ]
         )
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
@@ -352,12 +359,13 @@ class SqlStore(Store, abc.ABC):
                 before = found.received_at if found else None
             # (received_at, id) orders events: a batch shares one received_at
             # one row more than asked tells whether another page follows
-            params = (name, name, before, before, before, cursor, limit + 1)
-            rows = tx("list_events", *params).fetchall()
+            rows = tx(
+                "list_events", name=name, before=before, cursor=cursor, limit=limit + 1
+            ).fetchall()
             out = []
             for row in rows[:limit]:
                 event = event_from_row(row)
-                run_ids = [r[0] for r in tx("event_runs", event.event.id).fetchall()]
+                run_ids = [r[0] for r in tx("event_runs", event_id=event.event.id).fetchall()]
                 out.append(StoredEvent(event.event, event.received_at, run_ids))
             more = len(rows) > limit and bool(out)
             return Page(out, out[-1].event.id if more else None)
