@@ -1,5 +1,6 @@
-"""The named queries: their `:name` parameters, turned into psycopg's for PostgreSQL, and
-a statement given other parameters than its query takes refused at once in tests."""
+"""The named queries: their `:name` parameters, turned into psycopg's for PostgreSQL, a
+statement given other parameters than its query takes refused at once in tests, and rows
+read by column name."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import psycopg
 import pytest
 
 from stepstone.store import store_from_url
+from stepstone.store.postgres import Row, row_class
 from stepstone.store.queries import CHECK_PARAMS_ENV, load, named, parameters, to_pyformat
 from stepstone.store.sql_store import SqlStore
-from stepstone.store.tx import Tx
+from stepstone.store.tx import Many, Tx
 
 
 def test_parameters_become_psycopg_ones_and_casts_strings_and_comments_stay() -> None:
@@ -113,3 +115,20 @@ async def test_unchecked_a_missing_parameter_still_fails(
             assert found is None
         finally:
             await store.close()
+
+
+def test_a_postgresql_row_reads_by_name_and_by_position_and_is_a_tuple() -> None:
+    row = row_class(("run_id", "fence"))(("r1", 3))
+    assert (row["run_id"], row["fence"], row[0], row[-1], row[:1]) == ("r1", 3, "r1", 3, ("r1",))
+    run_id, fence = row
+    assert (run_id, fence) == ("r1", 3) and row == ("r1", 3) and isinstance(row, Row)
+    with pytest.raises(KeyError):
+        row["owner"]
+    assert row_class(("run_id", "fence")) is type(row)  # one class per list of names
+
+
+async def test_rows_read_by_column_name_on_both_databases(store: SqlStore) -> None:
+    row = await store._read(lambda tx: tx("next_due").fetchone())
+    assert row["due"] is None and row[0] is None
+    runs = await store._read(lambda tx: tx("get_runs", ids=Many(["none"])).fetchall())
+    assert runs == []

@@ -35,7 +35,7 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
 
     def written() -> set[tuple[str, str]]:
         if not found:
-            found.append({(row[0], row[1]) for row in cursor.fetchall()})
+            found.append({(row["run_id"], row["hashed_id"]) for row in cursor.fetchall()})
         return found[0]
 
     return {n: save.check(written) for n, save in saves.values()}
@@ -69,8 +69,8 @@ def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
 
     def outcome() -> tuple[set[str], dict[str, Any]]:
         if not found:
-            ended = {row[0] for row in jobs.fetchall()}
-            parents = {row[0]: row[1:] for row in runs.fetchall()}
+            ended = {row["run_id"] for row in jobs.fetchall()}
+            parents = {row["id"]: row for row in runs.fetchall()}  # with parent_run_id, parent_step
             found.append((ended, parents))
         return found[0]
 

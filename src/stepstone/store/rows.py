@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..records import Event, HistoryEntry, Run, RunStatus, StepRecord, StepStatus
@@ -16,42 +15,47 @@ from .tx import Tx, from_json, to_json
 
 def run_from_row(row: Any, steps: list[StepRecord] | None = None) -> Run:
     return Run(
-        id=row[0],
-        function_id=row[1],
-        status=RunStatus(row[2]),
-        attempt=row[3],
-        event_ids=from_json(row[4]),
-        output=from_json(row[5]),
-        error=from_json(row[6]),
-        created_at=row[7],
-        started_at=row[8],
-        ended_at=row[9],
+        id=row["id"],
+        function_id=row["function_id"],
+        status=RunStatus(row["status"]),
+        attempt=row["attempt"],
+        event_ids=from_json(row["event_ids"]),
+        output=from_json(row["output"]),
+        error=from_json(row["error"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
         steps=steps or [],
     )
 
 
 def step_from_row(row: Any) -> StepRecord:
     return StepRecord(
-        id=row[0],
-        hashed_id=row[1],
-        status=StepStatus(row[2]),
-        attempts=row[3],
-        output=from_json(row[4]),
-        error=from_json(row[5]),
-        started_at=row[6],
-        ended_at=row[7],
-        kind=row[8],
-        wake_at=row[9],
-        detail=from_json(row[10]),
-        occurrence=row[11],
+        id=row["id"],
+        hashed_id=row["hashed_id"],
+        status=StepStatus(row["status"]),
+        attempts=row["attempts"],
+        output=from_json(row["output"]),
+        error=from_json(row["error"]),
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        kind=row["kind"],
+        wake_at=row["wake_at"],
+        detail=from_json(row["detail"]),
+        occurrence=row["occurrence"],
     )
 
 
 def event_from_row(row: Any) -> StoredEvent:
     event = Event(
-        name=row[1], data=from_json(row[2]), id=row[0], ts=row[3], user=from_json(row[4]), v=row[5]
+        name=row["name"],
+        data=from_json(row["data"]),
+        id=row["id"],
+        ts=row["ts"],
+        user=from_json(row["user_data"]),
+        v=row["v"],
     )
-    return StoredEvent(event, row[6], [])
+    return StoredEvent(event, row["received_at"], [])
 
 
 def step_columns(step: StepRecord, output_json: str | None) -> dict[str, Any]:
@@ -91,8 +95,8 @@ def read_run(
     run = run_from_row(row, steps)
     if with_history:
         history = [
-            HistoryEntry(at, kind, from_json(data) or {})
-            for at, kind, data in tx("run_history", run_id=run_id).fetchall()
+            HistoryEntry(row["at"], row["kind"], from_json(row["data"]) or {})
+            for row in tx("run_history", run_id=run_id).fetchall()
         ]
         run = Run(**{**run.__dict__, "history": history})
     return run
@@ -104,20 +108,20 @@ def read_event(tx: Tx, event_id: str, *, with_runs: bool = False) -> StoredEvent
         return None
     found = event_from_row(row)
     if with_runs:
-        run_ids = [r[0] for r in tx("event_runs", event_id=event_id).fetchall()]
+        run_ids = [r["run_id"] for r in tx("event_runs", event_id=event_id).fetchall()]
         found = StoredEvent(found.event, found.received_at, run_ids)
     return found
 
 
-def wait_from_row(row: Sequence[Any], name: str) -> Wait:
-    """A wait from (run_id, hashed_id, condition, trigger_event, expires_at, kind)."""
-    run_id, hashed_id, condition, trigger_event, expires_at, kind = row
+def wait_from_row(row: Any) -> Wait:
+    """A wait from a row of its columns (run_id, hashed_id, event, condition,
+    trigger_event, expires_at, kind)."""
     return Wait(
-        run_id,
-        hashed_id,
-        name,
-        condition,
-        from_json(trigger_event),
-        expires_at,
-        kind=WaitKind(kind),
+        row["run_id"],
+        row["hashed_id"],
+        row["event"],
+        row["condition"],
+        from_json(row["trigger_event"]),
+        row["expires_at"],
+        kind=WaitKind(row["kind"]),
     )

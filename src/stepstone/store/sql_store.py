@@ -96,7 +96,7 @@ class SqlStore(Store, abc.ABC):
 
     async def registered_functions(self) -> list[dict[str, Any]]:
         return await self._read(
-            lambda tx: [from_json(row[0]) for row in tx("list_functions").fetchall()]
+            lambda tx: [from_json(row["config"]) for row in tx("list_functions").fetchall()]
         )
 
     async def save_app(
@@ -122,7 +122,18 @@ class SqlStore(Store, abc.ABC):
 
     async def list_apps(self) -> list[SyncedAppRecord]:
         rows = await self._read(lambda tx: tx("list_apps").fetchall())
-        return [SyncedAppRecord(*row) for row in rows]
+        return [
+            SyncedAppRecord(
+                id=row["id"],
+                url=row["url"],
+                sdk=row["sdk"],
+                framework=row["framework"],
+                app_version=row["app_version"],
+                synced_at=row["synced_at"],
+                error=row["error"],
+            )
+            for row in rows
+        ]
 
     # -- the queue -----------------------------------------------------------------------
     async def claim(
@@ -146,13 +157,14 @@ class SqlStore(Store, abc.ABC):
         def script(tx: Tx) -> tuple[list[str], list[str]]:
             rows = to_json([[lease.run_id, lease.fence] for lease in leases])
             renewed = {
-                row[0]: row[1] for row in tx("renew_many", until=until, leases=rows).fetchall()
+                row["run_id"]: row["cancel"]
+                for row in tx("renew_many", until=until, leases=rows).fetchall()
             }
             missed = [lease for lease in leases if lease.run_id not in renewed]
             held: set[str] = set()
             if missed:  # lost, or held by another transaction (renewed next time)
                 rows = to_json([[lease.run_id, lease.fence] for lease in missed])
-                held = {row[0] for row in tx("leases_held", leases=rows).fetchall()}
+                held = {row["run_id"] for row in tx("leases_held", leases=rows).fetchall()}
             lost = [lease.run_id for lease in missed if lease.run_id not in held]
             return lost, [run_id for run_id, cancel in renewed.items() if cancel]
 
@@ -161,7 +173,7 @@ class SqlStore(Store, abc.ABC):
     async def next_due(self) -> float | None:
         def script(tx: Tx) -> float | None:
             row = tx("next_due").fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+            return None if row is None or row["due"] is None else float(row["due"])
 
         return await self._read(script)
 
@@ -315,7 +327,7 @@ class SqlStore(Store, abc.ABC):
                 scanned += len(batch)
                 ids = Many(run.id for run in batch)
                 rows = tx("get_run_events", ids=ids).fetchall()
-                events = {row[0]: event_from_row(row).event for row in rows}
+                events = {row["id"]: event_from_row(row).event for row in rows}
                 for run in run_search.keep(batch, events, event_filter):
                     found.append(run)
                     if len(found) == limit:
@@ -336,7 +348,7 @@ class SqlStore(Store, abc.ABC):
 
     async def reruns_of(self, run_id: str) -> list[str]:
         return await self._read(
-            lambda tx: [row[0] for row in tx("reruns_of", run_id=run_id).fetchall()]
+            lambda tx: [row["run_id"] for row in tx("reruns_of", run_id=run_id).fetchall()]
         )
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
@@ -365,7 +377,8 @@ class SqlStore(Store, abc.ABC):
             out = []
             for row in rows[:limit]:
                 event = event_from_row(row)
-                run_ids = [r[0] for r in tx("event_runs", event_id=event.event.id).fetchall()]
+                linked = tx("event_runs", event_id=event.event.id).fetchall()
+                run_ids = [r["run_id"] for r in linked]
                 out.append(StoredEvent(event.event, event.received_at, run_ids))
             more = len(rows) > limit and bool(out)
             return Page(out, out[-1].event.id if more else None)

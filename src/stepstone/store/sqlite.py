@@ -142,6 +142,7 @@ class SQLiteStore(SqlStore):
             timeout=self.busy_timeout,
             check_same_thread=False,  # the writer's is shared under _batch_lock
         )
+        conn.row_factory = sqlite3.Row  # rows read by column name, or by position
         if self.path:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")

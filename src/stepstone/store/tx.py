@@ -88,7 +88,7 @@ def lease_lost(lease: Lease) -> NoReturn:
 
 def check_fence(tx: Tx, lease: Lease) -> None:
     row = tx("check_fence", run_id=lease.run_id).fetchone()
-    if row is None or row[0] != lease.fence:
+    if row is None or row["fence"] != lease.fence:
         lease_lost(lease)
 
 

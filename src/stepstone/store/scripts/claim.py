@@ -60,11 +60,13 @@ def claim_runs(
     gate = flow.Gate(tx, now)
     admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
     due: dict[str, float] = {}
-    for run_id, ckey1, climit1, ckey2, climit2, throttle, holds, at in rows:
-        keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
+    for row in rows:
+        run_id, throttle, at = row["run_id"], row["throttle"], row["available_at"]
+        pairs = ((row["ckey1"], row["climit1"]), (row["ckey2"], row["climit2"]))
+        keys = [(k, n) for k, n in pairs if k]
         if (keys or throttle) and not gate.admit(run_id, keys, throttle):
             continue  # the gate keeps count of what it let through
-        admitted[run_id] = (keys, holds)
+        admitted[run_id] = (keys, row["holds"])
         if at > now:
             due[run_id] = at
     if not admitted:
@@ -80,12 +82,12 @@ def claim_runs(
     run_rows, step_rows = tx("get_runs", ids=ids), tx("run_steps_many", ids=ids)
     event_rows = tx("get_run_events", ids=ids)
     # everything is sent: the results are read now, in one round trip
-    leased = {r[0]: (r[1], bool(r[2])) for r in lease_rows.fetchall()}
-    runs = {row[0]: row for row in run_rows.fetchall()}
+    leased = {r["run_id"]: (r["fence"], bool(r["cancel"])) for r in lease_rows.fetchall()}
+    runs = {row["id"]: row for row in run_rows.fetchall()}
     steps: dict[str, list[StepRecord]] = {}
     for row in step_rows.fetchall():
-        steps.setdefault(row[0], []).append(step_from_row(row[1:]))
-    events = {r[0]: event_from_row(r).event for r in event_rows.fetchall()}
+        steps.setdefault(row["run_id"], []).append(step_from_row(row))
+    events = {r["id"]: event_from_row(r).event for r in event_rows.fetchall()}
     claims = []
     for run_id, (keys, holds) in admitted.items():
         fence, cancel = leased[run_id]

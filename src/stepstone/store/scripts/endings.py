@@ -50,10 +50,11 @@ def resume_parent(
     error: dict[str, Any] | None,
     at: float,
 ) -> None:
-    """The invoking step of an ended run's parent (`row`: run_parent's) gets its outcome."""
-    if row is None or row[0] is None:
+    """The invoking step of an ended run's parent (`row`: one with its parent_run_id and
+    parent_step, as run_parent, finish_run and finish_runs read them) gets its outcome."""
+    if row is None or row["parent_run_id"] is None:
         return
-    parent_id, parent_step = row
+    parent_id, parent_step = row["parent_run_id"], row["parent_step"]
     if status is RunStatus.COMPLETED:
         new_status, out, err = StepStatus.COMPLETED, output_json, None
     else:
@@ -78,7 +79,7 @@ def resume_parent(
 def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
     """Cancel a run no worker holds now; flag one a worker holds (it stops the run)."""
     row = tx("job_owner", run_id=run_id).fetchone()
-    if row is not None and row[0] is not None:
+    if row is not None and row["owner"] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
         return bool(tx("flag_cancel", run_id=run_id).rowcount > 0)
     if tx("cancel_run_now", ended_at=now, id=run_id).rowcount == 0:

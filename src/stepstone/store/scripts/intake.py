@@ -70,7 +70,7 @@ def ingest(
     inserted = tx("insert_events", rows=to_json(rows))
     # asked for now: pipelined, answered with the ids in one round trip
     known = WaitsByName(tx, {item.event.name: None for item in events})
-    stored = {row[0] for row in inserted.fetchall()}
+    stored = {row["id"] for row in inserted.fetchall()}
     plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
     for item in events:
         is_new = item.event.id in stored
@@ -219,11 +219,11 @@ class WaitsByName:
         if not self._read:
             self._read = {each: ([], []) for each in self._names}
             for row in self._asked.fetchall():
-                waits, paths = self._read[row[0]]
-                if row[7] is not None:
-                    paths.append(row[7])
+                waits, paths = self._read[row["event"]]
+                if row["match_path"] is not None:
+                    paths.append(row["match_path"])
                 else:
-                    waits.append(wait_from_row(row[1:7], row[0]))
+                    waits.append(wait_from_row(row))
         return self._read.get(name, ([], []))
 
     def forget(self) -> None:
@@ -246,7 +246,7 @@ def resume_waits(
             if key is not None:
                 found = tx("waits_by_key", event=event.name, match_path=path, match_key=key)
                 for row in found.fetchall():
-                    candidates.append(wait_from_row([row[0], row[1], *row[3:7]], event.name))
+                    candidates.append(wait_from_row(row))
     for wait in candidates:
         if wait.expires_at < now:
             continue  # lapsed: the run resolves it as timed out when it resumes
