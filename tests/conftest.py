@@ -7,6 +7,7 @@ start, the PostgreSQL tests fail with the reason: they are never skipped.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,12 @@ import psycopg
 import pytest
 
 from stepstone.store.postgres_migrate import migrate
+from stepstone.store.queries import CHECK_PARAMS_ENV
 from tests.pg_cluster import PostgresCluster, start_cluster
+
+# every statement of the tests (and of the processes they start) is checked to be given
+# exactly the parameters its query takes
+os.environ.setdefault(CHECK_PARAMS_ENV, "1")
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 TEMPLATE = "stepstone_template"

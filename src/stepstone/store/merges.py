@@ -30,12 +30,12 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
             saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
     if len(saves) < 2:
         return {}
-    cursor = tx("save_steps_fenced", to_json([save.step_row() for _, save in saves.values()]))
+    cursor = tx("save_steps_fenced", rows=to_json([save.step_row() for _, save in saves.values()]))
     found: list[set[tuple[str, str]]] = []
 
     def written() -> set[tuple[str, str]]:
         if not found:
-            found.append({(row[0], row[1]) for row in cursor.fetchall()})
+            found.append({(row["run_id"], row["hashed_id"]) for row in cursor.fetchall()})
         return found[0]
 
     return {n: save.check(written) for n, save in saves.values()}
@@ -53,11 +53,12 @@ def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
     if len(ends) < 2:
         return {}
     items = list(ends.values())
-    jobs = tx("end_jobs", to_json([[end.lease.run_id, end.lease.fence] for _, end in items]))
-    tx("insert_history_rows", to_json([row for _, end in items for row in end.history_rows()]))
-    runs = tx("finish_runs", to_json([end.run_row() for _, end in items]))
-    tx("close_open_steps_many", to_json([[end.lease.run_id, end.at] for _, end in items]))
-    tx("delete_waits_many", Many(ends))
+    jobs = tx("end_jobs", leases=to_json([[end.lease.run_id, end.lease.fence] for _, end in items]))
+    history = [row for _, end in items for row in end.history_rows()]
+    tx("insert_history_rows", rows=to_json(history))
+    runs = tx("finish_runs", rows=to_json([end.run_row() for _, end in items]))
+    tx("close_open_steps_many", rows=to_json([[end.lease.run_id, end.at] for _, end in items]))
+    tx("delete_waits_many", ids=Many(ends))
     announced = [event for _, end in items for event in end.follow_up]
     for _, end in items:
         end.report.clear()
@@ -68,8 +69,8 @@ def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
 
     def outcome() -> tuple[set[str], dict[str, Any]]:
         if not found:
-            ended = {row[0] for row in jobs.fetchall()}
-            parents = {row[0]: row[1:] for row in runs.fetchall()}
+            ended = {row["run_id"] for row in jobs.fetchall()}
+            parents = {row["id"]: row for row in runs.fetchall()}  # with parent_run_id, parent_step
             found.append((ended, parents))
         return found[0]
 

@@ -1,11 +1,29 @@
-"""Named SQL queries loaded from the .sql files beside this module."""
+"""Named SQL queries loaded from the .sql files beside this module.
+
+Their parameters are named (`:name`), which SQLite takes as they are; for PostgreSQL they
+become psycopg's `%(name)s`. A script passes them as keyword arguments (`tx.Tx`)."""
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+# The SQL a placeholder can hide in, in the order they are tried at each position: a
+# comment, a string literal, a quoted identifier, a `::type` cast, then a parameter and
+# a `%` (which psycopg would read as the start of a placeholder).
+_TOKENS = re.compile(
+    r"""(?P<skip>--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|::)"""
+    r"|:(?P<param>[A-Za-z_]\w*)"
+    r"|(?P<percent>%)",
+    re.DOTALL,
+)
+
+# Set to "1" (the tests do) to check that every statement is given exactly the
+# parameters its query takes, no more (a missing one fails on both databases anyway).
+CHECK_PARAMS_ENV = "STEPSTONE_CHECK_PARAMS"
 
 
 def parse(text: str) -> dict[str, str]:
@@ -16,19 +34,51 @@ def parse(text: str) -> dict[str, str]:
     }
 
 
+def parameters(sql: str) -> frozenset[str]:
+    """The names of a query's `:name` parameters (not in comments, strings or casts)."""
+    return frozenset(m["param"] for m in _TOKENS.finditer(sql) if m["param"] is not None)
+
+
+def to_pyformat(sql: str) -> str:
+    """A query's `:name` parameters as psycopg's `%(name)s`, and every `%` it holds (in
+    a LIKE pattern, a string, a comment) doubled, as psycopg reads a query's text."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["param"] is not None:
+            return f"%({match['param']})s"
+        if match["percent"] is not None:
+            return "%%"
+        return match["skip"].replace("%", "%%")
+
+    return _TOKENS.sub(replace, sql)
+
+
 def _read(path: str) -> str:
     return resources.files("stepstone.store").joinpath(path).read_text("utf-8")
 
 
-def load(dialect: str) -> dict[str, str]:
-    """The shared queries with the dialect's overrides; `?` becomes `%s` for PostgreSQL."""
+def named(dialect: str) -> dict[str, str]:
+    """The shared queries with the dialect's overrides, `:name` parameters as written."""
     found = parse(_read("sql/queries.sql"))
     override = resources.files("stepstone.store").joinpath(f"sql/{dialect}/queries.sql")
     if override.is_file():
         found.update(parse(override.read_text("utf-8")))
-    if dialect == "postgres":
-        found = {name: sql.replace("?", "%s") for name, sql in found.items()}
     return found
+
+
+def load(dialect: str) -> dict[str, str]:
+    """The dialect's queries, ready to run: `:name` becomes `%(name)s` for PostgreSQL."""
+    found = named(dialect)
+    if dialect == "postgres":
+        found = {name: to_pyformat(sql) for name, sql in found.items()}
+    return found
+
+
+def params_to_check(dialect: str) -> dict[str, frozenset[str]] | None:
+    """Each query's parameters when CHECK_PARAMS_ENV asks for the check, else None."""
+    if os.environ.get(CHECK_PARAMS_ENV, "") in ("", "0"):
+        return None
+    return {name: parameters(sql) for name, sql in named(dialect).items()}
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:

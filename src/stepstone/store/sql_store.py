@@ -103,25 +103,44 @@ class SqlStore(Store, abc.ABC):
 
     async def registered_functions(self) -> list[dict[str, Any]]:
         return await self._read(
-            lambda tx: [from_json(row[0]) for row in tx("list_functions").fetchall()]
+            lambda tx: [from_json(row["config"]) for row in tx("list_functions").fetchall()]
         )
 
     async def save_app(
         self, app: SyncedAppRecord, configs: Sequence[dict[str, Any]] | None
     ) -> None:
         def script(tx: Tx) -> None:
-            row = (app.id, app.url, app.sdk, app.framework, app.app_version, app.synced_at)
+            row = {
+                "id": app.id,
+                "url": app.url,
+                "sdk": app.sdk,
+                "framework": app.framework,
+                "app_version": app.app_version,
+                "synced_at": app.synced_at,
+                "error": app.error,
+            }
             if configs is None:  # a failed sync: its functions stay as they were
-                tx("app_sync_failed", *row, app.error)
+                tx("app_sync_failed", **row)
                 return
-            tx("upsert_app", *row, app.error)
+            tx("upsert_app", **row)
             replace_functions(tx, app.id, configs, app.synced_at)
 
         await self._write(script)
 
     async def list_apps(self) -> list[SyncedAppRecord]:
         rows = await self._read(lambda tx: tx("list_apps").fetchall())
-        return [SyncedAppRecord(*row) for row in rows]
+        return [
+            SyncedAppRecord(
+                id=row["id"],
+                url=row["url"],
+                sdk=row["sdk"],
+                framework=row["framework"],
+                app_version=row["app_version"],
+                synced_at=row["synced_at"],
+                error=row["error"],
+            )
+            for row in rows
+        ]
 
     # -- the queue -----------------------------------------------------------------------
     async def claim(
@@ -144,12 +163,15 @@ class SqlStore(Store, abc.ABC):
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         def script(tx: Tx) -> tuple[list[str], list[str]]:
             rows = to_json([[lease.run_id, lease.fence] for lease in leases])
-            renewed = {row[0]: row[1] for row in tx("renew_many", until, rows).fetchall()}
+            renewed = {
+                row["run_id"]: row["cancel"]
+                for row in tx("renew_many", until=until, leases=rows).fetchall()
+            }
             missed = [lease for lease in leases if lease.run_id not in renewed]
             held: set[str] = set()
             if missed:  # lost, or held by another transaction (renewed next time)
                 rows = to_json([[lease.run_id, lease.fence] for lease in missed])
-                held = {row[0] for row in tx("leases_held", rows).fetchall()}
+                held = {row["run_id"] for row in tx("leases_held", leases=rows).fetchall()}
             lost = [lease.run_id for lease in missed if lease.run_id not in held]
             return lost, [run_id for run_id, cancel in renewed.items() if cancel]
 
@@ -163,7 +185,9 @@ class SqlStore(Store, abc.ABC):
 
         def script(tx: Tx) -> list[str]:
             rows = to_json([[lease.run_id, lease.fence, at] for lease, at in leases])
-            released = [row[0] for row in tx("release_leases", now, rows).fetchall()]
+            released = [
+                row["run_id"] for row in tx("release_leases", woken_at=now, rows=rows).fetchall()
+            ]
             entry = HistoryEntry(now, "released", {"worker": owner})
             for run_id in released:
                 insert_history(tx, run_id, entry)
@@ -173,25 +197,26 @@ class SqlStore(Store, abc.ABC):
 
     async def prune(self, before: float, *, limit: int) -> Pruned:
         def script(tx: Tx) -> Pruned:
-            ids = Many(row[0] for row in tx("prune_pick_runs", before, limit).fetchall())
+            picked = tx("prune_pick_runs", before=before, limit=limit).fetchall()
+            ids = Many(row["id"] for row in picked)
             if ids:
                 for query in ("prune_steps", "prune_history", "prune_waits", "prune_flow_keys"):
-                    tx(query, ids)
-                tx("prune_run_links", ids).fetchall()
-                tx("prune_runs", ids)
-            events = tx("prune_events", before, limit).fetchall()
+                    tx(query, ids=ids)
+                tx("prune_run_links", ids=ids).fetchall()
+                tx("prune_runs", ids=ids)
+            events = tx("prune_events", before=before, limit=limit).fetchall()
             return Pruned(len(ids), len(events))
 
         return await self._write(script)
 
     async def backlog(self, now: float) -> tuple[int, float | None]:
-        row = await self._read(lambda tx: tx("backlog", now).fetchone())
-        return int(row[0]), None if row[1] is None else float(row[1])
+        row = await self._read(lambda tx: tx("backlog", now=now).fetchone())
+        return int(row["due"]), None if row["oldest"] is None else float(row["oldest"])
 
     async def next_due(self) -> float | None:
         def script(tx: Tx) -> float | None:
             row = tx("next_due").fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+            return None if row is None or row["due"] is None else float(row["due"])
 
         return await self._read(script)
 
@@ -243,15 +268,15 @@ class SqlStore(Store, abc.ABC):
             check_fence(tx, lease)
             tx(
                 "expire_step",
-                step.status.value,
-                to_json(step.output),
-                to_json(step.error),
-                step.ended_at,
-                lease.run_id,
-                step.hashed_id,
+                status=step.status.value,
+                output=to_json(step.output),
+                error=to_json(step.error),
+                ended_at=step.ended_at,
+                run_id=lease.run_id,
+                hashed_id=step.hashed_id,
             )
-            tx("delete_wait", lease.run_id, step.hashed_id)
-            row = tx("get_step", lease.run_id, step.hashed_id).fetchone()
+            tx("delete_wait", run_id=lease.run_id, hashed_id=step.hashed_id)
+            row = tx("get_step", run_id=lease.run_id, hashed_id=step.hashed_id).fetchone()
             return step_from_row(row)
 
         return await self._write(script)
@@ -268,9 +293,9 @@ class SqlStore(Store, abc.ABC):
     ) -> None:
         def script(tx: Tx) -> None:
             check_fence(tx, lease)
-            tx("release", min(now, at), at, lease.run_id)
+            tx("release", woken_at=min(now, at), available_at=at, run_id=lease.run_id)
             flow.free_slots(tx, lease.keys, now)
-            tx("set_run_status", status.value, attempt, lease.run_id)
+            tx("set_run_status", status=status.value, attempt=attempt, id=lease.run_id)
             for entry in history:
                 insert_history(tx, lease.run_id, entry)
 
@@ -321,19 +346,13 @@ class SqlStore(Store, abc.ABC):
         def page(tx: Tx, after: str | None, size: int) -> list[Run]:
             rows = tx(
                 "list_runs",
-                function_id,
-                function_id,
-                status_text,
-                status_text,
-                after,
-                after,
-                created_after,
-                created_after,
-                created_before,
-                created_before,
-                pattern,
-                pattern,
-                size,
+                function_id=function_id,
+                status=status_text,
+                cursor=after,
+                created_after=created_after,
+                created_before=created_before,
+                event_name=pattern,
+                limit=size,
             ).fetchall()
             return [run_from_row(row) for row in rows]
 
@@ -350,8 +369,8 @@ class SqlStore(Store, abc.ABC):
                 batch = page(tx, after, run_search.SCAN_PAGE)
                 scanned += len(batch)
                 ids = Many(run.id for run in batch)
-                rows = tx("get_run_events", ids).fetchall()
-                events = {row[0]: event_from_row(row).event for row in rows}
+                rows = tx("get_run_events", ids=ids).fetchall()
+                events = {row["id"]: event_from_row(row).event for row in rows}
                 for run in run_search.keep(batch, events, event_filter):
                     found.append(run)
                     if len(found) == limit:
@@ -365,18 +384,21 @@ class SqlStore(Store, abc.ABC):
 
     async def run_events(self, run_ids: Sequence[str]) -> list[StoredEvent]:
         def script(tx: Tx) -> list[StoredEvent]:
-            return [event_from_row(row) for row in tx("get_run_events", Many(run_ids)).fetchall()]
+            rows = tx("get_run_events", ids=Many(run_ids)).fetchall()
+            return [event_from_row(row) for row in rows]
 
         return await self._read(script) if run_ids else []
 
     async def reruns_of(self, run_id: str) -> list[str]:
         return await self._read(
-            lambda tx: [row[0] for row in tx("reruns_of", run_id, run_id).fetchall()]
+            lambda tx: [row["run_id"] for row in tx("reruns_of", run_id=run_id).fetchall()]
         )
 
     async def runs_for_event(self, event_id: str) -> list[Run]:
         return await self._read(
-            lambda tx: [run_from_row(row) for row in tx("runs_for_event", event_id).fetchall()]
+            lambda tx: [
+                run_from_row(row) for row in tx("runs_for_event", event_id=event_id).fetchall()
+            ]
         )
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
@@ -392,12 +414,14 @@ class SqlStore(Store, abc.ABC):
                 before = found.received_at if found else None
             # (received_at, id) orders events: a batch shares one received_at
             # one row more than asked tells whether another page follows
-            params = (name, name, before, before, before, cursor, limit + 1)
-            rows = tx("list_events", *params).fetchall()
+            rows = tx(
+                "list_events", name=name, before=before, cursor=cursor, limit=limit + 1
+            ).fetchall()
             out = []
             for row in rows[:limit]:
                 event = event_from_row(row)
-                run_ids = [r[0] for r in tx("event_runs", event.event.id).fetchall()]
+                linked = tx("event_runs", event_id=event.event.id).fetchall()
+                run_ids = [r["run_id"] for r in linked]
                 out.append(StoredEvent(event.event, event.received_at, run_ids))
             more = len(rows) > limit and bool(out)
             return Page(out, out[-1].event.id if more else None)

@@ -32,7 +32,7 @@ from .merges import merge_writes
 from .scripts.checkpoints import StepSave
 from .scripts.run_end import RunEnd
 from .sql_store import SqlStore
-from .tx import Many, Tx, resolved
+from .tx import Many, Tx, checking_params, resolved
 
 # a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
 sqlite3.register_adapter(Many, json.dumps)
@@ -81,6 +81,7 @@ class SQLiteStore(SqlStore):
         self.synchronous = synchronous.lower()
         self.busy_timeout = busy_timeout
         self._queries = queries.load("sqlite")
+        self._params = queries.params_to_check("sqlite")  # None: not checked (production)
         self._returning = {
             name for name, sql in self._queries.items() if re.search(r"\bRETURNING\b", sql, re.I)
         }
@@ -147,6 +148,7 @@ class SQLiteStore(SqlStore):
             timeout=self.busy_timeout,
             check_same_thread=False,  # the writer's is shared under _batch_lock
         )
+        conn.row_factory = sqlite3.Row  # rows read by column name, or by position
         if self.path:
             if not readonly and not os.path.getsize(self.path):
                 # a new file: the space that prunes free goes back (_give_space_back)
@@ -290,7 +292,7 @@ class SQLiteStore(SqlStore):
         named = self._queries
         returning = self._returning
 
-        def run(name: str, *params: Any) -> sqlite3.Cursor | _Rows:
+        def run(name: str, /, **params: Any) -> sqlite3.Cursor | _Rows:
             cursor = conn.execute(named[name], params)
             if name in returning:
                 # a DML statement with rows unread stays in progress, and SQLite then
@@ -298,7 +300,7 @@ class SQLiteStore(SqlStore):
                 return _Rows(cursor.fetchall(), cursor.rowcount)
             return cursor
 
-        return run
+        return run if self._params is None else checking_params(run, self._params)
 
     def change_probe(self) -> Callable[[], bool] | None:
         """`PRAGMA data_version` on a connection of the caller's changes when any other

@@ -4,7 +4,7 @@ its cursors, deferred checks, JSON columns, the fence check and history rows."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from ..errors import LeaseLostError
@@ -31,7 +31,25 @@ class Many(list[Any]):
 
 
 class Tx(Protocol):
-    def __call__(self, name: str, *params: Any) -> Cursor: ...
+    """Runs the named query (queries.py) with its `:name` parameters as keywords."""
+
+    def __call__(self, name: str, /, **params: Any) -> Cursor: ...
+
+
+def checking_params(tx: Tx, taken: Mapping[str, frozenset[str]]) -> Tx:
+    """`tx` refusing a statement not given exactly the parameters its query takes (in
+    tests: a parameter no query reads is a mistake that would otherwise pass unseen)."""
+
+    def run(name: str, /, **params: Any) -> Cursor:
+        expected = taken[name]
+        if params.keys() != expected:
+            missing, extra = sorted(expected - params.keys()), sorted(params.keys() - expected)
+            raise TypeError(
+                f"query {name!r} takes {sorted(expected)}: missing {missing}, unexpected {extra}"
+            )
+        return tx(name, **params)
+
+    return run
 
 
 class Deferred(Generic[T]):
@@ -69,10 +87,16 @@ def lease_lost(lease: Lease) -> NoReturn:
 
 
 def check_fence(tx: Tx, lease: Lease) -> None:
-    row = tx("check_fence", lease.run_id).fetchone()
-    if row is None or row[0] != lease.fence:
+    row = tx("check_fence", run_id=lease.run_id).fetchone()
+    if row is None or row["fence"] != lease.fence:
         lease_lost(lease)
 
 
 def insert_history(tx: Tx, run_id: str, entry: HistoryEntry) -> None:
-    tx("insert_history", run_id, entry.at, entry.kind, to_json(entry.data or None))
+    tx(
+        "insert_history",
+        run_id=run_id,
+        at=entry.at,
+        kind=entry.kind,
+        data=to_json(entry.data or None),
+    )

@@ -36,7 +36,8 @@ class StepSave:
 
     def step_row(self) -> list[Any]:
         """run_id, fence, then the columns save_step_fenced takes after the run id."""
-        return [self.lease.run_id, self.lease.fence, *step_columns(self.step, self.output_json)]
+        columns = step_columns(self.step, self.output_json)
+        return [self.lease.run_id, self.lease.fence, *columns.values()]
 
     def check(self, written: Callable[[], set[tuple[str, str]]]) -> Deferred[None]:
         """This save's outcome, given the (run_id, hashed_id) pairs a merged write wrote."""
@@ -75,7 +76,12 @@ def save_step_fenced(
     tx: Tx, lease: Lease, step: StepRecord, output_json: str | None
 ) -> Deferred[None]:
     """Writes the step if the lease is still ours; the returned check raises if it was not."""
-    cursor = tx("save_step_fenced", *step_columns(step, output_json), lease.run_id, lease.fence)
+    cursor = tx(
+        "save_step_fenced",
+        run_id=lease.run_id,
+        fence=lease.fence,
+        **step_columns(step, output_json),
+    )
 
     def check() -> None:
         if cursor.rowcount == 0:

@@ -42,9 +42,9 @@ class ClaimScript:
 def lease_and_start(tx: Tx, owner: str, until: float, now: float, ids: Many) -> Cursor:
     """Leases these jobs to `owner` and starts their runs, but for those asked to cancel
     (their worker ends them); returns the lease's (run_id, fence, cancel) rows."""
-    leased = tx("lease_many", owner, until, ids)
-    tx("mark_started_many", now, ids)
-    tx("insert_started_many", now, to_json({"worker": owner}), ids)
+    leased = tx("lease_many", owner=owner, until=until, ids=ids)
+    tx("mark_started_many", now=now, ids=ids)
+    tx("insert_started_many", now=now, data=to_json({"worker": owner}), ids=ids)
     return leased
 
 
@@ -56,15 +56,17 @@ def claim_runs(
     # set-based, in phases that each send their statements before reading a
     # result: a claim costs the same few statements (and, pipelined, the same few
     # round trips) for one run as for fifty
-    rows = tx("claim_due", now + ahead, now, limit, now, new_limit, limit).fetchall()
+    rows = tx("claim_due", due_by=now + ahead, now=now, limit=limit, new_limit=new_limit).fetchall()
     gate = flow.Gate(tx, now)
     admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
     due: dict[str, float] = {}
-    for run_id, ckey1, climit1, ckey2, climit2, throttle, holds, at in rows:
-        keys = [(k, n) for k, n in ((ckey1, climit1), (ckey2, climit2)) if k]
+    for row in rows:
+        run_id, throttle, at = row["run_id"], row["throttle"], row["available_at"]
+        pairs = ((row["ckey1"], row["climit1"]), (row["ckey2"], row["climit2"]))
+        keys = [(k, n) for k, n in pairs if k]
         if (keys or throttle) and not gate.admit(run_id, keys, throttle):
             continue  # the gate keeps count of what it let through
-        admitted[run_id] = (keys, holds)
+        admitted[run_id] = (keys, row["holds"])
         if at > now:
             due[run_id] = at
     if not admitted:
@@ -72,26 +74,26 @@ def claim_runs(
     ids = Many(admitted)
     # a sleep that is over (or will be when its run is due) ends here, for the
     # whole claim at once, rather than by a checkpoint of its own from each run
-    tx("end_due_sleeps", now, ids, now)
+    tx("end_due_sleeps", now=now, ids=ids)
     lease_rows = lease_and_start(tx, owner, now + lease_for, now, ids)
     for run_id, (_, holds) in admitted.items():
         if holds & flow.HOLDS_START_KEY:
-            tx("flow_release", run_id, "--")  # debounce and batch keys end at start
-    run_rows, step_rows = tx("get_runs", ids), tx("run_steps_many", ids)
-    event_rows = tx("get_run_events", ids)
+            tx("flow_release", run_id=run_id, prefix="--")  # debounce and batch keys end at start
+    run_rows, step_rows = tx("get_runs", ids=ids), tx("run_steps_many", ids=ids)
+    event_rows = tx("get_run_events", ids=ids)
     # everything is sent: the results are read now, in one round trip
-    leased = {r[0]: (r[1], bool(r[2])) for r in lease_rows.fetchall()}
-    runs = {row[0]: row for row in run_rows.fetchall()}
+    leased = {r["run_id"]: (r["fence"], bool(r["cancel"])) for r in lease_rows.fetchall()}
+    runs = {row["id"]: row for row in run_rows.fetchall()}
     steps: dict[str, list[StepRecord]] = {}
     for row in step_rows.fetchall():
-        steps.setdefault(row[0], []).append(step_from_row(row[1:]))
-    events = {r[0]: event_from_row(r).event for r in event_rows.fetchall()}
+        steps.setdefault(row["run_id"], []).append(step_from_row(row))
+    events = {r["id"]: event_from_row(r).event for r in event_rows.fetchall()}
     claims = []
     for run_id, (keys, holds) in admitted.items():
         fence, cancel = leased[run_id]
         row = runs.get(run_id)
         if row is None:  # a job without its run cannot happen; drop it defensively
-            tx("delete_job", run_id)
+            tx("delete_job", run_id=run_id)
             continue
         run = run_from_row(row, steps.get(run_id, []))
         lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)

@@ -25,9 +25,17 @@ def finish_run(
 ) -> Cursor:
     """Ends a run whose job is gone; returns the cursor of its parent's (run id, step),
     read by the caller with resume_parent."""
-    parent = tx("finish_run", status.value, output_json, to_json(error), at, run_id)
-    tx("delete_run_waits", run_id)
-    tx("close_open_steps", at, run_id)  # a sleep, wait or retry in progress ends with the run
+    parent = tx(
+        "finish_run",
+        status=status.value,
+        output=output_json,
+        error=to_json(error),
+        ended_at=at,
+        id=run_id,
+    )
+    tx("delete_run_waits", run_id=run_id)
+    # a sleep, wait or retry in progress ends with the run
+    tx("close_open_steps", ended_at=at, run_id=run_id)
     data = {"error": error} if error else {}
     insert_history(tx, run_id, HistoryEntry(at, status.value, data))
     return parent
@@ -42,10 +50,11 @@ def resume_parent(
     error: dict[str, Any] | None,
     at: float,
 ) -> None:
-    """The invoking step of an ended run's parent (`row`: run_parent's) gets its outcome."""
-    if row is None or row[0] is None:
+    """The invoking step of an ended run's parent (`row`: one with its parent_run_id and
+    parent_step, as run_parent, finish_run and finish_runs read them) gets its outcome."""
+    if row is None or row["parent_run_id"] is None:
         return
-    parent_id, parent_step = row
+    parent_id, parent_step = row["parent_run_id"], row["parent_step"]
     if status is RunStatus.COMPLETED:
         new_status, out, err = StepStatus.COMPLETED, output_json, None
     else:
@@ -55,31 +64,31 @@ def resume_parent(
         )
     resolved = tx(
         "resolve_step",
-        new_status.value,
-        out,
-        to_json(err),
-        at,
-        parent_id,
-        parent_step,
-        StepStatus.INVOKING.value,
+        status=new_status.value,
+        output=out,
+        error=to_json(err),
+        ended_at=at,
+        run_id=parent_id,
+        hashed_id=parent_step,
+        from_status=StepStatus.INVOKING.value,
     ).rowcount
     if resolved:
-        tx("nudge", at, at, parent_id)
+        tx("nudge", now=at, run_id=parent_id)
 
 
 def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
     """Cancel a run no worker holds now; flag one a worker holds (it stops the run)."""
-    row = tx("job_owner", run_id).fetchone()
-    if row is not None and row[0] is not None:
+    row = tx("job_owner", run_id=run_id).fetchone()
+    if row is not None and row["owner"] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
-        return bool(tx("flag_cancel", run_id).rowcount > 0)
-    if tx("cancel_run_now", now, run_id).rowcount == 0:
+        return bool(tx("flag_cancel", run_id=run_id).rowcount > 0)
+    if tx("cancel_run_now", ended_at=now, id=run_id).rowcount == 0:
         return False
-    tx("delete_job", run_id)
-    tx("delete_run_waits", run_id)
-    tx("close_open_steps", now, run_id)
-    tx("flow_release", run_id, "s:")
+    tx("delete_job", run_id=run_id)
+    tx("delete_run_waits", run_id=run_id)
+    tx("close_open_steps", ended_at=now, run_id=run_id)
+    tx("flow_release", run_id=run_id, prefix="s:")
     insert_history(tx, run_id, HistoryEntry(now, "cancelled"))
-    parent = tx("run_parent", run_id).fetchone()
+    parent = tx("run_parent", id=run_id).fetchone()
     resume_parent(tx, run_id, parent, RunStatus.CANCELLED, None, None, now)
     return True

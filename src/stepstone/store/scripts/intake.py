@@ -68,10 +68,10 @@ def ingest(
         ]
         for item in events
     ]
-    inserted = tx("insert_events", to_json(rows))
+    inserted = tx("insert_events", rows=to_json(rows))
     # asked for now: pipelined, answered with the ids in one round trip
     known = WaitsByName(tx, {item.event.name: None for item in events})
-    stored = {row[0] for row in inserted.fetchall()}
+    stored = {row["id"] for row in inserted.fetchall()}
     plain: list[NewRun] = []  # runs without flow control, cancel rules or a final status
     for item in events:
         is_new = item.event.id in stored
@@ -137,11 +137,11 @@ def insert_plain_runs(tx: Tx, runs: list[NewRun]) -> None:
         ]
         for r in runs
     ]
-    tx("insert_runs", to_json(columns))
-    tx("link_run_events", to_json([[e, r.id] for r in runs for e in r.event_ids]))
-    tx("insert_jobs", to_json([[r.id, r.function_id, r.available_at, r.holds] for r in runs]))
+    tx("insert_runs", rows=to_json(columns))
+    tx("link_run_events", rows=to_json([[e, r.id] for r in runs for e in r.event_ids]))
+    tx("insert_jobs", rows=to_json([[r.id, r.function_id, r.available_at, r.holds] for r in runs]))
     queued = [[r.id, r.created_at, "queued", to_json(queued_reason(r) or None)] for r in runs]
-    tx("insert_history_rows", to_json(queued))
+    tx("insert_history_rows", rows=to_json(queued))
 
 
 def insert_run(tx: Tx, run: NewRun, report: IntakeReport) -> None:
@@ -153,24 +153,30 @@ def insert_run(tx: Tx, run: NewRun, report: IntakeReport) -> None:
     final = run.status.is_final
     tx(
         "insert_run",
-        run.id,
-        run.function_id,
-        run.status.value,
-        to_json(run.event_ids),
-        run.created_at,
-        run.parent_run_id,
-        run.parent_step,
-        run.reason,
-        run.created_at if final else None,
+        id=run.id,
+        function_id=run.function_id,
+        status=run.status.value,
+        event_ids=to_json(run.event_ids),
+        created_at=run.created_at,
+        parent_run_id=run.parent_run_id,
+        parent_step=run.parent_step,
+        reason=run.reason,
+        ended_at=run.created_at if final else None,
     )
     for event_id in run.event_ids:
-        tx("link_run_event", event_id, run.id)
+        tx("link_run_event", event_id=event_id, run_id=run.id)
     if final:
         insert_history(
             tx, run.id, HistoryEntry(run.created_at, run.status.value, queued_reason(run))
         )
         return
-    tx("insert_job", run.id, run.function_id, run.available_at, *flow.job_columns(run))
+    tx(
+        "insert_job",
+        run_id=run.id,
+        function_id=run.function_id,
+        available_at=run.available_at,
+        **flow.job_columns(run),
+    )
     for wait in run.waits:
         insert_wait(tx, wait)
     insert_history(tx, run.id, HistoryEntry(run.created_at, "queued", queued_reason(run)))
@@ -179,18 +185,18 @@ def insert_run(tx: Tx, run: NewRun, report: IntakeReport) -> None:
 def insert_wait(tx: Tx, wait: Wait) -> None:
     tx(
         "insert_wait",
-        wait.run_id,
-        wait.hashed_id,
-        wait.event,
-        wait.condition,
-        to_json(wait.trigger_event),
-        wait.expires_at,
-        wait.match_path,
-        wait.match_key,
-        wait.kind.value,
+        run_id=wait.run_id,
+        hashed_id=wait.hashed_id,
+        event=wait.event,
+        condition=wait.condition,
+        trigger_event=to_json(wait.trigger_event),
+        expires_at=wait.expires_at,
+        match_path=wait.match_path,
+        match_key=wait.match_key,
+        kind=wait.kind.value,
     )
     if wait.match_path is not None:
-        tx("insert_wait_path", wait.event, wait.match_path)
+        tx("insert_wait_path", event=wait.event, match_path=wait.match_path)
 
 
 def queued_reason(run: NewRun) -> dict[str, Any]:
@@ -204,21 +210,21 @@ class WaitsByName:
     def __init__(self, tx: Tx, names: Iterable[str]) -> None:
         self._tx = tx
         self._names = list(names)
-        self._asked: Cursor | None = tx("waits_of_names", Many(self._names))
+        self._asked: Cursor | None = tx("waits_of_names", names=Many(self._names))
         self._read: dict[str, tuple[list[Wait], list[str]]] = {}
         self.gone: set[tuple[str, str]] = set()  # (run_id, hashed_id) resolved since
 
     def get(self, name: str) -> tuple[list[Wait], list[str]]:
         if self._asked is None:  # forgotten: asked again
-            self._asked = self._tx("waits_of_names", Many(self._names))
+            self._asked = self._tx("waits_of_names", names=Many(self._names))
         if not self._read:
             self._read = {each: ([], []) for each in self._names}
             for row in self._asked.fetchall():
-                waits, paths = self._read[row[0]]
-                if row[7] is not None:
-                    paths.append(row[7])
+                waits, paths = self._read[row["event"]]
+                if row["match_path"] is not None:
+                    paths.append(row["match_path"])
                 else:
-                    waits.append(wait_from_row(row[1:7], row[0]))
+                    waits.append(wait_from_row(row))
         return self._read.get(name, ([], []))
 
     def forget(self) -> None:
@@ -239,8 +245,9 @@ def resume_waits(
         for path in paths:
             key = key_at(incoming, path)
             if key is not None:
-                for row in tx("waits_by_key", event.name, path, key).fetchall():
-                    candidates.append(wait_from_row([row[0], row[1], *row[3:7]], event.name))
+                found = tx("waits_by_key", event=event.name, match_path=path, match_key=key)
+                for row in found.fetchall():
+                    candidates.append(wait_from_row(row))
     for wait in candidates:
         if wait.expires_at < now:
             continue  # lapsed: the run resolves it as timed out when it resumes
@@ -253,15 +260,15 @@ def resume_waits(
             continue
         resolved = tx(
             "resolve_step",
-            StepStatus.COMPLETED.value,
-            to_json(event.to_dict()),
-            None,
-            now,
-            wait.run_id,
-            wait.hashed_id,
-            StepStatus.WAITING.value,
+            status=StepStatus.COMPLETED.value,
+            output=to_json(event.to_dict()),
+            error=None,
+            ended_at=now,
+            run_id=wait.run_id,
+            hashed_id=wait.hashed_id,
+            from_status=StepStatus.WAITING.value,
         ).rowcount
-        tx("delete_wait", wait.run_id, wait.hashed_id)
+        tx("delete_wait", run_id=wait.run_id, hashed_id=wait.hashed_id)
         known.gone.add((wait.run_id, wait.hashed_id))
         if resolved:
-            tx("nudge", now, now, wait.run_id)
+            tx("nudge", now=now, run_id=wait.run_id)

@@ -12,8 +12,14 @@ from ..tx import Tx, to_json
 def replace_functions(tx: Tx, app_id: str, configs: Sequence[dict[str, Any]], now: float) -> None:
     """Publish `configs` as all of `app_id`'s functions: the ones it no longer has go."""
     current = {c["id"] for c in configs}
-    for (old,) in tx("app_functions", app_id).fetchall():
-        if old not in current:
-            tx("delete_function", old)
+    for row in tx("app_functions", app_id=app_id).fetchall():
+        if row["id"] not in current:
+            tx("delete_function", id=row["id"])
     for config in configs:
-        tx("upsert_function", config["id"], app_id, to_json(config), now)
+        tx(
+            "upsert_function",
+            id=config["id"],
+            app_id=app_id,
+            config=to_json(config),
+            updated_at=now,
+        )

@@ -73,13 +73,13 @@ class RunEnd:
         # the job goes first, and only with our fencing token (its row lock taken before
         # the run's, in the order a claim takes them); whether it went is looked at
         # last: if not, the lease was lost, and the whole script is rolled back
-        ended = tx("end_job", lease.run_id, lease.fence)
+        ended = tx("end_job", run_id=lease.run_id, fence=lease.fence)
         for entry in self.history:
             insert_history(tx, lease.run_id, entry)
         parent = finish_run(tx, lease.run_id, self.status, self.output_json, self.error, self.at)
         flow.free_slots(tx, lease.keys, self.at)
         if lease.holds:
-            tx("flow_release", lease.run_id, "s:")
+            tx("flow_release", run_id=lease.run_id, prefix="s:")
         self.report.clear()
         ingest(tx, self.follow_up, self.report)
 
