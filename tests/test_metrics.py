@@ -88,7 +88,7 @@ async def test_the_backlog_is_read_from_the_database(database_url: str) -> None:
         await app.send([{"name": "test/greet"}] * 4)  # no worker: they wait
         await asyncio.sleep(0.3)
         transport = httpx.ASGITransport(app=create_app(app, dev=True))
-        async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             answer = await http.get("/metrics")
         samples = parse(answer.text)
         assert value(samples, "stepstone_jobs_due") == 4

@@ -130,7 +130,7 @@ async def post_register(
     headers = {} if auth is None else {"authorization": auth}
     try:
         transport = httpx.ASGITransport(app=asgi)
-        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             return await client.post("/fn/register", content=body, headers=headers)
     finally:
         await app.close()
