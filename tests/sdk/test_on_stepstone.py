@@ -13,20 +13,40 @@ import httpx
 import pytest
 
 import stepstone
+from stepstone.sdk.signing import parse_signing_key
 from stepstone.testing import TestClock
 from tests.helpers import make_app
 from tests.live_server import LiveServer, wait_for, wait_for_run
 from tests.sdk import harness
 
+EVENT_KEY = "sdk-event-key-K3y"
+SIGNING_KEY = "signkey-test-" + "a1b2" * 16
+API_TOKEN = "sdk-api-token-T0k"
+SETUPS = [("py", "dev"), ("js", "dev"), ("py", "start"), ("js", "start")]
 
-@pytest.fixture(scope="module", params=["py", "js"])
+
+@pytest.fixture(
+    scope="module",
+    params=SETUPS,
+    ids=["py-dev-sqlite", "js-dev-sqlite", "py-start-pg", "js-start-pg"],
+)
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, harness.SdkApp]]:
-    """A stepstone dev server on SQLite, and an SDK app synced to it."""
-    kind: str = request.param
-    workdir = tmp_path_factory.mktemp(f"{kind}-on-stepstone")
-    app = make_app(f"sqlite:///{workdir / 'stepstone.db'}")
+    """An SDK app synced to a stepstone server: `stepstone dev` on SQLite (no keys), or as
+    `stepstone start` runs it on PostgreSQL, with an event key, an API token and a signing
+    key (the app in production mode: calls signed both ways)."""
+    kind, mode = request.param
+    workdir = tmp_path_factory.mktemp(f"{kind}-{mode}-on-stepstone")
+    dropped: list[str] = []
+    if mode == "dev":
+        database = f"sqlite:///{workdir / 'stepstone.db'}"
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        name = cluster.create_database(template=request.getfixturevalue("postgres_template"))
+        dropped.append(name)
+        database = cluster.url(name)
+    app = make_app(database)
 
     # native functions beside the SDK app's: each side invokes the other
     @app.function(id="double")
@@ -38,15 +58,25 @@ def running(
         target = f"{ctx.event.data['kind']}-app-sequential"
         return await ctx.step.invoke("call", function=target, data={"start": 3})
 
-    with (
-        LiveServer(app, dev=True) as server,
-        harness.synced_app(kind, server.url, workdir) as sdk,
-    ):
-        yield server, sdk
+    if mode == "dev":
+        server = LiveServer(app, dev=True)
+        options: dict[str, Any] = {}
+    else:
+        app.runtime.signing_key = parse_signing_key(SIGNING_KEY)
+        server = LiveServer(
+            app, dev=False, event_keys=[EVENT_KEY], api_token=API_TOKEN, signing_key=SIGNING_KEY
+        )
+        options = {"signing_key": SIGNING_KEY, "extra_env": {"INNGEST_EVENT_KEY": EVENT_KEY}}
+    try:
+        with server, harness.synced_app(kind, server.url, workdir, **options) as sdk:
+            yield server, sdk
+    finally:
+        for name in dropped:
+            request.getfixturevalue("postgres_cluster").drop_database(name)
 
 
 def _send(client: httpx.Client, name: str, data: dict[str, Any] | None = None) -> str:
-    answer = client.post("/e/dev-key", json=[{"name": name, "data": data or {}}])
+    answer = client.post(f"/e/{EVENT_KEY}", json=[{"name": name, "data": data or {}}])
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == 200
     [event_id] = answer.json()["ids"]
@@ -80,7 +110,7 @@ def test_the_sync_publishes_the_apps_functions(running: tuple[LiveServer, harnes
 
 def test_sequential_steps_run_once_each(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "sequential", {"start": 1})
     assert run["status"] == "completed", run
     assert run["output"] == {"sum": 3}
@@ -90,7 +120,7 @@ def test_sequential_steps_run_once_each(running: tuple[LiveServer, harness.SdkAp
 
 def test_a_step_that_fails_once_is_retried(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "flaky")
     assert run["status"] == "completed", run
     assert run["output"] == "ok at attempt 1"  # the step's own attempt, 0-based
@@ -101,7 +131,7 @@ def test_a_step_that_fails_once_is_retried(running: tuple[LiveServer, harness.Sd
 
 def test_parallel_steps(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "parallel")
     assert run["status"] == "completed", run
     assert run["output"] == ["a", "b", "a+b"]
@@ -110,7 +140,7 @@ def test_parallel_steps(running: tuple[LiveServer, harness.SdkApp]) -> None:
 
 def test_a_durable_sleep(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "sleeper")
     assert run["status"] == "completed", run
     assert run["output"] == "after"
@@ -121,7 +151,7 @@ def test_a_durable_sleep(running: tuple[LiveServer, harness.SdkApp]) -> None:
 
 def test_a_wait_resolved_by_a_later_event(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         started = _send(client, "test/waiter", {"order": 7})
         run_id = _run_of(client, started, sdk.function_id("waiter"))
         wait_for_run(client, run_id, "waiting")
@@ -136,7 +166,7 @@ def test_a_non_retriable_error_fails_the_run_at_once(
     running: tuple[LiveServer, harness.SdkApp],
 ) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "nonretriable")
     assert run["status"] == "failed", run
     assert "this cannot work" in json.dumps(run["error"])
@@ -145,7 +175,7 @@ def test_a_non_retriable_error_fails_the_run_at_once(
 
 def test_a_step_error_caught_by_the_function(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "catcher")
     assert run["status"] == "completed", run
     assert "broken for good" in run["output"]
@@ -154,7 +184,7 @@ def test_a_step_error_caught_by_the_function(running: tuple[LiveServer, harness.
 
 def test_an_invoke_of_another_function(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "invoker")
     assert run["status"] == "completed", run
     assert run["output"] == {"sum": 21}
@@ -162,7 +192,7 @@ def test_an_invoke_of_another_function(running: tuple[LiveServer, harness.SdkApp
 
 def test_a_native_function_invokes_an_sdk_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         event_id = _send(client, "native/invoke", {"kind": sdk.kind})
         run = wait_for_run(client, _run_of(client, event_id, "native-invoker"))
     assert run["status"] == "completed", run
@@ -171,7 +201,7 @@ def test_a_native_function_invokes_an_sdk_one(running: tuple[LiveServer, harness
 
 def test_an_sdk_function_invokes_a_native_one(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "invoke-native", {"app": server.app.id, "function": "double"})
     assert run["status"] == "completed", run
     assert run["output"] == 40
@@ -179,7 +209,7 @@ def test_an_sdk_function_invokes_a_native_one(running: tuple[LiveServer, harness
 
 def test_send_event_from_a_step(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "sender")
         assert run["status"] == "completed", run
         output = run["output"]
@@ -193,7 +223,7 @@ def test_on_failure_runs_when_a_function_fails(
     running: tuple[LiveServer, harness.SdkApp],
 ) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "failing")
         assert run["status"] == "failed", run
         handler = sdk.function_id("failing") + "-failure"
@@ -210,7 +240,7 @@ def test_on_failure_runs_when_a_function_fails(
 
 def test_the_runs_are_in_the_dashboards_api(running: tuple[LiveServer, harness.SdkApp]) -> None:
     server, sdk = running
-    with server.client() as client:
+    with server.client(server.token) as client:
         run = _ran(client, sdk, "sequential", {"start": 5})
         again = client.get(f"/v1/runs/{run['id']}").json()
     assert again["function_id"] == sdk.function_id("sequential")
@@ -243,12 +273,15 @@ def test_a_cron_trigger_of_an_sdk_function(kind: str, tmp_path: Path) -> None:
     assert run["output"] == "tick"
 
 
-def test_events_keep_the_meta_the_npm_sdk_sends(running: tuple[LiveServer, harness.SdkApp]) -> None:
+def test_events_keep_the_meta_the_npm_sdk_sends(
+    running: tuple[LiveServer, harness.SdkApp],
+) -> None:
     server, sdk = running
     meta = {"sessions": [{"id": "s-1"}], "propagated_sessions": ["s-0"]}
-    with server.client() as client:
+    with server.client(server.token) as client:
         answer = client.post(
-            "/e/dev-key", json=[{"name": "test/sequential", "data": {"start": 4}, "meta": meta}]
+            f"/e/{EVENT_KEY}",
+            json=[{"name": "test/sequential", "data": {"start": 4}, "meta": meta}],
         )
         assert answer.status_code == 200, answer.text
         [event_id] = answer.json()["ids"]
@@ -285,9 +318,9 @@ def test_the_concurrency_limit_of_the_sync_payload_holds(
     config = server.app.runtime.registry.get(sdk.function_id(fn)).describe()
     assert [c["limit"] for c in config["concurrency"]] == [limit]
     runs = 5
-    with server.client() as client:
+    with server.client(server.token) as client:
         answer = client.post(
-            "/e/dev-key", json=[{"name": f"test/{fn}", "data": {"hold": 0.4}}] * runs
+            f"/e/{EVENT_KEY}", json=[{"name": f"test/{fn}", "data": {"hold": 0.4}}] * runs
         )
         assert answer.status_code == 200, answer.text
         ids = [_run_of(client, event_id, sdk.function_id(fn)) for event_id in answer.json()["ids"]]
