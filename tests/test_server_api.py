@@ -649,3 +649,9 @@ def test_every_operation_answered_as_its_document_says(
         if path != "/v1/openapi.json"  # its body is the document itself
     }
     assert documented - CHECKER.checked == set()
+
+
+def test_a_nul_in_a_bulk_run_id_is_refused(client: httpx.Client) -> None:
+    """PostgreSQL text cannot hold NUL: a run id with one is a 400, on every store alike."""
+    body = {"action": "cancel", "run_ids": ["ok", "bad\x00id"]}
+    assert "NUL" in _error(client.post("/v1/runs/bulk", json=body), 400)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..records import RunStatus, StepStatus
 
@@ -292,6 +292,14 @@ class Rerun(Model):
 class BulkRequest(Model):
     action: Literal["cancel", "rerun"]
     run_ids: list[str] = Field(min_length=1, max_length=100)
+
+    @field_validator("run_ids")
+    @classmethod
+    def _no_nul(cls, run_ids: list[str]) -> list[str]:
+        # no run id holds one, and PostgreSQL text cannot: refused here, not a 500 there
+        if any("\x00" in run_id for run_id in run_ids):
+            raise ValueError("a run id must not hold a NUL character (\\u0000)")
+        return run_ids
 
 
 class BulkItem(Model):
