@@ -53,10 +53,10 @@ BREAKAGES = [
                 "src/stepstone/executor.py",
                 # step.run's replay (the other kinds of step have the same line)
                 "output_type: Any\n    ) -> asyncio.Future[Any]:\n"
-                "        unique, hashed, prior = self._begin(step_id)\n"
+                "        use, prior = self._begin(step_id)\n"
                 "        if prior is not None and prior.status is StepStatus.COMPLETED:",
                 "output_type: Any\n    ) -> asyncio.Future[Any]:\n"
-                "        unique, hashed, prior = self._begin(step_id)\n"
+                "        use, prior = self._begin(step_id)\n"
                 "        if prior is not None and prior.status is StepStatus.COMPLETED and False:",
             ),
         ),
@@ -67,8 +67,8 @@ BREAKAGES = [
         (
             (
                 SQLITE_SQL,
-                "FROM jobs WHERE run_id = ? AND fence = ?\n",
-                "FROM jobs WHERE run_id = ? AND (fence = ? OR 1 = 1)\n",
+                "FROM jobs WHERE run_id = :run_id AND fence = :fence\nON CONFLICT",
+                "FROM jobs WHERE run_id = :run_id AND (fence = :fence OR 1 = 1)\nON CONFLICT",
             ),
             (
                 SQLITE_SQL,
@@ -77,8 +77,8 @@ BREAKAGES = [
             ),
             (
                 POSTGRES_SQL,
-                "FROM jobs WHERE run_id = ? AND fence = ? FOR SHARE\n",
-                "FROM jobs WHERE run_id = ? AND (fence = ? OR true) FOR SHARE\n",
+                "FROM jobs WHERE run_id = :run_id AND fence = :fence FOR SHARE\n",
+                "FROM jobs WHERE run_id = :run_id AND (fence = :fence OR true) FOR SHARE\n",
             ),
             (
                 POSTGRES_SQL,
@@ -88,11 +88,28 @@ BREAKAGES = [
         ),
     ),
     Breakage(
+        "start-after-lease",
+        "a worker starts a step's handler though its lease ran out by its own clock",
+        (
+            (
+                "src/stepstone/executor.py",
+                "        if self._lease_held is None or self._lease_held():\n            return\n",
+                "        if True:\n            return\n",
+            ),
+            (
+                "src/stepstone/executor.py",
+                "        if self._lease_held is not None and not self._lease_held():\n"
+                "            self.stop(",
+                "        if False:\n            self.stop(",
+            ),
+        ),
+    ),
+    Breakage(
         "run-ends-twice",
         "a worker that lost its lease still writes the run's end",
         (
             (
-                "src/stepstone/store/sql_store.py",
+                "src/stepstone/store/scripts/run_end.py",
                 "if ended.rowcount == 0:\n",
                 "if ended.rowcount == 0 and False:\n",
             ),
@@ -109,20 +126,21 @@ BREAKAGES = [
         (
             (
                 SQLITE_SQL,
-                "UPDATE jobs SET available_at = ?\n"
+                "UPDATE jobs SET available_at = :until\n"
                 "WHERE owner IS NOT NULL AND (run_id, fence) IN (\n"
                 "    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')",
-                "UPDATE jobs SET available_at = ?\n"
+                "UPDATE jobs SET available_at = :until\n"
                 "WHERE owner IS NOT NULL AND run_id IN (\n"
                 "    SELECT json_extract(value, '$[0]')",
             ),
             (
                 POSTGRES_SQL,
                 "    WHERE owner IS NOT NULL AND (run_id, fence) IN (\n"
-                "        SELECT r->>0, (r->>1)::integer FROM json_array_elements(?::json) AS r\n"
+                "        SELECT r->>0, (r->>1)::integer"
+                " FROM json_array_elements(:leases::json) AS r\n"
                 "    )\n    FOR UPDATE SKIP LOCKED",
                 "    WHERE owner IS NOT NULL AND run_id IN (\n"
-                "        SELECT r->>0 FROM json_array_elements(?::json) AS r\n"
+                "        SELECT r->>0 FROM json_array_elements(:leases::json) AS r\n"
                 "    )\n    FOR UPDATE SKIP LOCKED",
             ),
         ),
@@ -185,6 +203,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run one breakage (and not the real code)")
     parser.add_argument("--list", action="store_true", help="list the breakages")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that every breakage still applies"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the copies")
     args = parser.parse_args(argv)
     if args.list:
@@ -195,6 +216,16 @@ def main(argv: list[str]) -> int:
     if not chosen:
         print(f"no breakage is named {args.only!r}", file=sys.stderr)
         return 2
+    if args.check:
+        for breakage in chosen:
+            with tempfile.TemporaryDirectory(prefix="stepstone-check-") as work:
+                try:
+                    broken_copy(breakage, Path(work))
+                except NoLongerApplies as exc:
+                    print(exc, file=sys.stderr)
+                    return 2
+        print(f"all {len(chosen)} breakages apply")
+        return 0
     rows: list[tuple[str, list[str], float]] = []
     bad = 0
     # the real code first: the tests must pass on it, or catching a breakage means nothing

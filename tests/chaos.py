@@ -30,6 +30,7 @@ class Report:
     runs: int = 0
     steps: int = 0
     executions: int = 0
+    late_starts: int = 0  # by workers stopped across the hand-over (results refused)
     kills: int = 0
     pauses: int = 0  # SIGSTOPs (by the harness or the worker itself) resumed past the lease
     restarts: int = 0
@@ -38,7 +39,8 @@ class Report:
     def line(self) -> str:
         return (
             f"chaos: {self.events} events, {self.runs} runs, {self.steps} steps saved, "
-            f"{self.executions} handler executions, {self.kills} kills, "
+            f"{self.executions} handler executions ({self.late_starts} late, by paused "
+            f"workers), {self.kills} kills, "
             f"{self.pauses} pauses past the lease, {self.restarts} database restarts, "
             f"{len(self.violations)} violations"
         )
@@ -92,11 +94,15 @@ async def drive(
     stopped_at: dict[int, float] = {}
 
     logs: dict[int, Path] = {}
+    worker_of: dict[int, str] = {}
+    # the harness's own lines in the ledger: when it resumed a stopped worker
+    resumes = ledger.Ledger(ledger_path, "harness")
 
     def spawn() -> None:
         name = f"w{next(names)}"
         proc = start_worker(url, APP, name=name, env=env, log_dir=work_dir, lease=LEASE)
         logs[proc.pid] = work_dir / f"worker-{name}.log"
+        worker_of[proc.pid] = name
         procs.append(proc)
 
     ready_at: dict[int, float] = {}
@@ -121,6 +127,7 @@ async def drive(
             elif proc.pid in stopped_at or _stopped(proc):
                 since = stopped_at.setdefault(proc.pid, now)
                 if now - since >= PAUSE_FOR:
+                    resumes.resumed(worker_of[proc.pid])
                     os.kill(proc.pid, signal.SIGCONT)
                     del stopped_at[proc.pid]
                     report.pauses += 1
@@ -270,4 +277,5 @@ async def _check(
             report.violations.append(f"no finished event {event_id}")
     findings = ledger.check(ledger.read(ledger_path), saved)
     report.executions = findings.executions
+    report.late_starts = findings.late_starts
     report.violations += findings.violations

@@ -1,6 +1,7 @@
 """Chaos: worker processes killed and paused at random while a mixed workload runs; every
 run completes once and, by the ledger kept outside the database, no step ran again once
-its function had been handed its result.
+its function had been handed its result (but on a worker stopped across the hand-over,
+whose result is refused: tests/ledger.py says why).
 
 `make test` runs a short version; `make chaos` (STEPSTONE_CHAOS=long) a long one: at
 least 200 SIGKILLs on each database, pauses past the lease and a PostgreSQL restart. Each
@@ -49,10 +50,9 @@ def _assert_clean(report: Report) -> None:
 
 @pytest.mark.timeout(SCALE["timeout"] + 60)
 def test_chaos_sqlite(tmp_path: Path, sqlite_url: str) -> None:
-    # a worker frozen in a write holds the SQLite lock, and every other waits: fewer stops
-    # few self-stops (a stopped worker holding the write lock stalls the others); at 0.015
-    # a run found a step started again after its result was handed over: see issue 17
-    report = asyncio.run(drive(sqlite_url, tmp_path, workers=4, self_stop=0.005, **SCALE))
+    # fewer self-stops than on PostgreSQL: a worker stopped inside a write holds the SQLite
+    # lock, and every other worker waits for it
+    report = asyncio.run(drive(sqlite_url, tmp_path, workers=4, self_stop=0.015, **SCALE))
     _summarize("sqlite", report)
     _assert_clean(report)
 

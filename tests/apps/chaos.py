@@ -6,8 +6,8 @@ outside the database: a build that ran a step twice, or overwrote a saved result
 rewrite it, and the order of its lines is the order things happened in.
 
 With CHAOS_SELF_STOP set, a worker stops itself (SIGSTOP) now and then at the places a
-paused worker is most dangerous: inside a step after its side effect, between two steps,
-and after the function returned but before its end is written. The harness resumes it
+paused worker is most dangerous: inside a step before and after its side effect, between
+two steps, and after the function returned but before its end is written. The harness resumes it
 past its lease.
 """
 
@@ -43,6 +43,7 @@ def _maybe_stop_self() -> None:
 
 def work(ctx: stepstone.Context, step_id: str, value: Any) -> Callable[[], Any]:
     def handler() -> Any:
+        _maybe_stop_self()  # the engine decided to run it; its side effect is not done yet
         token = ledger().started(ctx.run_id, step_id, ctx.attempt)
         time.sleep(random.uniform(0, 0.02))  # widens the window for a kill mid-step
         if random.random() < FAILURE_RATE:
