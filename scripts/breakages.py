@@ -29,6 +29,7 @@ POSTGRES_SQL = "src/stepstone/store/sql/postgres/queries.sql"
 # the process-level tests that kill and pause workers, and the store's lease contract
 TESTS = [
     "tests/test_chaos.py",
+    "tests/test_semantics_property.py::test_engine_agrees_with_the_model_while_workers_are_killed",
     "tests/test_crash_sqlite.py",
     "tests/test_postgres_scale.py::test_a_killed_worker_s_runs_finish_elsewhere_without_rerunning_steps",
     "tests/test_postgres_scale.py::test_a_paused_worker_cannot_write_for_runs_it_lost",

@@ -1,16 +1,27 @@
 """Random function programs against a reference model of the semantics (hypothesis).
 
-A program is a list of blocks: steps that fail N times (retriably or not), parallel
-groups, sleeps, steps whose StepError the function catches, and failures of the code
-outside steps. The model says, for each program, how every step and the run must end;
-the real engine must agree, and each handler must have run exactly `attempts` times.
+The programs, the model and the interpreter are in tests/programs.py: steps that fail N
+times (retriably or not), parallel groups, sleeps, waits for events (delivered or timing
+out), caught StepErrors, failures outside steps. Two tests:
+
+- in one process, on every store: the engine agrees with the model, and each handler
+  ran exactly once per attempt;
+- with worker processes killed at random under a batch of programs, on SQLite and
+  PostgreSQL: the runs still agree with the model, every attempt ran at least once, and
+  no handler ran for an attempt after its step had finished.
+
+`make chaos` (STEPSTONE_CHAOS=long) runs over 1,000 programs in each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
+import random
+import subprocess
+import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,167 +30,68 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stepstone
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    id: str
-    fail_times: int
-    non_retriable: bool
-    caught: bool
-
-
-@dataclass(frozen=True)
-class Program:
-    retries: int
-    blocks: list[Any]  # StepSpec | list[StepSpec] (parallel) | float (a sleep)
-    outer_failures: int
-
-
-@dataclass
-class Expected:
-    status: str
-    steps: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (status, attempts)
-    output: list[str] | None = None
-    attempt: int = 0
-
-
-def _fails(spec: StepSpec, attempt: int) -> bool:
-    """Whether the step's handler raises on its `attempt`-th call (1-based)."""
-    return attempt <= spec.fail_times
-
-
-def model(program: Program) -> Expected:
-    """Simulate invocations: each one starts every unfinished step of the group it reaches
-    (one attempt each, in parallel), then awaits them in order; a step still to be retried
-    ends the invocation, an uncaught failed step ends the run."""
-    expected = Expected(status="completed")
-    attempts: dict[str, int] = {}
-    state: dict[str, str] = {}
-    output: list[str] = []
-    max_attempts = program.retries + 1
-    for block in program.blocks:
-        if isinstance(block, float):
-            continue
-        group = block if isinstance(block, list) else [block]
-        while True:  # one invocation reaching this group
-            for spec in group:
-                if state.get(spec.id) in ("completed", "failed"):
-                    continue
-                attempts[spec.id] = attempts.get(spec.id, 0) + 1
-                if not _fails(spec, attempts[spec.id]):
-                    state[spec.id] = "completed"
-                elif spec.non_retriable or attempts[spec.id] >= max_attempts:
-                    state[spec.id] = "failed"
-                else:
-                    state[spec.id] = "retrying"
-            suspended = False
-            for spec in group:
-                if state[spec.id] == "retrying":
-                    suspended = True
-                    break
-                if state[spec.id] == "failed" and not spec.caught:
-                    expected.status = "failed"
-                    # the run's end closes the steps it left open (a retry not yet made)
-                    closed = {k: "cancelled" if v == "retrying" else v for k, v in state.items()}
-                    expected.steps = {k: (closed[k], attempts[k]) for k in state}
-                    return expected
-            if not suspended:
-                break
-        for spec in group:
-            output.append(f"{spec.id}-ok" if state[spec.id] == "completed" else f"{spec.id}-caught")
-    expected.steps = {k: (state[k], attempts[k]) for k in state}
-    if program.outer_failures > program.retries:
-        expected.status = "failed"
-        expected.attempt = program.retries
-        return expected
-    expected.attempt = program.outer_failures
-    expected.output = output
-    return expected
-
-
-_counter = iter(range(10**9))
-
-
-@st.composite
-def step_specs(draw: st.DrawFn) -> StepSpec:
-    return StepSpec(
-        id=f"s{next(_counter)}",
-        fail_times=draw(st.integers(0, 3)),
-        non_retriable=draw(st.booleans()),
-        caught=draw(st.booleans()),
-    )
-
-
-blocks = st.one_of(
-    step_specs(),
-    st.lists(step_specs(), min_size=2, max_size=3),
-    st.just(0.01),
-)
-programs = st.builds(
+from tests import ledger
+from tests.process import READY, start_worker, stop
+from tests.programs import (
     Program,
-    retries=st.integers(0, 2),
-    blocks=st.lists(blocks, min_size=1, max_size=5),
-    outer_failures=st.integers(0, 3),
+    check_run,
+    delivered_waits,
+    interpret,
+    model,
+    programs,
+    signal_for,
+    to_data,
 )
 
-
-def build_app(program: Program, calls: dict[str, int], url: str) -> stepstone.App:
-    app = stepstone.App("model", database=url, backoff=lambda attempt: 0.0)
-    invocations = {"n": 0}
-
-    def handler_for(spec: StepSpec) -> Any:
-        def handler() -> str:
-            calls[spec.id] = calls.get(spec.id, 0) + 1
-            if calls[spec.id] <= spec.fail_times:
-                if spec.non_retriable:
-                    raise stepstone.NonRetriableError(f"{spec.id} refused")
-                raise ValueError(f"{spec.id} attempt {calls[spec.id]}")
-            return f"{spec.id}-ok"
-
-        return handler
-
-    @app.function(id="program", trigger="model/run", retries=program.retries)
-    async def run_program(ctx: stepstone.Context) -> Any:
-        output = []
-        for index, block in enumerate(program.blocks):
-            if isinstance(block, float):
-                await ctx.step.sleep(f"sleep{index}", block)
-                continue
-            group = block if isinstance(block, list) else [block]
-            started = [(spec, ctx.step.run(spec.id, handler_for(spec))) for spec in group]
-            for spec, future in started:
-                try:
-                    output.append(await future)
-                except stepstone.StepError:
-                    if not spec.caught:
-                        raise
-                    output.append(f"{spec.id}-caught")
-        invocations["n"] += 1
-        if invocations["n"] <= program.outer_failures:
-            raise RuntimeError(f"outside steps, invocation {invocations['n']}")
-        return output
-
-    return app
-
-
-async def execute(program: Program, url: str) -> tuple[stepstone.Run, dict[str, int]]:
-    calls: dict[str, int] = {}
-    app = build_app(program, calls, url)
-    try:
-        async with app.worker(poll_interval=0.01):
-            [event_id] = await app.send({"name": "model/run"})
-            [run] = await app.runs_for_event(event_id)
-            return await app.wait_for_run(run.id, timeout=30), calls
-    finally:
-        await app.close()
-
-
-# programs per store: `make chaos` (STEPSTONE_CHAOS=long) runs over 1,000 in all
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 EXAMPLES = {"memory": 400, "sqlite": 350, "postgres": 350} if LONG else {"memory": 40}
 EXAMPLES.setdefault("sqlite", 8)
 EXAMPLES.setdefault("postgres", 8)
+# under kills: batches of programs per database (500 programs each in make chaos)
+BATCHES, BATCH = (20, 25) if LONG else (3, 8)
+SETTINGS: dict[str, Any] = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+
+async def answer_waits(app: stepstone.App, run_id: str, key: str, program: Program) -> None:
+    """Sends each delivered wait's event once the run waits for it (an event sent earlier
+    would not be waited for yet), until the run ends."""
+    due, sent = delivered_waits(program), set()
+    while True:
+        run = await app.get_run(run_id)
+        if run is None or run.status.is_final:
+            return
+        for step in run.steps:
+            if step.id in due - sent and step.status == "waiting":
+                await app.send(signal_for(key, step.id))
+                sent.add(step.id)
+        await asyncio.sleep(0.01)
+
+
+# -- in one process --------------------------------------------------------------------
+async def execute(program: Program, url: str) -> tuple[stepstone.Run, Counter[str]]:
+    calls: Counter[str] = Counter()
+    app = stepstone.App("model", database=url, backoff=lambda attempt: 0.0)
+
+    @app.function(id="program", trigger="model/run", retries=program.retries)
+    async def run_program(ctx: stepstone.Context) -> Any:
+        return await interpret(ctx, program, lambda ctx, step_id: calls.update([step_id]))
+
+    key = uuid.uuid4().hex
+    try:
+        async with app.worker(poll_interval=0.01):
+            [event_id] = await app.send({"name": "model/run", "data": {"key": key}})
+            [run] = await app.runs_for_event(event_id)
+            answering = asyncio.create_task(answer_waits(app, run.id, key, program))
+            try:
+                return await app.wait_for_run(run.id, timeout=30), calls
+            finally:
+                answering.cancel()
+    finally:
+        await app.close()
 
 
 @pytest.fixture(params=list(EXAMPLES))
@@ -199,29 +111,148 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
 def test_engine_agrees_with_the_model(store: tuple[str, int]) -> None:
     url, examples = store
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @settings(max_examples=examples, **SETTINGS)
     @given(programs)
     def agrees(program: Program) -> None:
-        check_program(program, url)
+        run, calls = asyncio.run(execute(program, url))
+        assert check_run(run, program) == []
+        for step_id, (_, attempts) in model(program).steps.items():
+            assert calls[step_id] == attempts, (step_id, calls, program)  # never re-run
 
     agrees()
 
 
-def check_program(program: Program, url: str) -> None:
-    run, calls = asyncio.run(execute(program, url))
-    expected = model(program)
-    assert run.status == expected.status, (run.error, program)
-    for step_id, (status, attempts) in expected.steps.items():
-        saved = run.step(step_id)
-        assert (saved.status.value, saved.attempts) == (status, attempts), (step_id, program)
-        assert calls.get(step_id, 0) == attempts, (step_id, calls, program)  # never re-run
-    if expected.status == "completed":
-        assert run.output == expected.output
-        assert run.attempt == expected.attempt
-    else:
-        assert run.error is not None
+# -- worker processes killed under a batch of programs ------------------------------------
+LEASE = 1.0
+MIN_LIFE = 0.5  # seconds a worker works before it may be killed: else no run progresses
+KILL_EVERY = 0.7
+
+
+class Workers:
+    """Worker processes of tests/apps/programs.py, killed and replaced on demand."""
+
+    def __init__(self, url: str, work_dir: Path, count: int) -> None:
+        self.url, self.work_dir = url, work_dir
+        self.ledger = work_dir / "ledger.txt"
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.ready_at: dict[int, float] = {}
+        self.kills = 0
+        self._names = iter(range(10_000))
+        for _ in range(count):
+            self.spawn()
+
+    def spawn(self) -> None:
+        name = f"w{next(self._names)}"
+        env = {"PROGRAMS_LEDGER": str(self.ledger)}
+        app, log_dir = "tests.apps.programs:app", self.work_dir
+        proc = start_worker(self.url, app, name=name, env=env, log_dir=log_dir, lease=LEASE)
+        self.procs.append((proc, self.work_dir / f"worker-{name}.log"))
+
+    def _working(self, proc: subprocess.Popen[bytes], log: Path) -> bool:
+        if proc.poll() is not None:
+            return False
+        if proc.pid not in self.ready_at:
+            if READY not in log.read_text(errors="replace"):
+                return False
+            self.ready_at[proc.pid] = time.monotonic()
+        return time.monotonic() - self.ready_at[proc.pid] >= MIN_LIFE
+
+    async def ready(self) -> None:
+        """Until every worker is up (a batch sent earlier might end before any kill)."""
+        while not all(self._working(p, log) for p, log in self.procs):
+            await asyncio.sleep(0.05)
+
+    def kill_one(self) -> None:
+        candidates = [(p, log) for p, log in self.procs if self._working(p, log)]
+        if candidates:
+            victim = random.choice(candidates)
+            victim[0].kill()
+            victim[0].wait()
+            self.procs.remove(victim)
+            self.kills += 1
+            self.spawn()
+
+    def close(self) -> None:
+        for proc, _ in self.procs:
+            stop(proc)
+
+
+async def _published(app: stepstone.App) -> None:
+    store = await app.store()
+    for _ in range(1500):
+        ids = {c["id"] for c in await store.registered_functions()}
+        if {"program-r0", "program-r1", "program-r2"} <= ids:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the workers never published their functions")
+
+
+async def run_batch(batch: list[Program], workers: Workers, *, timeout: float = 240) -> None:
+    client = stepstone.App("driver", database=workers.url)
+    try:
+        await _published(client)
+        await workers.ready()
+        keys = [uuid.uuid4().hex for _ in batch]
+        events = [
+            {"name": f"model/run.r{p.retries}", "data": {"key": k, "program": to_data(p)}}
+            for p, k in zip(batch, keys, strict=True)
+        ]
+        event_ids = await client.send(events)
+        run_ids = []
+        for event_id in event_ids:
+            [run] = await client.runs_for_event(event_id)
+            run_ids.append(run.id)
+        answering = [
+            asyncio.create_task(answer_waits(client, run_id, key, program))
+            for run_id, key, program in zip(run_ids, keys, batch, strict=True)
+        ]
+        deadline = time.monotonic() + timeout
+        next_kill = time.monotonic()  # at once: the batch's runs are all in flight
+        while not all(task.done() for task in answering):
+            assert time.monotonic() < deadline, "the batch's runs did not all end in time"
+            if time.monotonic() >= next_kill:
+                workers.kill_one()
+                next_kill = time.monotonic() + KILL_EVERY * random.uniform(0.5, 1.5)
+            await asyncio.sleep(0.05)
+        for task in answering:
+            task.result()
+        problems: list[str] = []
+        runs = [await client.get_run(run_id) for run_id in run_ids]
+        calls = Counter((e.run_id, e.step_id, e.attempt) for e in ledger.read(workers.ledger))
+        for run, program in zip(runs, batch, strict=True):
+            assert run is not None
+            problems += check_run(run, program)
+            for step_id, (_, attempts) in model(program).steps.items():
+                made = {a for (r, s, a) in calls if (r, s) == (run.id, step_id)}
+                # every attempt ran (some twice, cut short by a kill); none after the last
+                if made != set(range(attempts)):
+                    problems.append(f"run {run.id} step {step_id}: attempts run {sorted(made)}")
+        assert problems == [], problems[:10]
+    finally:
+        await client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def killable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'model.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.timeout(3600 if LONG else 400)
+def test_engine_agrees_with_the_model_while_workers_are_killed(
+    killable_url: str, tmp_path: Path
+) -> None:
+    workers = Workers(killable_url, tmp_path, count=3)
+    try:
+
+        @settings(max_examples=BATCHES, **SETTINGS)
+        @given(st.lists(programs, min_size=BATCH, max_size=BATCH))
+        def agrees(batch: list[Program]) -> None:
+            asyncio.run(run_batch(batch, workers))
+
+        agrees()
+        assert workers.kills >= BATCHES  # a kill at least per batch, or nothing was tested
+        print(f"{killable_url.split(':')[0]}: {BATCHES * BATCH} programs, {workers.kills} kills")
+    finally:
+        workers.close()
