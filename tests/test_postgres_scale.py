@@ -151,11 +151,22 @@ async def test_a_killed_worker_s_runs_finish_elsewhere_without_rerunning_steps(
         return sum(1 for e in workers.executions() if e.pid == victim.pid) >= 40
 
     await wait_until(victim_busy, "the victim to have run some steps")
+
+    def held_by_victim() -> int:
+        sql = "SELECT count(*) FROM jobs WHERE owner LIKE %s"
+        return int(query(workers.url, sql, f"%:{victim.pid}:%")[0][0])
+
+    # killed while it holds runs: stopped first, and let go again if it holds none
+    # (between two of its batches), so that the kill always leaves runs to take over
+    for _ in range(200):
+        victim.signal(signal.SIGSTOP)
+        if held_by_victim() > 0:
+            break
+        victim.signal(signal.SIGCONT)
+        await asyncio.sleep(0.02)
     victim.signal(signal.SIGKILL)
     victim.process.wait()
-    in_flight = query(
-        workers.url, "SELECT count(*) FROM jobs WHERE owner LIKE %s", f"%:{victim.pid}:%"
-    )
+    in_flight = [(held_by_victim(),)]
     await wait_until(lambda: completed_runs(workers.url) == runs, "every run to complete")
 
     assert in_flight[0][0] > 0  # the kill did leave runs behind to take over
