@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stepstone.errors import LeaseLostError
+from stepstone.errors import AppIdTakenError, LeaseLostError
 from stepstone.ids import hash_step_id, new_id
 from stepstone.records import Event, HistoryEntry, RunStatus, StepRecord, StepStatus
 from stepstone.store import (
@@ -842,6 +842,25 @@ async def test_a_synced_app_publishes_its_functions_and_a_resync_replaces_them(
     ids = {c["id"] for c in await store.registered_functions()}
     assert ids == {"shop-one", "other-fn"}
     assert [a.synced_at for a in await store.list_apps()] == [T0 + 5]
+
+
+async def test_a_python_app_and_an_sdk_app_cannot_share_an_id(store: Store) -> None:
+    native = {"id": "native-fn", "triggers": [{"event": "a"}]}
+    synced = {"id": "shop-one", "triggers": [{"event": "b"}], "runtime": {"type": "http"}}
+    await store.register_functions("shop", [native], T0)
+    with pytest.raises(AppIdTakenError, match=r"stepstone\.App\('shop'\)"):
+        await store.save_app(_synced(), [synced])
+    with pytest.raises(AppIdTakenError):  # nor as a failed sync
+        await store.save_app(_synced("bad payload"), None)
+    assert await store.list_apps() == []
+    assert [c["id"] for c in await store.registered_functions()] == ["native-fn"]
+    # the other way round: a Python app named as a synced SDK app
+    await store.save_app(replace(_synced(), id="web"), [synced])
+    with pytest.raises(AppIdTakenError, match=r"SDK app synced .* from http://a:3000"):
+        await store.register_functions("web", [native], T0)
+    await store.register_functions("web", [], T0)  # no functions of its own: nothing done
+    ids = {c["id"] for c in await store.registered_functions()}
+    assert ids == {"native-fn", "shop-one"}
 
 
 async def test_a_failed_sync_keeps_the_apps_functions(store: Store) -> None:

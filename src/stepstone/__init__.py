@@ -3,6 +3,7 @@
 from .app import App
 from .clock import Clock
 from .errors import (
+    AppIdTakenError,
     ConfigError,
     EventError,
     InvalidStepIdError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "AppIdTakenError",
     "Batch",
     "Cancel",
     "Clock",

@@ -19,6 +19,11 @@ class ConfigError(StepstoneError, ValueError):
     code = "config_error"
 
 
+class AppIdTakenError(ConfigError):
+    """A Python app and an SDK app asked for the same app id in one database: each would
+    take the other's functions away."""
+
+
 class EventError(StepstoneError, ValueError):
     """An event was refused: it is malformed or too large."""
 

@@ -144,6 +144,39 @@ async def test_a_bad_payload_is_refused_with_what_is_wrong(database: str, store:
     assert "sdk: Field required" in body["error"] and "functions: Field required" in body["error"]
 
 
+async def test_an_sdk_app_cannot_take_the_id_of_a_python_app(database: str, store: Store) -> None:
+    native = stepstone.App("js-app", database=database)  # the golden JS app's id
+
+    @native.function(id="native-fn", trigger="native/go")
+    async def native_fn(ctx: stepstone.Context) -> None:
+        return None
+
+    async with native.worker():  # a worker publishes the Python app's functions
+        pass
+    await native.close()
+    payload = (GOLDEN / "register_js.json").read_bytes()
+    answer = await post_register(database, payload, dev=True, key=None)
+    assert answer.status_code == 409, answer.text
+    assert "taken by a Python app (stepstone.App('js-app'))" in answer.json()["error"]
+    assert [c["id"] for c in await store.registered_functions()] == ["native-fn"]
+    assert await store.list_apps() == []
+    # and a Python app cannot start under a synced SDK app's id
+    answer = await post_register(
+        database, payload.replace(b'"js-app"', b'"web-app"'), dev=True, key=None
+    )
+    assert answer.status_code == 200, answer.text
+    clash = stepstone.App("web-app", database=database)
+
+    @clash.function(id="clash-fn", trigger="native/go")
+    async def clash_fn(ctx: stepstone.Context) -> None:
+        return None
+
+    with pytest.raises(stepstone.AppIdTakenError, match="id of an SDK app synced"):
+        async with clash.worker():
+            pass
+    await clash.close()
+
+
 async def test_a_sync_stepstone_cannot_run_is_recorded_with_its_error(
     database: str, store: Store
 ) -> None:

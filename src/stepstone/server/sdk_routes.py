@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..errors import AppIdTakenError
 from ..sdk import register
 from ..sdk.signing import SigningKey, check_bearer
 from ..store import SyncedAppRecord
@@ -70,12 +71,16 @@ class SdkRoutes:
         )
         store = await self.app.store()
         try:
-            synced = register.translate(payload)
-        except register.RegisterError as exc:
+            try:
+                synced = register.translate(payload)
+            except register.RegisterError as exc:
+                log.warning("sync of app %r refused: %s", payload.app_name, exc)
+                await store.save_app(replace(record, error=str(exc)), None)
+                raise ApiError(400, str(exc)) from None
+            await store.save_app(record, synced.functions)
+        except AppIdTakenError as exc:
             log.warning("sync of app %r refused: %s", payload.app_name, exc)
-            await store.save_app(replace(record, error=str(exc)), None)
-            raise ApiError(400, str(exc)) from None
-        await store.save_app(record, synced.functions)
+            raise ApiError(409, str(exc)) from None
         await self.app.runtime.registry.refresh(store, force=True)
         log.info(
             "synced app %r (%s, %d functions) from %s",

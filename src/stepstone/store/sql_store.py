@@ -31,7 +31,7 @@ from .scripts.checkpoints import SaveWithEvents, StepSave, save_step_fenced
 from .scripts.claim import ClaimScript, claim_runs
 from .scripts.endings import cancel_run
 from .scripts.intake import ingest, insert_run, insert_wait
-from .scripts.registry import replace_functions
+from .scripts.registry import check_app_id, replace_functions
 from .scripts.run_end import RunEnd
 from .tx import Deferred, Many, Tx, check_fence, from_json, insert_history, to_json
 
@@ -99,7 +99,7 @@ class SqlStore(Store, abc.ABC):
     async def register_functions(
         self, app_id: str, configs: Sequence[dict[str, Any]], now: float
     ) -> None:
-        await self._write(lambda tx: replace_functions(tx, app_id, configs, now))
+        await self._write(lambda tx: replace_functions(tx, app_id, configs, now, synced=False))
 
     async def registered_functions(self) -> list[dict[str, Any]]:
         return await self._read(
@@ -119,11 +119,12 @@ class SqlStore(Store, abc.ABC):
                 "synced_at": app.synced_at,
                 "error": app.error,
             }
+            check_app_id(tx, app.id, synced=True)
             if configs is None:  # a failed sync: its functions stay as they were
                 tx("app_sync_failed", **row)
                 return
             tx("upsert_app", **row)
-            replace_functions(tx, app.id, configs, app.synced_at)
+            replace_functions(tx, app.id, configs, app.synced_at, synced=True)
 
         await self._write(script)
 

@@ -430,6 +430,10 @@ ON CONFLICT (id) DO UPDATE SET
 -- name: app_functions
 SELECT id FROM functions WHERE app_id = :app_id;
 
+-- name: app_url
+-- An SDK app's row (a Python app has none).
+SELECT url FROM apps WHERE id = :app_id;
+
 -- name: delete_function
 DELETE FROM functions WHERE id = :id;
 
