@@ -4,6 +4,11 @@ The executor knows nothing of storage: it is handed the run's saved steps and an
 `emit` coroutine that persists a checkpoint op, and it returns an outcome op.
 Finished steps are checkpointed before their value is handed to the function, and
 the function goes on in the same coroutine; replay happens only on a new invocation.
+
+`Invocation` comes in three layers: `executor_state` (what an invocation keeps, and the
+bookkeeping every step tool goes through), `executor_tools` (the step tools whose work
+the engine does: sleeps, waits, invokes, sends) and this module (the call of the
+function, step.run, and the outcome op).
 """
 
 from __future__ import annotations
@@ -14,69 +19,21 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Any
 
 from . import ops
-from .clock import Clock
-from .durations import Duration, parse_duration
-from .errors import (
-    InvalidStepIdError,
-    LeaseLostError,
-    LimitExceededError,
-    NestedStepError,
-    StepError,
-    describe_error,
-    error_record,
-)
-from .function import FunctionDef
-from .ids import MAX_STEP_ID, StepIdCounter
-from .limits import Limits
-from .records import Event, HistoryEntry, StepRecord, StepStatus, step_label
-from .retry import Backoff, decide_retry
+from .errors import LimitExceededError, StepError, describe_error
+from .executor_state import InvocationInput, _Abandon, _StepUse, _Suspend
+from .executor_tools import MAX_WAIT, StepTools
+from .records import StepRecord, StepStatus
+from .retry import decide_retry
 from .serde import convert, dumps, size_of
 from .step import Context, RunningStep, Step, SyncStep, running_step
 
+__all__ = ["MAX_WAIT", "Invocation", "InvocationInput", "RunLogger"]
+
 log = logging.getLogger("stepstone.executor")
-
-Emit = Callable[[ops.Checkpoint], Awaitable[Any]]
-MAX_WAIT = 366 * 86400.0
-
-
-class _Suspend(BaseException):
-    """Stops the function: the run must wait. A BaseException so `except Exception` passes it."""
-
-
-class _Abandon(BaseException):
-    """Stops the function: write nothing more (lease lost, run cancelled, storage down)."""
-
-
-@dataclass(frozen=True)
-class _StepUse:
-    """One use of a step id in this invocation: the id, which use it is, its hashed id."""
-
-    id: str
-    occurrence: int
-    hashed: str
-
-    @property
-    def label(self) -> str:
-        return step_label(self.id, self.occurrence)
-
-
-@dataclass(frozen=True)
-class InvocationInput:
-    function: FunctionDef
-    run_id: str
-    attempt: int
-    events: list[Event]
-    steps: list[StepRecord]
-
-
-MAX_LOG_LINES = 1000  # per invocation: more are dropped, with a note
-MAX_LOG_CHARS = 4096
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
@@ -98,88 +55,8 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
             self._invocation.record_log(logging.getLevelName(level), text)
 
 
-class Invocation:
+class Invocation(StepTools):
     """One call of a function: replays saved steps, runs new ones, emits ops."""
-
-    def __init__(
-        self,
-        data: InvocationInput,
-        *,
-        emit: Emit,
-        clock: Clock,
-        limits: Limits,
-        backoff: Backoff,
-        sync_pool: Executor | None = None,
-        function_pool: Executor | None = None,
-        retry_after_min: float = 1.0,
-        resolve_function: Callable[[Any], str] | None = None,
-        new_event_ids: Callable[[Sequence[Event]], list[dict[str, Any]]] | None = None,
-        lease_held: Callable[[], bool] | None = None,
-        renew_lease: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
-        self._data = data
-        self._lease_held = lease_held
-        self._renew_lease = renew_lease
-        self._fn = data.function
-        self._emit_op = emit
-        self._clock = clock
-        self._limits = limits
-        self._backoff = backoff
-        self._pool = sync_pool
-        self._function_pool = function_pool
-        self._retry_after_min = retry_after_min
-        self._resolve_function = resolve_function or (lambda f: str(getattr(f, "id", f)))
-        self._prepare_events = new_event_ids
-        self._saved = {s.hashed_id: s for s in data.steps}
-        self._ids = StepIdCounter()
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._suspensions: list[ops.Suspension] = []
-        self._stopping: str | None = None  # set when no new step may start
-        self._abandoned: str | None = None
-        self._steps_used = 0
-        self._state_size: int | None = None  # measured when a new step output needs it
-        self._pending_replays = sum(
-            1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
-        )
-        self._loop = asyncio.get_running_loop()
-        self._logs: list[HistoryEntry] = []
-        self._logs_taken = 0
-        # step tools called inside a step's handler, by that step's hashed id: kept here, so
-        # that the step and the run fail even when the handler catches the exception
-        self._misuses: dict[str, NestedStepError] = {}
-
-    @property
-    def run_id(self) -> str:
-        return self._data.run_id
-
-    def record_log(self, level: str, text: str) -> None:
-        count = self._logs_taken + len(self._logs)
-        if count < MAX_LOG_LINES:
-            entry = {"level": level, "message": text[:MAX_LOG_CHARS]}
-            self._logs.append(HistoryEntry(self._clock.now(), "log", entry))
-        elif count == MAX_LOG_LINES:
-            note = {"level": "WARNING", "message": f"more than {MAX_LOG_LINES} lines: not saved"}
-            self._logs.append(HistoryEntry(self._clock.now(), "log", note))
-
-    def take_logs(self) -> list[HistoryEntry]:
-        """Log lines not handed out yet (the engine saves them with its next write)."""
-        taken, self._logs = self._logs, []
-        self._logs_taken += len(taken)
-        return taken
-
-    def _state_bytes(self) -> int:
-        """The run's saved state so far: its events and step outputs, serialized."""
-        if self._state_size is None:
-            data = self._data
-            self._state_size = sum(size_of(json.dumps(e.to_dict())) for e in data.events) + sum(
-                size_of(json.dumps(s.output)) for s in data.steps if s.output is not None
-            )
-        return self._state_size
-
-    @property
-    def replaying(self) -> bool:
-        """True while the function is still going over steps it had already finished."""
-        return self._pending_replays > 0
 
     # -- the invocation --------------------------------------------------------------
     async def execute(self) -> ops.Outcome:
@@ -219,11 +96,6 @@ class Invocation:
             await self._drain()
         return self._outcome(result, failure)
 
-    def stop(self, reason: str) -> None:
-        """No new step may start; steps already running finish and are saved."""
-        self._stopping = self._stopping or reason
-        self._abandoned = self._abandoned or reason
-
     def _outcome(self, result: Any, failure: BaseException | None) -> ops.Outcome:
         if self._abandoned:
             return ops.Abandoned(self._abandoned)
@@ -258,102 +130,6 @@ class Invocation:
             pending = list(self._tasks)
             await asyncio.gather(*pending, return_exceptions=True)
             self._tasks.difference_update(pending)
-
-    # -- helpers for the step tools ----------------------------------------------------
-    def check_not_in_step(self, tool: str, step_id: str) -> None:
-        outer = running_step.get()
-        if outer is None:
-            return
-        misuse = NestedStepError(
-            f"{tool}({step_id!r}) was called inside the handler of step {outer.label!r}; "
-            "steps cannot be nested. Call it from the function body instead."
-        )
-        self._misuses.setdefault(outer.hashed_id, misuse)
-        self._stopping = self._stopping or f"step {outer.label!r} called {tool} in its handler"
-        raise misuse
-
-    def _suspend(self, kind: ops.SuspendKind, at: float | None, detail: str) -> _Suspend:
-        self._suspensions.append(ops.Suspension(kind, at, detail))
-        self._stopping = self._stopping or detail
-        return _Suspend(detail)
-
-    def _begin(self, step_id: str) -> tuple[_StepUse, StepRecord | None]:
-        if self._abandoned:
-            raise _Abandon(self._abandoned)
-        if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:
-            got = f"{len(step_id)} characters" if isinstance(step_id, str) else repr(step_id)
-            raise InvalidStepIdError(
-                f"a step id is a non-empty string of at most {MAX_STEP_ID} characters; "
-                f"function {self._fn.id!r} gave {got}"
-            )
-        use = _StepUse(step_id, *self._ids.next(step_id))
-        prior = self._saved.get(use.hashed)
-        self._steps_used += 1
-        if self._steps_used > self._limits.max_steps:
-            raise LimitExceededError(
-                f"function {self._fn.id!r} ran more than {self._limits.max_steps} steps in one "
-                f"run (at step {use.label!r}); raise Limits(max_steps=...) up to 10000 or split "
-                "the work with step.invoke"
-            )
-        if prior is None or prior.status not in (StepStatus.COMPLETED, StepStatus.FAILED):
-            self._pending_replays = 0
-            if self._stopping:
-                # another part of the run stopped the invocation: this step waits for the
-                # next one, as that part does
-                first = self._suspensions[0].kind if self._suspensions else ops.SuspendKind.RETRY
-                raise self._suspend(first, None, self._stopping)
-        elif self._pending_replays:
-            self._pending_replays -= 1
-        return use, prior
-
-    async def _confirm_lease(self) -> None:
-        """Before a handler starts: if the lease has run out by our clock (a pause: GC,
-        SIGSTOP), another worker may have run this step already, and this worker's
-        writes would be refused anyway; running it would run it once more. The lease is
-        renewed first if it can be (a busy event loop only ran late); else, stop."""
-        if self._lease_held is None or self._lease_held():
-            return
-        if self._renew_lease is not None and await self._renew_lease():
-            return
-        log.warning("run %s: its lease ran out (was the worker paused?); stopping", self.run_id)
-        self.stop("the lease ran out before a step could start")
-        raise _Abandon(self._abandoned or "lease lost")
-
-    def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
-        # checked again at the last moment, in the handler's thread: a pause just after
-        # _confirm_lease would otherwise go unseen
-        if self._lease_held is not None and not self._lease_held():
-            self.stop("the lease ran out before a step could start")
-            raise _Abandon(self._abandoned or "lease lost")
-        return handler(*args)
-
-    def _done(self, value: Any) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        future.set_result(value)
-        return future
-
-    def _failed(self, exc: BaseException) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        future.set_exception(exc)
-        return future
-
-    def _start(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    async def _emit(self, op: ops.Checkpoint) -> Any:
-        try:
-            return await self._emit_op(op)
-        except LeaseLostError as exc:
-            log.warning("run %s: lease lost, write refused: %s", self._data.run_id, exc)
-            self.stop(f"lease lost: {exc}")
-            raise _Abandon(str(exc)) from None
-        except Exception as exc:
-            log.exception("could not save a checkpoint of run %s", self._data.run_id)
-            self.stop(f"storage error: {exc}")
-            raise _Abandon(f"storage error: {exc}") from None
 
     # -- step.run ----------------------------------------------------------------------
     def run_step(
@@ -465,174 +241,23 @@ class Invocation:
             raise self._suspend(ops.SuspendKind.RETRY, decision.at, f"step {use.label!r} retrying")
         raise StepError(use.id, error)
 
-    # -- sleeps, waits, invokes, sends -------------------------------------------------------
-    def sleep_until(
-        self, step_id: str, when: float | None, duration: float | None
-    ) -> asyncio.Future[Any]:
-        use, prior = self._begin(step_id)
-        if prior is not None and prior.status is StepStatus.COMPLETED:
-            return self._done(None)
-        now = self._clock.now()
-        if prior is not None and prior.wake_at is not None:
-            until = prior.wake_at
-        else:
-            until = when if when is not None else now + (duration or 0.0)
-        if until - now > MAX_WAIT:
-            return self._failed(
-                LimitExceededError(f"step.sleep({use.label!r}) is longer than the limit of 1 year")
-            )
-        record = StepRecord(
-            id=use.id,
-            occurrence=use.occurrence,
-            hashed_id=use.hashed,
-            status=StepStatus.SLEEPING,
-            kind="sleep",
-            started_at=prior.started_at if prior else now,
-            wake_at=until,
-        )
-        if until <= now:
-            done = replace(record, status=StepStatus.COMPLETED, ended_at=now)
-            return self._start(self._save_then(done, None))
-        if prior is not None:
-            return self._failed(
-                self._suspend(ops.SuspendKind.SLEEP, until, f"sleeping until {until}")
-            )
-        sleep = ops.Suspension(ops.SuspendKind.SLEEP, until, "sleeping")
-        return self._start(self._save_then_suspend(ops.SaveStep(record), sleep))
+    async def _confirm_lease(self) -> None:
+        """Before a handler starts: if the lease has run out by our clock (a pause: GC,
+        SIGSTOP), another worker may have run this step already, and this worker's
+        writes would be refused anyway; running it would run it once more. The lease is
+        renewed first if it can be (a busy event loop only ran late); else, stop."""
+        if self._lease_held is None or self._lease_held():
+            return
+        if self._renew_lease is not None and await self._renew_lease():
+            return
+        log.warning("run %s: its lease ran out (was the worker paused?); stopping", self.run_id)
+        self.stop("the lease ran out before a step could start")
+        raise _Abandon(self._abandoned or "lease lost")
 
-    async def _save_then(self, record: StepRecord, value: Any) -> Any:
-        await self._emit(ops.SaveStep(record, output_json=dumps(value)))
-        return value
-
-    async def _save_then_suspend(self, op: ops.Checkpoint, why: ops.Suspension) -> Any:
-        await self._emit(op)
-        raise self._suspend(why.kind, why.until, why.detail)
-
-    def wait_for_event(
-        self, step_id: str, event: str, timeout: Duration, if_: str | None
-    ) -> asyncio.Future[Any]:
-        use, prior = self._begin(step_id)
-        if prior is not None and prior.status is StepStatus.COMPLETED:
-            return self._done(None if prior.output is None else Event.from_dict(prior.output))
-        if prior is not None:
-            if prior.wake_at is not None and prior.wake_at <= self._clock.now():
-                timed_out = replace(prior, status=StepStatus.COMPLETED, ended_at=self._clock.now())
-                return self._start(self._expire(timed_out))
-            return self._failed(
-                self._suspend(ops.SuspendKind.EVENT, prior.wake_at, f"waiting for {event!r}")
-            )
-        seconds = parse_duration(timeout, what=f"step.wait_for_event({use.label!r}) timeout")
-        if seconds > MAX_WAIT:
-            return self._failed(LimitExceededError("a wait_for_event timeout is at most 1 year"))
-        if if_ is not None:
-            from .expressions import Expression
-
-            Expression(if_, where=f"step.wait_for_event({use.label!r}) if_")
-        now = self._clock.now()
-        record = StepRecord(
-            id=use.id,
-            occurrence=use.occurrence,
-            hashed_id=use.hashed,
-            status=StepStatus.WAITING,
-            kind="wait",
-            started_at=now,
-            wake_at=now + seconds,
-            detail={"event": event, "if": if_},
-        )
-        op = ops.RegisterWait(record, event, if_)
-        return self._start(
-            self._save_then_suspend(
-                op, ops.Suspension(ops.SuspendKind.EVENT, now + seconds, f"waiting for {event!r}")
-            )
-        )
-
-    async def _expire(self, record: StepRecord) -> Any:
-        """Save a wait or invoke as timed out, unless it ended meanwhile; return its result."""
-        current: StepRecord = await self._emit(ops.ExpireStep(record))
-        if current.status is StepStatus.FAILED:
-            raise StepError(current.id, current.error or {})
-        if current.kind == "wait":
-            return None if current.output is None else Event.from_dict(current.output)
-        return current.output
-
-    def invoke(
-        self, step_id: str, function: Any, data: dict[str, Any] | None, timeout: Duration | None
-    ) -> asyncio.Future[Any]:
-        use, prior = self._begin(step_id)
-        if prior is not None and prior.status is StepStatus.COMPLETED:
-            return self._done(prior.output)
-        if prior is not None and prior.status is StepStatus.FAILED:
-            return self._failed(StepError(use.id, prior.error or {}))
-        if prior is not None:
-            if prior.wake_at is not None and prior.wake_at <= self._clock.now():
-                error = error_record(
-                    "InvokeTimeoutError",
-                    f"step.invoke({use.label!r}) timed out before the invoked run ended",
-                )
-                timed_out = replace(
-                    prior, status=StepStatus.FAILED, error=error, ended_at=self._clock.now()
-                )
-                return self._start(self._expire(timed_out))
-            return self._failed(
-                self._suspend(ops.SuspendKind.INVOKE, prior.wake_at, f"invoking {prior.detail}")
-            )
-        function_id = self._resolve_function(function)
-        seconds = (
-            MAX_WAIT
-            if timeout is None
-            else parse_duration(timeout, what=f"step.invoke({use.label!r}) timeout")
-        )
-        payload = data or {}
-        dumps(payload, what=f"the data of step.invoke({use.label!r})")
-        now = self._clock.now()
-        record = StepRecord(
-            id=use.id,
-            occurrence=use.occurrence,
-            hashed_id=use.hashed,
-            status=StepStatus.INVOKING,
-            kind="invoke",
-            started_at=now,
-            wake_at=now + min(seconds, MAX_WAIT),
-            detail={"function_id": function_id},
-        )
-        op = ops.StartInvoke(record, function_id, payload)
-        return self._start(
-            self._save_then_suspend(
-                op,
-                ops.Suspension(ops.SuspendKind.INVOKE, record.wake_at, f"invoking {function_id}"),
-            )
-        )
-
-    def send_event(self, step_id: str, events: Event | Sequence[Event]) -> asyncio.Future[Any]:
-        use, prior = self._begin(step_id)
-        if prior is not None and prior.status is StepStatus.COMPLETED:
-            return self._done(prior.output)
-        batch = [events] if isinstance(events, Event) else list(events)
-        if self._prepare_events is None:
-            raise RuntimeError("this invocation cannot send events")
-        prepared = self._prepare_events(batch)
-        now = self._clock.now()
-        ids = [e["id"] for e in prepared]
-        record = StepRecord(
-            id=use.id,
-            occurrence=use.occurrence,
-            hashed_id=use.hashed,
-            status=StepStatus.COMPLETED,
-            attempts=1,
-            kind="send",
-            started_at=now,
-            ended_at=now,
-            output=ids,
-        )
-        return self._start(self._send(ops.SendEvents(record, prepared), ids))
-
-    async def _send(self, op: ops.SendEvents, ids: list[str]) -> list[str]:
-        await self._emit(op)
-        return ids
-
-    def _finished(self, task: asyncio.Future[Any]) -> None:
-        # a finished step needs no draining; its exception, if any, was (or will be)
-        # seen by the function that awaited it
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()
+    def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
+        # checked again at the last moment, in the handler's thread: a pause just after
+        # _confirm_lease would otherwise go unseen
+        if self._lease_held is not None and not self._lease_held():
+            self.stop("the lease ran out before a step could start")
+            raise _Abandon(self._abandoned or "lease lost")
+        return handler(*args)

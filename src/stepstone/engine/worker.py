@@ -1,4 +1,8 @@
-"""The worker: claims due runs with a lease, executes them, renews leases, fires crons."""
+"""The worker: claims due runs with a lease and executes them, fires crons and prunes.
+
+What it owns: its leases are renewed and handed back by `leases.LeaseKeeper`, its runs
+stopped (cancels, timeouts, the shutdown) by `stopping.RunStops`, and their functions
+called through `invocations.Invocations`."""
 
 from __future__ import annotations
 
@@ -8,46 +12,23 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
-
-import httpx
 
 from .. import metrics, ops
 from ..errors import ConfigError, LeaseLostError, error_record
-from ..events import validate_all
-from ..executor import Invocation, InvocationInput
-from ..function import FunctionDef
 from ..ids import new_id
-from ..options import TimeoutLimits
-from ..records import Event
 from ..runtime import Runtime
-from ..store import Claim, Handoff, Lease, Store, redact_url
+from ..store import Claim, Handoff, Store, redact_url
 from .cron import CronScheduler
+from .invocations import Invocations
+from .leases import ActiveRun, LeaseKeeper
 from .pacing import StartPacer
 from .persist import RunWriter
 from .pruning import prune_forever
-from .remote import RemoteInvocation
+from .stopping import RunStops
 
 log = logging.getLogger("stepstone.worker")
-RELEASE_TIMEOUT = 10.0  # seconds a stopping worker gives the database to take its runs back
-
-
-@dataclass
-class _Active:
-    lease: Lease
-    invocation: Invocation | RemoteInvocation | None = None
-    stop: ops.Stop | None = None  # set once the run must stop: cancelled or timed out
-    lost: bool = False
-    ending: bool = False  # its outcome is being written: its job may be gone any moment
-    timer: asyncio.TimerHandle | None = None
-    held: float | None = None  # claimed ahead: the time it is due, until it starts
-    handed_back: bool = False  # its lease is to be released as the worker stops
-    task: asyncio.Task[None] | None = None
-    held_until: float = 0.0  # when the lease runs out, as last claimed or renewed
 
 
 class Worker:
@@ -90,7 +71,6 @@ class Worker:
         # on stop, how long the steps running may take to finish and be saved
         self.grace = grace
         self._abort: asyncio.Event | None = None  # set: stop without waiting any more
-        self._released: list[tuple[Lease, float]] = []  # runs to hand back on stop
         if claim_ahead is not None and not 0 <= claim_ahead <= 1:
             raise ConfigError("claim_ahead must be from 0 to 1 second")
         # a sleeping or retrying run due this soon is claimed early and held until its
@@ -102,17 +82,19 @@ class Worker:
         self._crons = crons
         self.prune_interval = prune_interval  # how often it deletes runs past retention
         self._pacer = StartPacer(self.clock.now())
-        self._active: dict[str, _Active] = {}
+        self._active: dict[str, ActiveRun] = {}
+        self._runs: set[asyncio.Task[None]] = set()
+        self._stops = RunStops(self.id, self.clock, self._active, self._runs)
+        self._leases = LeaseKeeper(
+            runtime, self.id, lease_seconds, self._active, self._stops.cancel
+        )
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._runs: set[asyncio.Task[None]] = set()
-        self._step_pool = ThreadPoolExecutor(sync_threads, thread_name_prefix="stepstone-step")
-        self._fn_pool = ThreadPoolExecutor(concurrency, thread_name_prefix="stepstone-fn")
+        self._invocations = Invocations(runtime, sync_threads=sync_threads, concurrency=concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
         self.claimed = 0  # runs claimed by this worker, for tests and stats
-        self._http: httpx.AsyncClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Worker:
@@ -129,9 +111,11 @@ class Worker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stops.bind(self._loop)
         self._abort = asyncio.Event()
         runtime = self.runtime
         self._store = store = await runtime.store()
+        self._leases.attach(store)
         if self._poll_option is None:
             self.poll_interval = store.poll_interval
         if self._claim_ahead_option is None:
@@ -141,12 +125,12 @@ class Worker:
         await runtime.registry.publish(store, self.clock.now())
         runtime.signals.add_waker(self.wake)
         runtime.signals.add_taker(self)
-        runtime.signals.add_cancel_listener(self._cancel)
+        runtime.signals.add_cancel_listener(self._stops.cancel)
         # wake-ups and cancels from other processes (PostgreSQL: LISTEN/NOTIFY)
-        await store.subscribe(self.wake, self._cancel)
+        await store.subscribe(self.wake, self._stops.cancel)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="stepstone-claim"),
-            asyncio.create_task(self._renew_loop(), name="stepstone-renew"),
+            asyncio.create_task(self._leases.renew_forever(), name="stepstone-renew"),
         ]
         if self.prune_interval > 0:
             pruning = prune_forever(runtime, store, self.prune_interval)
@@ -174,7 +158,7 @@ class Worker:
         signals = self.runtime.signals
         signals.remove_waker(self.wake)
         signals.remove_taker(self)
-        signals.remove_cancel_listener(self._cancel)
+        signals.remove_cancel_listener(self._stops.cancel)
         if self._store is not None:
             try:
                 await self._store.unsubscribe(self.wake)
@@ -183,17 +167,15 @@ class Worker:
         self._wake.set()
         if self._tasks:  # a claim on its way spawns its runs before they are counted
             await asyncio.wait([self._tasks[0]], timeout=self.grace)
-        await self._wind_down()
+        if self._abort is not None:
+            await self._stops.wind_down(self.grace, self._abort, self._leases)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._release()
+        await self._leases.release()
         if self._loop is not None:
             metrics.worker_running(-1)
-        if self._http is not None:
-            await self._http.aclose()
-        self._step_pool.shutdown(wait=False, cancel_futures=True)
-        self._fn_pool.shutdown(wait=False, cancel_futures=True)
+        await self._invocations.close()
 
     def abort(self) -> None:
         """Cut a stop's grace short (a second SIGTERM): runs still in a step are dropped
@@ -201,64 +183,6 @@ class Worker:
         makes that stop skip its grace."""
         if self._abort is not None:
             self._abort.set()
-
-    async def _wind_down(self) -> None:
-        """Runs claimed ahead go back at once; the others stop at their next step, and
-        those still in a step when the grace ends are dropped and go back as they are."""
-        if not self._active:
-            return
-        log.info(
-            "worker %s stopping: %d runs in flight, %gs grace",
-            self.id,
-            len(self._active),
-            self.grace,
-        )
-        for active in list(self._active.values()):
-            if active.held is not None:
-                self._hand_back(active, active.held)
-                if active.task is not None:
-                    active.task.cancel()
-            elif active.invocation is not None:
-                active.invocation.stop("the worker is shutting down")
-        assert self._abort is not None
-        aborted = asyncio.create_task(self._abort.wait())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace
-        try:
-            while self._runs and not aborted.done() and loop.time() < deadline:
-                await asyncio.wait(
-                    [*self._runs, aborted],
-                    timeout=deadline - loop.time(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-        finally:
-            aborted.cancel()
-        now = self.clock.now()
-        for active in list(self._active.values()):
-            self._hand_back(active, now)
-        pending = list(self._runs)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def _hand_back(self, active: _Active, at: float) -> None:
-        if not active.lost and not active.handed_back:
-            active.handed_back = True
-            self._released.append((active.lease, at))
-
-    async def _release(self) -> None:
-        leases, self._released = self._released, []
-        if not leases or self._store is None:
-            return
-        try:
-            released = await asyncio.wait_for(
-                self._store.release(leases, self.clock.now(), self.id), RELEASE_TIMEOUT
-            )
-        except Exception:
-            log.exception("worker %s could not hand its runs back; their leases expire", self.id)
-            return
-        metrics.released(len(released))
-        log.info("worker %s handed %d runs back to the queue", self.id, len(released))
 
     @property
     def busy(self) -> bool:
@@ -396,18 +320,18 @@ class Worker:
         self.claimed += 1
         if claim.lease.fence == 1:
             metrics.run_started(claim.run.function_id)
-        active = _Active(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
+        active = ActiveRun(claim.lease, stop=ops.CANCELLED if claim.cancel_requested else None)
         # handed off a moment ago (until unknown): a tenth of the lease covers the send
         active.held_until = until or self.clock.now() + self.lease_seconds * 0.9
         if self._stopping:  # leased by a send as this worker stops: straight back
-            self._hand_back(active, claim.due or self.clock.now())
+            self._leases.hand_back(active, claim.due or self.clock.now())
             return
         self._active[claim.lease.run_id] = active
         task = active.task = asyncio.create_task(self._execute(claim, active))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
 
-    async def _execute(self, claim: Claim, active: _Active) -> None:
+    async def _execute(self, claim: Claim, active: ActiveRun) -> None:
         assert self._store is not None
         runtime = self.runtime
         writer = RunWriter(runtime, self._store, claim, alone=self._alone)
@@ -424,11 +348,11 @@ class Worker:
             if active.lost:  # lost while it was held (the worker was paused, say)
                 raise LeaseLostError(f"run {run.id}: lost before it started")
             if self._stopping:
-                self._hand_back(active, self.clock.now())
+                self._leases.hand_back(active, self.clock.now())
                 return
-            fn = self._function_of(run.function_id)
+            fn = self._invocations.function_of(run.function_id)
             if fn is not None and fn.timeouts is not None and active.stop is None:
-                self._arm_timeouts(claim, fn.timeouts, active, writer)
+                self._stops.arm_timeouts(claim, fn.timeouts, active, writer)
             if active.stop is not None:
                 await writer.outcome(ops.Abandoned(str(active.stop)), stop=active.stop)
                 return
@@ -440,7 +364,13 @@ class Worker:
                 )
                 await writer.outcome(ops.RunFailed(error))
                 return
-            invocation = self._invocation(claim, fn, writer, active)
+            invocation = self._invocations.for_run(
+                claim,
+                fn,
+                writer,
+                lease_held=lambda: not active.lost and self.clock.now() < active.held_until,
+                renew_lease=lambda: self._leases.renew_one(active),
+            )
             active.invocation = invocation
             writer.take_logs = invocation.take_logs
             if active.stop is not None:
@@ -449,7 +379,7 @@ class Worker:
             if active.lost:
                 return
             if self._stopping and isinstance(outcome, ops.Abandoned) and active.stop is None:
-                self._hand_back(active, self.clock.now())  # stopped for the shutdown
+                self._leases.hand_back(active, self.clock.now())  # stopped for the shutdown
                 return
             active.ending = True
             await writer.outcome(outcome, stop=active.stop)
@@ -470,161 +400,6 @@ class Worker:
             self._pacer.finished()
             self._wake.set()
 
-    def _function_of(self, function_id: str) -> FunctionDef | None:
-        """The function a run belongs to: one of this process's, or one an SDK app synced
-        (it runs over HTTP from any worker); None when neither knows it."""
-        registry = self.runtime.registry
-        fn = registry.local.get(function_id)
-        if fn is None:
-            with contextlib.suppress(ConfigError):
-                published = registry.get(function_id)
-                fn = published if published.runtime is not None else None
-        return fn
-
-    def _invocation(
-        self, claim: Claim, fn: FunctionDef, writer: RunWriter, active: _Active
-    ) -> Invocation | RemoteInvocation:
-        runtime, run = self.runtime, claim.run
-        data = InvocationInput(
-            function=fn,
-            run_id=run.id,
-            attempt=run.attempt,
-            events=claim.events or [Event(name="stepstone/missing.event")],
-            steps=run.steps,
-        )
-        if fn.runtime is not None:
-            return RemoteInvocation(
-                data,
-                emit=writer.checkpoint,
-                clock=self.clock,
-                backoff=fn.backoff or runtime.backoff,
-                client=self._http_client(),
-                signing_key=runtime.signing_key,
-                limits=runtime.limits,
-                retry_after_min=runtime.retry_after_min,
-            )
-        return Invocation(
-            data,
-            emit=writer.checkpoint,
-            clock=self.clock,
-            limits=runtime.limits,
-            backoff=fn.backoff or runtime.backoff,
-            sync_pool=self._step_pool,
-            function_pool=self._fn_pool,
-            retry_after_min=runtime.retry_after_min,
-            resolve_function=runtime.registry.resolve,
-            new_event_ids=self._event_dicts,
-            lease_held=lambda: not active.lost and self.clock.now() < active.held_until,
-            renew_lease=lambda: self._renew_one(active),
-        )
-
-    def _http_client(self) -> httpx.AsyncClient:
-        """One connection pool for this worker's calls to SDK apps (opened on first use)."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=None, follow_redirects=False)
-        return self._http
-
-    def _arm_timeouts(
-        self, claim: Claim, limits: TimeoutLimits, active: _Active, writer: RunWriter
-    ) -> None:
-        run, now = claim.run, self.clock.now()
-        started = run.started_at if run.started_at is not None else now
-        if limits.start is not None and started - run.created_at > limits.start:
-            active.stop = ops.Stop(
-                ops.StopKind.TIMED_OUT, f"not started within timeouts.start={limits.start}s"
-            )
-            return
-        if limits.finish is None:
-            return
-        deadline = started + limits.finish
-        reason = ops.Stop(
-            ops.StopKind.TIMED_OUT, f"not finished within timeouts.finish={limits.finish}s"
-        )
-        if now >= deadline:
-            active.stop = reason
-            return
-        writer.deadline = deadline
-        assert self._loop is not None
-        active.timer = self._loop.call_later(deadline - now, self._cancel_here, run.id, reason)
-
     def _alone(self) -> bool:
         """One run in flight and nothing to claim: its checkpoints need no group commit."""
         return len(self._active) == 1 and len(self._runs) == 1
-
-    def _event_dicts(self, events: Sequence[Event]) -> list[dict[str, Any]]:
-        # validate and give ids only: the runs they start are planned once, when saved
-        return [event.to_dict() for event, _ in validate_all(events, self.runtime.limits)]
-
-    # -- leases ------------------------------------------------------------------------
-    async def _renew_loop(self) -> None:
-        assert self._store is not None
-        # often enough that a cancel asked from another process is seen within seconds
-        interval = min(self.lease_seconds / 3, 2.0)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.runtime.registry.refresh(self._store)
-            except Exception:
-                log.warning("worker %s could not reload the function registry", self.id)
-            if not self._active:
-                continue
-            leases = [a.lease for a in self._active.values()]
-            until = self.clock.now() + self.lease_seconds
-            try:
-                lost, cancel = await self._store.renew(leases, until)
-            except Exception:
-                log.exception("worker %s could not renew its leases", self.id)
-                continue
-            gone = set(lost)
-            for lease in leases:
-                renewed = self._active.get(lease.run_id)
-                if renewed is not None and renewed.lease is lease and lease.run_id not in gone:
-                    renewed.held_until = until
-            for run_id in lost:
-                active = self._active.get(run_id)
-                if active is None or active.ending:
-                    # it ended while the renewal was on its way (or its outcome finds out,
-                    # and says so, if it was taken over)
-                    continue
-                log.warning("run %s: lease lost; another worker took it over", run_id)
-                metrics.lease_lost()
-                active.lost = True
-                if active.invocation is not None:
-                    active.invocation.stop("lease lost")
-            for run_id in cancel:
-                self._cancel(run_id)
-
-    async def _renew_one(self, active: _Active) -> bool:
-        """Renew one lease now (its time ran out by our clock); False if it is lost."""
-        assert self._store is not None
-        until = self.clock.now() + self.lease_seconds
-        try:
-            lost, _ = await self._store.renew([active.lease], until)
-        except Exception:
-            log.warning("run %s: could not renew its lease", active.lease.run_id)
-            return False
-        if lost:
-            active.lost = True
-            return False
-        active.held_until = until
-        return True
-
-    def _cancel(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is not loop:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._cancel_here, run_id, reason)
-                return
-        self._cancel_here(run_id, reason)
-
-    def _cancel_here(self, run_id: str, reason: ops.Stop = ops.CANCELLED) -> None:
-        active = self._active.get(run_id)
-        if active is not None and active.stop is None:
-            active.stop = reason
-            if active.invocation is not None:
-                active.invocation.stop(str(reason))

@@ -17,11 +17,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .durations import format_duration
-from .function import FunctionDef
-from .output import printable
-from .records import HistoryEntry, Run, RunStatus, StepRecord
-from .store import StoredEvent
+from ..durations import format_duration
+from ..function import FunctionDef
+from ..output import printable
+from ..records import HistoryEntry, Run, RunStatus, StepRecord
+from ..store import StoredEvent
 
 STATUS_STYLE = {
     RunStatus.COMPLETED: "green",
