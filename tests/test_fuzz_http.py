@@ -59,6 +59,12 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
+# schemathesis's strategies draw from `random` themselves; hypothesis notices it once
+# enough cases run (make chaos), and warns about code that is not ours
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     server: LiveServer,
 ) -> None:

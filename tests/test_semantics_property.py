@@ -221,10 +221,11 @@ async def run_batch(batch: list[Program], workers: Workers, *, timeout: float = 
         calls = Counter((e.run_id, e.step_id, e.attempt) for e in ledger.read(workers.ledger))
         for run, program in zip(runs, batch, strict=True):
             assert run is not None
-            problems += check_run(run, program)
-            for step_id, (_, attempts) in model(program).steps.items():
+            problems += check_run(run, program, killed=True)
+            for step_id in model(program).steps:
+                attempts = run.step(step_id).attempts
                 made = {a for (r, s, a) in calls if (r, s) == (run.id, step_id)}
-                # every attempt ran (some twice, cut short by a kill); none after the last
+                # every attempt saved ran (some twice, cut short by a kill); none after
                 if made != set(range(attempts)):
                     problems.append(f"run {run.id} step {step_id}: attempts run {sorted(made)}")
         assert problems == [], problems[:10]
