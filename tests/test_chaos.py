@@ -19,6 +19,7 @@ import pytest
 
 from tests.chaos import Report, drive
 from tests.pg_cluster import PostgresCluster
+from tests.summary import note
 
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 SCALE: dict[str, Any] = (
@@ -31,13 +32,7 @@ SCALE: dict[str, Any] = (
 
 
 def _summarize(store: str, report: Report) -> None:
-    line = f"{store}: {report.line()}"
-    print(line)
-    summary = os.environ.get("STEPSTONE_CHAOS_SUMMARY")
-    if summary:
-        with open(summary, "a") as out:
-            out.write(line + "\n")
-            out.writelines(f"  {v}\n" for v in report.violations[:20])
+    note(f"{store}: {report.line()}", report.violations[:20])
 
 
 def _assert_clean(report: Report) -> None:

@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from .live_server import LiveServer
 from .pg_cluster import PostgresCluster
 from .server_app import build_app
+from .summary import note
 
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 SCHEMA_CASES = 6000 if LONG else 150  # per store
@@ -66,7 +67,7 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
     ":hypothesis.errors.HypothesisDeprecationWarning"
 )
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
-    server: LiveServer,
+    server: LiveServer, request: pytest.FixtureRequest
 ) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -94,6 +95,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
         if f"{op.method.upper()} {op.path}" not in seen:
             settings(FUZZ, max_examples=10)(given(op.as_strategy())(check.hypothesis.inner_test))()
     assert len(seen) == len(operations), seen  # every operation was tried
+    store = request.node.callspec.params["server"]
+    note(f"{store}: fuzz: {sum(seen.values())} schemathesis cases over {len(seen)} operations")
 
 
 # -- what parsers and databases choke on ------------------------------------------------

@@ -42,6 +42,7 @@ from tests.programs import (
     signal_for,
     to_data,
 )
+from tests.summary import note
 
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 EXAMPLES = {"memory": 400, "sqlite": 350, "postgres": 350} if LONG else {"memory": 40}
@@ -110,16 +111,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
 @pytest.mark.timeout(1800 if LONG else 300)
 def test_engine_agrees_with_the_model(store: tuple[str, int]) -> None:
     url, examples = store
+    tried = 0
 
     @settings(max_examples=examples, **SETTINGS)
     @given(programs)
     def agrees(program: Program) -> None:
+        nonlocal tried
+        tried += 1
         run, calls = asyncio.run(execute(program, url))
         assert check_run(run, program) == []
         for step_id, (_, attempts) in model(program).steps.items():
             assert calls[step_id] == attempts, (step_id, calls, program)  # never re-run
 
     agrees()
+    name = "postgres" if url.startswith("postgres") else url.split(":")[0]
+    note(f"{name}: model: {tried} programs in one process")
 
 
 # -- worker processes killed under a batch of programs ------------------------------------
@@ -254,6 +260,7 @@ def test_engine_agrees_with_the_model_while_workers_are_killed(
 
         agrees()
         assert workers.kills >= BATCHES  # a kill at least per batch, or nothing was tested
-        print(f"{killable_url.split(':')[0]}: {BATCHES * BATCH} programs, {workers.kills} kills")
+        store = "postgres" if killable_url.startswith("postgres") else "sqlite"
+        note(f"{store}: model: {BATCHES * BATCH} programs on workers killed {workers.kills} times")
     finally:
         workers.close()
