@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import ops
+from . import ops, tracing
 from .clock import Clock
 from .durations import Duration, parse_duration
 from .errors import (
@@ -386,6 +386,7 @@ class Invocation:
     ) -> Any:
         started = self._clock.now()
         token = running_step.set(RunningStep(self.run_id, use.label, use.hashed, attempt))
+        span = tracing.step_attempt(self._fn.id, self.run_id, use.id, use.hashed, attempt)
         try:
             await self._confirm_lease()
             if inspect.iscoroutinefunction(handler):
@@ -421,6 +422,7 @@ class Invocation:
             return await self._step_failed(use, failure, attempt, started)
         finally:
             running_step.reset(token)
+            span.end()
         record = StepRecord(
             id=use.id,
             occurrence=use.occurrence,

@@ -70,8 +70,3 @@ class RunTrace:
         if parent is None:
             return cls(SpanRef(_derived("trace", run_id, 16), span_id, SAMPLED), None)
         return cls(SpanRef(parent.trace_id, span_id, parent.flags), parent)
-
-
-def trace_id_of(run_id: str, event_trace: str | None = None) -> str:
-    """The trace id (32 hex digits) of a run's spans, for finding them in a tracing UI."""
-    return f"{RunTrace.of(run_id, event_trace).span.trace_id:032x}"

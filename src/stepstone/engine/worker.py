@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .. import metrics, ops
+from .. import metrics, ops, tracing
 from ..errors import ConfigError, LeaseLostError, error_record
 from ..events import validate_all
 from ..executor import Invocation, InvocationInput
@@ -304,6 +304,7 @@ class Worker:
                     await asyncio.sleep(min(1.0, self.poll_interval * 4))
                     continue
                 metrics.claimed(time.perf_counter() - began)
+                tracing.claimed(claims, now, self.clock.now())
                 started = 0
                 for claim in claims:
                     if claim.lease.fence == 1:
