@@ -96,18 +96,10 @@ def _suspended_at_the_nap(folder: Path) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_one_trace_from_the_sender_through_a_run_across_two_workers(
-    backend: str,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    exporter: InMemorySpanExporter,
+    shared_database_url: str, tmp_path: Path, exporter: InMemorySpanExporter
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'traced.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = shared_database_url
     folder, logs = tmp_path / "spans", tmp_path / "logs"
     folder.mkdir()
     logs.mkdir()

@@ -36,6 +36,8 @@ class RunWriter:
         self.take_logs: Callable[[], list[HistoryEntry]] = list
         self._began = runtime.clock.now()
         runlog.started(claim, self._began)
+        if claim.taken_over:
+            metrics.taken_over()
         # current in this task from here on: the invocation's steps are its children
         self._span = tracing.invocation_started(claim)
 

@@ -64,17 +64,17 @@ VALUES (:run_id, :function_id, :available_at, :queued_at, :ckey1, :climit1, :cke
 -- retrying or resuming after a wait is not held up behind a burst of runs not yet started.
 -- A released run (sleeping, retrying) due by :due_by is taken a little early, and its
 -- worker holds it until its time: its wake-up does not wait for a claim. A live lease is
--- taken over only once it has expired (by :now).
+-- taken over only once it has expired (by :now); `owner` is then the worker that lost it.
 -- The second branch is read only if the first leaves room under the outer LIMIT.
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs
     WHERE fence > 0 AND available_at <= :due_by AND (owner IS NULL OR available_at <= :now)
     ORDER BY available_at LIMIT :limit
 )
 UNION ALL
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs WHERE fence = 0 AND available_at <= :now ORDER BY available_at LIMIT :new_limit
 )
 LIMIT :limit;

@@ -6,7 +6,7 @@
 -- As in ../queries.sql, each branch locking what it hands out; the executor pulls rows
 -- from the second branch only while the outer LIMIT has room.
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs
     WHERE fence > 0 AND available_at <= :due_by AND (owner IS NULL OR available_at <= :now)
     ORDER BY available_at LIMIT :limit
@@ -14,7 +14,7 @@ SELECT * FROM (
 ) AS resumes
 UNION ALL
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs WHERE fence = 0 AND available_at <= :now ORDER BY available_at LIMIT :new_limit
     FOR UPDATE SKIP LOCKED
 ) AS starts
