@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -278,12 +279,17 @@ class Attempt:
             _describe(self._span, step)
 
     def end(self) -> None:
+        """Called in the handler's `finally`: an interrupt on its way out (a lost lease, a
+        cancel) means the attempt was dropped, not completed."""
         span, self._span = self._span, None
         if span is None:
             return
         otel_context.detach(self._attached)
         if not self.saved:
-            span.set_attribute("stepstone.step.status", StepStatus.COMPLETED.value)
+            leaving = sys.exc_info()[1]
+            dropped = leaving is not None and not isinstance(leaving, Exception)
+            status = "abandoned" if dropped else StepStatus.COMPLETED.value
+            span.set_attribute("stepstone.step.status", status)
         span.end()
 
 
