@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stepstone.server import create_app
@@ -137,3 +138,46 @@ async def test_a_worker_serves_its_metrics_on_its_port(database_url: str, tmp_pa
     finally:
         await sender.close()
         assert await asyncio.to_thread(worker.stop) == 0
+
+
+def _probes_url(worker: WorkerProcess) -> str:
+    deadline = time.monotonic() + 30
+    while not (found := re.search(r"probes +http://0\.0\.0\.0:(\d+)/", worker.log())):
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{found.group(1)}"
+
+
+@pytest.mark.slow
+async def test_a_run_taken_over_from_a_killed_worker_is_counted(
+    shared_database_url: str, tmp_path: Path
+) -> None:
+    url = shared_database_url
+    ledger, logs = tmp_path / "ledger", tmp_path / "logs"
+    first = WorkerProcess(url, ledger, logs, lease=1.0)
+    second: WorkerProcess | None = None
+    sender = make_app(url)
+    try:
+        await asyncio.to_thread(first.wait_ready)
+        [event_id] = await sender.send({"name": "scale/slow", "data": {"pause": 2.0}})
+        [run] = await sender.runs_for_event(event_id)
+        deadline = time.monotonic() + 30
+        while (got := await sender.get_run(run.id)) is None or got.status != "running":
+            assert time.monotonic() < deadline, first.log()
+            await asyncio.sleep(0.02)
+        second = WorkerProcess(url, ledger, logs, lease=1.0, extra=("--metrics-port", "0"))
+        await asyncio.to_thread(second.wait_ready)
+        first.process.kill()  # mid-step: its lease expires, the second worker takes it over
+        first.process.wait(10)
+        done = await sender.wait_for_run(run.id, timeout=60)
+        assert done.status == "completed"
+        async with httpx.AsyncClient(base_url=_probes_url(second), timeout=10) as http:
+            samples = parse((await http.get("/metrics")).text)
+        assert value(samples, "stepstone_runs_taken_over_total") == 1
+        assert value(samples, "stepstone_leases_lost_total") == 0
+        assert value(samples, "stepstone_runs_total", function="slow-step", status="completed") == 1
+    finally:
+        await sender.close()
+        first.close()
+        if second is not None:
+            assert await asyncio.to_thread(second.stop) == 0

@@ -12,6 +12,8 @@ from .ids import new_id
 from .limits import Limits
 from .records import Event
 from .serde import dumps, size_of
+from .tracecontext import RULE as TRACE_RULE
+from .tracecontext import parse_traceparent
 
 RESERVED_PREFIX = "stepstone/"
 MAX_ID_LENGTH = 256
@@ -61,6 +63,7 @@ def validate(
             "user": raw.user,
             "v": raw.v,
             "meta": raw.meta,
+            "trace": raw.trace,
         }
     elif isinstance(raw, Mapping):
         fields = dict(raw)
@@ -108,6 +111,9 @@ def validate(
     meta = fields.get("meta")
     if meta is not None and not isinstance(meta, Mapping):
         raise EventError(f"{where}: 'meta' must be an object")
+    trace = fields.get("trace")  # an Event's only: the JSON form has no such field
+    if trace is not None and (not isinstance(trace, str) or parse_traceparent(trace) is None):
+        raise EventError(f"{where}: 'trace' must be {TRACE_RULE}")
     try:
         data_json = dumps(data, what=f"{where} 'data'")
         user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
@@ -134,6 +140,7 @@ def validate(
         user=user_plain,
         v=v,
         meta=meta_plain,
+        trace=trace,
     )
     return event, data_json
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import ops
+from . import ops, tracing
 from .errors import LimitExceededError, StepError, describe_error
 from .executor_state import InvocationInput, _Abandon, _StepUse, _Suspend
 from .executor_tools import MAX_WAIT, StepTools
@@ -162,6 +162,7 @@ class Invocation(StepTools):
     ) -> Any:
         started = self._clock.now()
         token = running_step.set(RunningStep(self.run_id, use.label, use.hashed, attempt))
+        span = tracing.step_attempt(self._fn.id, self.run_id, use.id, use.hashed, attempt)
         try:
             await self._confirm_lease()
             if inspect.iscoroutinefunction(handler):
@@ -197,6 +198,7 @@ class Invocation(StepTools):
             return await self._step_failed(use, failure, attempt, started)
         finally:
             running_step.reset(token)
+            span.end()
         record = StepRecord(
             id=use.id,
             occurrence=use.occurrence,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from . import metrics
+from . import metrics, tracing
 from .engine import runlog
 from .planning import Planner, RawEvents
 from .records import RunStatus
@@ -30,15 +30,17 @@ class Intake:
         in one transaction; return their ids. A repeated id is accepted and ignored."""
         store = await self._store()
         await self.planner.registry.refresh(store)
-        planned = self.planner.events(events)
-        metrics.events_received(len(planned))
-        # an idle worker of this process takes the new runs in the same transaction: no
-        # claim between the event and the first step
-        taking = self.signals.handoff()
-        report = await store.ingest(planned, handoff=None if taking is None else taking[1])
-        if taking is not None and taking[1].claims:
-            taking[0].accept(taking[1].claims)
-        await self.settle(store, report.cancelled)
+        with tracing.sending() as span:  # the events carry its traceparent
+            planned = self.planner.events(events, trace=span.traceparent)
+            span.planned([item.event for item in planned])
+            metrics.events_received(len(planned))
+            # an idle worker of this process takes the new runs in the same transaction: no
+            # claim between the event and the first step
+            taking = self.signals.handoff()
+            report = await store.ingest(planned, handoff=None if taking is None else taking[1])
+            if taking is not None and taking[1].claims:
+                taking[0].accept(taking[1].claims)
+            await self.settle(store, report.cancelled)
         self.signals.wake_workers()
         return [item.event.id for item in planned if item.event.id is not None]
 

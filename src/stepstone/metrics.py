@@ -1,10 +1,10 @@
 """Prometheus metrics of this process (the optional extra `stepstone[metrics]`).
 
 The engine reports a few facts here (a run started or ended, a step ended, a checkpoint
-committed, a claim answered, a lease lost, events taken in); without prometheus-client
-each call does nothing. The backlog gauges are read from the database when scraped (see
-`server/metrics.py`). Metric names follow the Prometheus conventions; docs/operations.md
-lists them.
+committed, a claim answered, a lease lost, a run taken over, events taken in); without
+prometheus-client each call does nothing. The backlog gauges are read from the database
+when scraped (see `server/metrics.py`). Metric names follow the Prometheus conventions;
+docs/operations.md lists them.
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ if TYPE_CHECKING or ENABLED:
         "Runs this process's workers lost to another worker (their lease had expired).",
         registry=REGISTRY,
     )
+    TAKEN_OVER = Counter(
+        "stepstone_runs_taken_over",
+        "Runs this process's workers took over from another worker whose lease had expired.",
+        registry=REGISTRY,
+    )
     RELEASED = Counter(
         "stepstone_runs_released",
         "Runs a stopping worker handed back to the queue.",
@@ -133,6 +138,11 @@ def claimed(seconds: float) -> None:
 def lease_lost() -> None:
     if ENABLED:
         LEASES_LOST.inc()
+
+
+def taken_over() -> None:
+    if ENABLED:
+        TAKEN_OVER.inc()
 
 
 def released(count: int) -> None:

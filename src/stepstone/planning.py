@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .clock import Clock
@@ -39,12 +40,18 @@ class Planner:
         self.limits = limits
 
     def events(
-        self, events: RawEvents, *, internal: bool = False, exclude_function: str | None = None
+        self,
+        events: RawEvents,
+        *,
+        internal: bool = False,
+        exclude_function: str | None = None,
+        trace: str | None = None,
     ) -> list[NewEvent]:
-        """Validate events and plan the runs they trigger (nothing is stored)."""
+        """Validate events and plan the runs they trigger (nothing is stored). `trace`: the
+        traceparent of the span that sends them, for those that carry none of their own."""
         now = self.clock.now()
         return [
-            self._planned(event, data_json, now, exclude_function)
+            self._planned(_traced(event, trace), data_json, now, exclude_function)
             for event, data_json in validate_all(events, self.limits, internal=internal)
         ]
 
@@ -110,12 +117,19 @@ class Planner:
         return self.new_run(fn, trigger, now, event_ids=list(run.event_ids))
 
     def invoke_event(
-        self, parent_run_id: str, step: StepRecord, function_id: str, data: dict[str, Any]
+        self,
+        parent_run_id: str,
+        step: StepRecord,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        trace: str | None = None,
     ) -> NewEvent:
         """The event that starts an invoked run; only the invoked function runs, whatever
-        else listens to that name."""
+        else listens to that name. `trace`: the traceparent of the invoking step's span."""
         raw = {"name": INVOKED, "id": f"{parent_run_id}:{step.hashed_id}:invoke", "data": data}
         [(event, data_json)] = validate_all(raw, self.limits, internal=True)
+        event = _traced(event, trace)
         now = self.clock.now()
         fn = self.registry.get(function_id)
         child = self.new_run(
@@ -151,11 +165,13 @@ class Planner:
         error: dict[str, Any] | None = None,
         output: Any = None,
         event: Event | None = None,
+        trace: str | None = None,
     ) -> list[NewEvent]:
         """The internal events that announce a run's end, with the runs they trigger.
 
         Their ids derive from the run, so announcing the same end twice stores it once.
         Built here rather than validated like a user's: every part is already plain JSON.
+        `trace`: the traceparent of the run's span (an on_failure run continues its trace).
         """
         data = {
             "function_id": run.function_id,
@@ -174,9 +190,13 @@ class Planner:
         out = []
         for name, event_id, payload in named:
             payload, data_json = _within_event_size(payload, name, self.limits.max_event_size)
-            announced = Event(name=name, data=payload, id=event_id, ts=ts)
+            announced = Event(name=name, data=payload, id=event_id, ts=ts, trace=trace)
             out.append(self._planned(announced, data_json, now, run.function_id))
         return out
+
+
+def _traced(event: Event, trace: str | None) -> Event:
+    return event if trace is None or event.trace is not None else replace(event, trace=trace)
 
 
 def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dict[str, Any], str]:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import metrics, ops
+from .. import metrics, ops, tracing
 from ..errors import error_record
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..runtime import Runtime
@@ -36,10 +36,15 @@ class RunWriter:
         self.take_logs: Callable[[], list[HistoryEntry]] = list
         self._began = runtime.clock.now()
         runlog.started(claim, self._began)
+        if claim.taken_over:
+            metrics.taken_over()
+        # current in this task from here on: the invocation's steps are its children
+        self._span = tracing.invocation_started(claim)
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         began = time.perf_counter()
-        result = await self._checkpoint(op)
+        with tracing.checkpoint(self._claim.run, op.step) as traceparent:
+            result = await self._checkpoint(op, traceparent)
         metrics.checkpoint_committed(time.perf_counter() - began)
         step = op.step
         if step.status in (StepStatus.COMPLETED, StepStatus.FAILED):
@@ -49,7 +54,8 @@ class RunWriter:
             metrics.step_ended(self._claim.run.function_id, step.status, took, step.attempts)
         return result
 
-    async def _checkpoint(self, op: ops.Checkpoint) -> Any:
+    async def _checkpoint(self, op: ops.Checkpoint, traceparent: str | None) -> Any:
+        """Writes the op; `traceparent`: the step's span, which the events it sends carry."""
         lease, store, now = self._lease, self._store, self._runtime.clock.now()
         if isinstance(op, ops.SaveStep):
             entry = _step_history(op.step, now)
@@ -58,7 +64,7 @@ class RunWriter:
             await store.save_step(lease, op.step, op.output_json, history, inline=inline)
             runlog.step_saved(self._runtime.registry, self._claim.run, op.step, now)
         elif isinstance(op, ops.SendEvents):
-            planned = self._runtime.planner.events(op.events)
+            planned = self._runtime.planner.events(op.events, trace=traceparent)
             metrics.events_received(len(planned))
             report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)
             await self._settle(report)
@@ -78,7 +84,7 @@ class RunWriter:
             await store.register_wait(lease, op.step, wait)
         elif isinstance(op, ops.StartInvoke):
             child = self._runtime.planner.invoke_event(
-                lease.run_id, op.step, op.function_id, op.data
+                lease.run_id, op.step, op.function_id, op.data, trace=traceparent
             )
             await self._settle(await store.start_invoke(lease, op.step, child))
         elif isinstance(op, ops.ExpireStep):
@@ -138,13 +144,16 @@ class RunWriter:
                 ],
             )
         runlog.outcome(self._runtime.registry, self._claim, outcome, stop, self._began, now)
+        self._span.end(*_outcome_label(outcome, stop))
 
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
         now = self._runtime.clock.now()
         output = None if output_json is None else json.loads(output_json)
         first = self._claim.events[0] if self._claim.events else None
         planner = self._runtime.planner
-        follow_up = planner.lifecycle_events(self._claim.run, status, error, output, first)
+        follow_up = planner.lifecycle_events(
+            self._claim.run, status, error, output, first, tracing.run_traceparent(self._claim)
+        )
         report = await self._store.finish(
             self._lease,
             status=status,
@@ -156,7 +165,27 @@ class RunWriter:
         )
         run = self._claim.run
         metrics.run_ended(run.function_id, status, now - (run.started_at or run.created_at))
+        # the invocation's span ends first, then the run's, which holds it
+        self._span.end(status.value, error if status is RunStatus.FAILED else None)
+        tracing.run_ended(self._claim, status, error, self._runtime.clock.now())
         await self._settle(report)
+
+
+def _outcome_label(
+    outcome: ops.Outcome, stop: ops.Stop | None
+) -> tuple[str, dict[str, Any] | None]:
+    """How an invocation ended, for its span: a word, and the error that failed it."""
+    if stop is not None:
+        return RunStatus.CANCELLED.value, None
+    if isinstance(outcome, ops.RunCompleted):
+        return RunStatus.COMPLETED.value, None
+    if isinstance(outcome, ops.RunFailed):
+        return RunStatus.FAILED.value, outcome.error
+    if isinstance(outcome, ops.RunRetry):
+        return "retrying", outcome.error
+    if isinstance(outcome, ops.Suspended):
+        return "suspended", None
+    return "abandoned", None
 
 
 _WAITING = {ops.SuspendKind.SLEEP, ops.SuspendKind.EVENT, ops.SuspendKind.INVOKE}

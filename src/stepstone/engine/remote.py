@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from .. import ops
+from .. import ops, tracing
 from ..clock import Clock
 from ..errors import ConfigError, LeaseLostError
 from ..executor import MAX_WAIT, InvocationInput
@@ -199,10 +199,11 @@ class RemoteInvocation:
         )
         headers["X-Inngest-Job-Id"] = self._data.run_id
         url = protocol.step_url(self._url, step_id)
-        try:
-            answer = await self._client.post(
-                url, content=body, headers=headers, timeout=self._timeout
-            )
+        try:  # the call's span, whose traceparent the request carries
+            with tracing.call_request(url, self._data.function.id, self._data.run_id, headers):
+                answer = await self._client.post(
+                    url, content=body, headers=headers, timeout=self._timeout
+                )
         except httpx.TimeoutException:
             return protocol.no_answer(f"the app at {url} did not answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:

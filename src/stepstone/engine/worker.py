@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from .. import metrics, ops
+from .. import metrics, ops, tracing
 from ..errors import ConfigError, LeaseLostError, error_record
 from ..ids import new_id
 from ..runtime import Runtime
@@ -228,6 +228,7 @@ class Worker:
                     await asyncio.sleep(min(1.0, self.poll_interval * 4))
                     continue
                 metrics.claimed(time.perf_counter() - began)
+                tracing.claimed(claims, now, self.clock.now())
                 started = 0
                 for claim in claims:
                     if claim.lease.fence == 1:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import tracing
 from .auth import Credentials
 from .http import ApiError, read_json
 
@@ -36,6 +37,8 @@ class Intake:
         if key is not None and not self.credentials.event_key_ok(key):
             raise ApiError(401, "unknown event key")
         payload = await read_json(request, self.max_body)
-        # App.send validates every event before it stores any
-        ids = await self.app.send(payload)
+        # App.send validates every event before it stores any; its span continues the
+        # trace the request came in (a `traceparent` header)
+        with tracing.incoming(request.headers.get("traceparent")):
+            ids = await self.app.send(payload)
         return JSONResponse({"ids": ids, "status": 200})

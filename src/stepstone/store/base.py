@@ -111,6 +111,7 @@ class Claim:
     events: list[Event]
     cancel_requested: bool = False
     due: float | None = None  # claimed ahead of this time (claim's `ahead`): start it then
+    taken_over: bool = False  # its lease had expired while another worker held it
 
 
 @dataclass

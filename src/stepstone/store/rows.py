@@ -55,6 +55,7 @@ def event_from_row(row: Any) -> StoredEvent:
         user=from_json(row["user_data"]),
         v=row["v"],
         meta=from_json(row["meta"]),
+        trace=row["trace"],
     )
     return StoredEvent(event, row["received_at"], [])
 

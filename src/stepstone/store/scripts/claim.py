@@ -60,6 +60,8 @@ def claim_runs(
     gate = flow.Gate(tx, now)
     admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
     due: dict[str, float] = {}
+    # leases that expired while another worker held them (a released run has no owner)
+    taken = {row["run_id"] for row in rows if row["owner"] not in (None, owner)}
     for row in rows:
         run_id, throttle, at = row["run_id"], row["throttle"], row["available_at"]
         pairs = ((row["ckey1"], row["climit1"]), (row["ckey2"], row["climit2"]))
@@ -98,5 +100,7 @@ def claim_runs(
         run = run_from_row(row, steps.get(run_id, []))
         lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
         its_events = [events[i] for i in run.event_ids if i in events]
-        claims.append(Claim(lease, run, its_events, cancel, due.get(run_id)))
+        claims.append(
+            Claim(lease, run, its_events, cancel, due.get(run_id), taken_over=run_id in taken)
+        )
     return claims

@@ -65,6 +65,7 @@ def ingest(
             item.event.v,
             item.received_at,
             to_json(item.event.meta),
+            item.event.trace,
         ]
         for item in events
     ]

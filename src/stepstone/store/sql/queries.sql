@@ -5,12 +5,12 @@
 
 -- name: insert_events
 -- Many events in one statement, as a JSON array of rows (id, name, data, ts, user_data, v,
--- received_at, meta); returns the ids it stored (a repeated id is not stored). `WHERE true`:
+-- received_at, meta, trace); returns the ids it stored (a repeated id is not stored). `WHERE true`:
 -- SQLite would read `ON CONFLICT` as a join's ON without it.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta)
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta, trace)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]'), json_extract(value, '$[7]')
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')
 FROM json_each(:rows) WHERE true
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -64,17 +64,17 @@ VALUES (:run_id, :function_id, :available_at, :queued_at, :ckey1, :climit1, :cke
 -- retrying or resuming after a wait is not held up behind a burst of runs not yet started.
 -- A released run (sleeping, retrying) due by :due_by is taken a little early, and its
 -- worker holds it until its time: its wake-up does not wait for a claim. A live lease is
--- taken over only once it has expired (by :now).
+-- taken over only once it has expired (by :now); `owner` is then the worker that lost it.
 -- The second branch is read only if the first leaves room under the outer LIMIT.
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs
     WHERE fence > 0 AND available_at <= :due_by AND (owner IS NULL OR available_at <= :now)
     ORDER BY available_at LIMIT :limit
 )
 UNION ALL
 SELECT * FROM (
-    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at
+    SELECT run_id, ckey1, climit1, ckey2, climit2, throttle, holds, available_at, owner
     FROM jobs WHERE fence = 0 AND available_at <= :now ORDER BY available_at LIMIT :new_limit
 )
 LIMIT :limit;
@@ -152,7 +152,7 @@ WHERE run_id IN (SELECT value FROM json_each(:ids)) AND cancel = 0;
 
 -- name: get_run_events
 -- The events of these runs (runs.event_ids), read in the same round trip as the runs.
-SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
 WHERE id IN (
     SELECT e.value FROM runs, json_each(runs.event_ids) AS e
     WHERE runs.id IN (SELECT value FROM json_each(:ids))
@@ -410,13 +410,13 @@ FROM run_events e JOIN runs r ON r.id = e.run_id
 WHERE e.event_id = :event_id ORDER BY r.id;
 
 -- name: get_event
-SELECT id, name, data, ts, user_data, v, received_at, meta FROM events WHERE id = :id;
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events WHERE id = :id;
 
 -- name: event_runs
 SELECT run_id FROM run_events WHERE event_id = :event_id ORDER BY run_id;
 
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at, meta FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
 WHERE (:name IS NULL OR name = :name)
   AND (:before IS NULL OR received_at < :before OR (received_at = :before AND id < :cursor))
 ORDER BY received_at DESC, id DESC LIMIT :limit;

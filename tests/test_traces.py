@@ -1,0 +1,357 @@
+"""OpenTelemetry traces (the `otel` extra): one trace from the sender's span through a run
+of three steps with a retry and a sleep, across two worker processes, on SQLite and
+PostgreSQL; the runs a step's send_event and invoke start continue it; a call request to
+an SDK app carries `traceparent`; without a tracer provider, or without the API, nothing
+changes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
+
+import stepstone
+from stepstone import tracing
+from stepstone.function import function_from_config
+from stepstone.tracecontext import RunTrace, parse_traceparent
+from tests.apps.traced import make_app, read_spans, span_record
+from tests.process import READY, ROOT, start_worker, stop
+from tests.sdk.host import one_invocation
+
+Span = dict[str, Any]
+
+
+def _set_provider(provider: TracerProvider | None) -> None:
+    # the API sets its global provider once per process; tests set and unset their own
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    if provider is not None:
+        trace.set_tracer_provider(provider)
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """This process's finished spans, in memory (the SDK's exporter for tests)."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    _set_provider(provider)
+    try:
+        yield memory
+    finally:
+        _set_provider(None)
+        provider.shutdown()
+
+
+def _records(exporter: InMemorySpanExporter) -> list[Span]:
+    return [span_record(span) for span in exporter.get_finished_spans()]
+
+
+def _one(spans: list[Span], name: str, **attributes: Any) -> Span:
+    found = _all(spans, name, **attributes)
+    assert len(found) == 1, (name, attributes, [s["name"] for s in spans])
+    return found[0]
+
+
+def _all(spans: list[Span], name: str, **attributes: Any) -> list[Span]:
+    return [
+        s
+        for s in spans
+        if s["name"] == name and all(s["attributes"].get(k) == v for k, v in attributes.items())
+    ]
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def _ready(log: Path) -> bool:
+    return log.exists() and READY in log.read_text(errors="replace")
+
+
+def _suspended_at_the_nap(folder: Path) -> bool:
+    """The invocation that began the sleep has ended (and with it, every span it made)."""
+    spans = read_spans(folder)
+    naps = _all(spans, "step nap")
+    return bool(naps) and any(
+        s["attributes"].get("stepstone.invocation.outcome") == "suspended"
+        and s["end"] >= naps[0]["end"]
+        for s in _all(spans, "invocation traced")
+    )
+
+
+@pytest.mark.slow
+async def test_one_trace_from_the_sender_through_a_run_across_two_workers(
+    shared_database_url: str, tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    url = shared_database_url
+    folder, logs = tmp_path / "spans", tmp_path / "logs"
+    folder.mkdir()
+    logs.mkdir()
+    env = {"STEPSTONE_TEST_SPANS": str(folder)}
+    app_path = "tests.apps.traced:app"
+    first = start_worker(url, app_path, name="first", env=env, log_dir=logs, lease=2.0)
+    second: subprocess.Popen[bytes] | None = None
+    sender = make_app(url)
+    try:
+        await _until(lambda: _ready(logs / "worker-first.log"), "the first worker")
+        with trace.get_tracer("shop").start_as_current_span("checkout") as checkout:
+            [event_id] = await sender.send(stepstone.Event("traced/go"))
+        [run] = await sender.runs_for_event(event_id)
+        # the first worker runs it up to its sleep (a retry on the way), then dies
+        await _until(lambda: _suspended_at_the_nap(folder), "the run to sleep")
+        stop(first)
+        second = start_worker(url, app_path, name="second", env=env, log_dir=logs, lease=2.0)
+        done = await sender.wait_for_run(run.id, timeout=60)
+        assert done.status == "completed", done
+        await _until(
+            lambda: (
+                len(_all(read_spans(folder), "run traced-notified")) == 1
+                and len(_all(read_spans(folder), "run traced-child")) == 1
+                and len(_all(read_spans(folder), "run traced")) == 1
+            ),
+            "the run spans",
+        )
+    finally:
+        await sender.close()
+        stop(first)
+        if second is not None:
+            second.terminate()
+            second.wait(30)
+    spans = read_spans(folder)
+    mine = _records(exporter)
+    trace_id = f"{checkout.get_span_context().trace_id:032x}"
+    user = _one(mine, "checkout")
+    send = _one(mine, "send traced/go")
+    assert send["parent_id"] == user["span_id"]
+    assert send["attributes"]["stepstone.event.count"] == 1
+    # every span of both workers is in the sender's trace
+    assert spans and {s["trace_id"] for s in spans + mine} == {trace_id}
+    first_pid, second_pid = first.pid, second.pid
+    assert {s["pid"] for s in spans} == {first_pid, second_pid}
+
+    # the run's span: a child of the send's, emitted by the worker that ended the run
+    run_span = _one(spans, "run traced")
+    assert run_span["parent_id"] == send["span_id"]
+    assert run_span["pid"] == second_pid
+    assert run_span["attributes"]["stepstone.run.id"] == run.id
+    assert run_span["attributes"]["stepstone.run.status"] == "completed"
+    assert run_span["span_id"] == f"{RunTrace.of(run.id, None).span.span_id:016x}"
+    # its claims and invocations, in both workers, are its children
+    claims = _all(spans, "claim traced")
+    invocations = _all(spans, "invocation traced")
+    for child in claims + invocations:
+        assert child["parent_id"] == run_span["span_id"], child
+    assert {s["pid"] for s in claims} == {first_pid, second_pid}
+    assert {s["pid"] for s in invocations} == {first_pid, second_pid}
+    # from the first claim to the end
+    assert abs(run_span["start"] - min(s["start"] for s in claims)) < 1_000_000
+    assert run_span["end"] >= max(s["end"] for s in invocations)
+
+    # each step is a child of an invocation of the run
+    steps = [
+        s
+        for s in spans
+        if s["name"].startswith("step ") and s["attributes"]["stepstone.run.id"] == run.id
+    ]
+    by_id = {s["span_id"]: s for s in invocations}
+    for step in steps:
+        assert step["parent_id"] in by_id, step
+        assert step["attributes"]["stepstone.function.id"] == "traced"
+    ran_in = {s["attributes"]["stepstone.step.id"]: s["pid"] for s in steps}
+    assert ran_in == {
+        "one": first_pid,
+        "flaky": first_pid,
+        "nap": first_pid,
+        "three": second_pid,
+        "notify": second_pid,
+        "call-child": second_pid,
+    }
+    # the retried step: two attempts, the first failed
+    attempts = _all(spans, "step flaky")
+    failed, retried = sorted(attempts, key=lambda s: s["attributes"]["stepstone.attempt"])
+    assert (failed["attributes"]["stepstone.attempt"], failed["status"]) == (0, "ERROR")
+    assert failed["attributes"]["stepstone.step.status"] == "retrying"
+    assert "exception" in failed["events"]
+    assert (retried["attributes"]["stepstone.attempt"], retried["status"]) == (1, "UNSET")
+    assert retried["attributes"]["stepstone.step.status"] == "completed"
+    assert by_id[failed["parent_id"]] != by_id[retried["parent_id"]]  # two invocations
+
+    # the runs that send_event and invoke started continue the trace from their steps
+    notify, invoke = _one(spans, "step notify"), _one(spans, "step call-child")
+    assert _one(spans, "run traced-notified")["parent_id"] == notify["span_id"]
+    assert _one(spans, "run traced-child")["parent_id"] == invoke["span_id"]
+    assert _one(spans, "step note")["trace_id"] == trace_id
+    assert _one(spans, "step double")["trace_id"] == trace_id
+
+
+async def test_spans_of_a_run_in_process(exporter: InMemorySpanExporter) -> None:
+    """One worker in this process, a sync function: its steps are children of its
+    invocation, a handler's own spans are children of its step, and a run started outside
+    any span starts a trace of its own, named by the run id."""
+    app = stepstone.App("inproc", database="memory://", backoff=lambda attempt: 0.01)
+    inner = trace.get_tracer("user")
+
+    @app.function(id="sync-fn", trigger="inproc/go")
+    def sync_fn(ctx: stepstone.Context) -> str:
+        def handler() -> str:
+            with inner.start_as_current_span("inside"):
+                return "ok"
+
+        return ctx.step.run("work", handler)
+
+    async with app.worker():
+        [event_id] = await app.send(stepstone.Event("inproc/go"))
+        [run] = await app.runs_for_event(event_id)
+        assert (await app.wait_for_run(run.id, timeout=10)).status == "completed"
+        await _until(lambda: bool(_all(_records(exporter), "run sync-fn")), "the run span", 10)
+    spans = _records(exporter)
+    send, run_span = _one(spans, "send inproc/go"), _one(spans, "run sync-fn")
+    assert run_span["parent_id"] == send["span_id"]
+    invocation = _one(spans, "invocation sync-fn")
+    assert invocation["parent_id"] == run_span["span_id"]
+    step = _one(spans, "step work")
+    assert step["parent_id"] == invocation["span_id"]
+    assert _one(spans, "inside")["parent_id"] == step["span_id"]
+    assert len({s["trace_id"] for s in spans}) == 1
+
+
+async def test_a_run_without_a_traced_event_gets_a_trace_of_its_own(
+    exporter: InMemorySpanExporter,
+) -> None:
+    app = stepstone.App("root", database="memory://")
+
+    @app.function(id="rooted", trigger="root/go")
+    async def rooted(ctx: stepstone.Context) -> int:
+        return int(await ctx.step.run("one", lambda: 1))
+
+    store = await app.store()
+    planned = app.runtime.planner.events(stepstone.Event("root/go"))  # no send: no span
+    await store.ingest(planned)
+    [run_id] = [r.id for item in planned for r in item.runs]
+    async with app.worker():
+        assert (await app.wait_for_run(run_id, timeout=10)).status == "completed"
+        await _until(lambda: bool(_all(_records(exporter), "run rooted")), "the run span", 10)
+    spans = _records(exporter)
+    expected = RunTrace.of(run_id, None).span
+    run_span = _one(spans, "run rooted")
+    assert run_span["parent_id"] is None
+    assert (run_span["trace_id"], run_span["span_id"]) == (
+        f"{expected.trace_id:032x}",
+        f"{expected.span_id:016x}",
+    )
+    assert {s["trace_id"] for s in spans} == {f"{expected.trace_id:032x}"}
+    await app.close()
+
+
+async def test_a_call_request_to_an_sdk_app_carries_traceparent(
+    exporter: InMemorySpanExporter,
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    fn = function_from_config(
+        {
+            "id": "shop-remote",
+            "triggers": [{"event": "test/sequential"}],
+            "runtime": {"type": "http", "url": "http://127.0.0.1:9/api/inngest"},
+        }
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with trace.get_tracer("test").start_as_current_span("invocation") as outer:
+            outcome = await one_invocation(fn, client).execute()
+    assert outcome is not None
+    [request] = seen
+    sent = parse_traceparent(request.headers["traceparent"])
+    assert sent is not None
+    call = _one(_records(exporter), "call shop-remote")
+    assert sent.trace_id == outer.get_span_context().trace_id
+    assert f"{sent.span_id:016x}" == call["span_id"]
+    assert call["parent_id"] == f"{outer.get_span_context().span_id:016x}"
+
+
+async def test_events_keep_their_trace_in_every_store(database_url: str) -> None:
+    app = stepstone.App("keep", database=database_url)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    try:
+        [event_id] = await app.send(stepstone.Event("keep/it", trace=traceparent))
+        [other_id] = await app.send(stepstone.Event("keep/it"))  # no provider: no trace
+        store = await app.store()
+        kept = await store.get_event(event_id)
+        plain = await store.get_event(other_id)
+        assert kept is not None and kept.event.trace == traceparent
+        assert plain is not None and plain.event.trace is None
+        assert "trace" not in kept.event.to_dict()  # functions see the event as sent
+    finally:
+        await app.close()
+
+
+def test_a_malformed_trace_is_refused() -> None:
+    app = stepstone.App("bad", database="memory://")
+    with pytest.raises(stepstone.EventError, match="traceparent"):
+        app.send_sync(stepstone.Event("bad/trace", trace="00-zz-01"))
+    app.close_sync()
+
+
+def test_without_a_provider_the_hooks_do_nothing() -> None:
+    assert tracing.ENABLED
+    with tracing.sending() as send:
+        assert send.traceparent is None
+
+
+def test_run_trace_ids_are_derived_from_the_run() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    a, b = RunTrace.of("RUN-A", None), RunTrace.of("RUN-A", None)
+    assert a == b and a.parent is None and a.span.flags == 1
+    assert RunTrace.of("RUN-B", None).span.trace_id != a.span.trace_id
+    continued = RunTrace.of("RUN-A", parent)
+    assert continued.parent == parse_traceparent(parent)
+    assert f"{continued.span.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert continued.span.span_id == a.span.span_id
+    assert continued.span.flags == 0  # the sender's sampling decision holds
+    for bad in ("", "00-" + "0" * 32 + "-b7ad6b7169203331-01", "ff-x", parent.upper()):
+        assert parse_traceparent(bad) is None
+
+
+def test_without_the_api_installed_stepstone_works_as_before() -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if the extra were not installed\n"
+        "import stepstone\n"
+        "from stepstone import tracing\n"
+        "assert not tracing.ENABLED\n"
+        "app = stepstone.App('plain', database='memory://')\n"
+        "@app.function(id='f', trigger='plain/go')\n"
+        "async def f(ctx):\n"
+        "    return await ctx.step.run('s', lambda: 2)\n"
+        "import asyncio\n"
+        "async def main():\n"
+        "    async with app.worker():\n"
+        "        [e] = await app.send(stepstone.Event('plain/go'))\n"
+        "        [run] = await app.runs_for_event(e)\n"
+        "        print((await app.wait_for_run(run.id, timeout=10)).output)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
