@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -300,6 +301,15 @@ def test_event_shows_the_runs_it_started(client: httpx.Client) -> None:
     assert run["function_id"] == "greet"
     assert event["run_ids"] == [run["id"]]
     assert wait_for_run(client, run["id"])["output"] == {"said": "HELLO BO"}
+
+
+@pytest.mark.parametrize("event_id", ["order/42", "line\nbreak", "tab\there", " spaced "])
+def test_an_event_is_found_by_any_id_its_sender_gave(client: httpx.Client, event_id: str) -> None:
+    sent = client.post("/v1/events", json={"name": "test/any", "id": event_id})
+    assert sent.json()["ids"] == [event_id]
+    got = client.get(f"/v1/events/{quote(event_id, safe='')}")
+    assert got.status_code == 200, got.text
+    assert got.json()["id"] == event_id
 
 
 def test_event_without_functions_started_no_run(client: httpx.Client) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,6 +30,22 @@ STATUSES = ", ".join(s.value for s in RunStatus)
 MAX_LIMIT = 1000
 MAX_SECONDS = 253402300799  # the end of year 9999
 STATS_PAGES = 10  # a function's stats count at most its newest 10,000 runs of the day
+
+
+class AnyText(Convertor[str]):
+    """A path parameter of any characters. Starlette's `path` is `.*`, which stops at a
+    newline, so an event stored with one in its id could not be read back (404)."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", AnyText())
 
 
 class Api:
@@ -54,8 +71,8 @@ class Api:
             Route("/v1/runs/{run_id}/rerun", p(self.rerun), methods=["POST"]),
             Route("/v1/events", p(self.list_events), methods=["GET"]),
             Route("/v1/events", p(self.send), methods=["POST"]),
-            # `path`: an event id is the sender's own (any text), and may hold a `/`
-            Route("/v1/events/{event_id:path}", p(self.get_event), methods=["GET"]),
+            # an event id is the sender's own: any text, a `/` or a newline included
+            Route("/v1/events/{event_id:text}", p(self.get_event), methods=["GET"]),
         ]
 
     def _protected(self, handler: Handler) -> Handler:
