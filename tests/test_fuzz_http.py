@@ -33,6 +33,15 @@ from .summary import note
 LONG = os.environ.get("STEPSTONE_CHAOS") == "long"
 SCHEMA_CASES = 6000 if LONG else 150  # per store
 HOSTILE_CASES = 2500 if LONG else 100  # per store and test
+pytestmark = [
+    # the live server runs on threads of this process, and draws from `random` (retry
+    # jitter, ids) while hypothesis generates a case: hypothesis then blames the strategy
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+    pytest.mark.timeout(3600 if LONG else 300),
+]
 FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -60,12 +69,6 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-# schemathesis's strategies draw from `random` themselves; hypothesis notices it once
-# enough cases run (make chaos), and warns about code that is not ours
-@pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies"
-    ":hypothesis.errors.HypothesisDeprecationWarning"
-)
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     server: LiveServer, request: pytest.FixtureRequest
 ) -> None:
