@@ -177,12 +177,25 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
                 r >= 0.90,
                 f"{full:,.0f} vs {none:,.0f} events/s ({r:.0%})",
             )
+        empty = get(medians, lane, "backlog", "empty_runs_per_s")
+        deep = get(medians, lane, "backlog", "backlog_runs_per_s")
+        if empty and deep:
+            r = deep / empty
+            add(
+                f"drain rate with {sizes['backlog_queued']:,} runs queued vs an empty database "
+                f"({b})",
+                "within 10%",
+                r,
+                r >= 0.90,
+                f"{deep:,.0f} vs {empty:,.0f} runs/s ({r:.0%})",
+            )
     return rows
 
 
 def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, Any]]) -> Any:
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     lanes = [(s, b) for s, b in LANES if any(f"{s}/{b}" == lane for lane in medians)]
     backends = [b for b in BACKEND if f"stepstone/{b}" in medians]
@@ -222,6 +235,10 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
     sdk = sdk_table(raw, medians)
     if sdk is not None:
         parts.append(sdk)
+    parts += tables.new_tables(raw, medians)
+    plans = tables.claim_plans(raw)
+    if plans:
+        parts.append(Text("\n\n".join(plans)))
     goals_table = Table(title="targets")
     for column in ("target", "goal", "measured", "met"):
         goals_table.add_column(column)

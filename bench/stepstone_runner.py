@@ -65,25 +65,40 @@ async def _warm_up(app: stepstone.App, name: str) -> None:
 
 
 def define_step_loop(
-    app: stepstone.App, function_id: str, steps: int, returned: Callable[[], None] = lambda: None
+    app: stepstone.App,
+    function_id: str,
+    steps: int,
+    returned: Callable[[], None] = lambda: None,
+    handler: Callable[[int], Any] = _noop,
 ) -> None:
     """The function every throughput workload runs: `steps` trivial steps in sequence
-    (`data.steps` overrides), then `returned()`."""
+    (`data.steps` overrides), then `returned()`. Each step is `handler(i)`."""
 
     @app.function(id=function_id, trigger=f"bench/{function_id}")
     async def run(ctx: stepstone.Context) -> int:
         count = int(ctx.event.data.get("steps", steps))
         for i in range(count):
-            await ctx.step.run(f"s{i}", _noop, i)
+            await ctx.step.run(f"s{i}", handler, i)
         returned()
         return count
 
 
-async def _timed_runs(url: str, function_id: str, runs: int, steps: int, concurrency: int) -> float:
-    """Seconds from sending `runs` runs of the step loop to all of them completed."""
+Define = Callable[[stepstone.App, str, int, Callable[[], None]], None]
+
+
+async def _timed_runs(
+    url: str,
+    function_id: str,
+    runs: int,
+    steps: int,
+    concurrency: int,
+    define: Define = define_step_loop,
+) -> float:
+    """Seconds from sending `runs` runs of the step loop (as `define` writes it) to all of
+    them completed."""
     app = stepstone.App("bench", database=url)
     tally = _Returned()
-    define_step_loop(app, function_id, steps, tally.returned)
+    define(app, function_id, steps, tally.returned)
     try:
         async with app.worker(concurrency=concurrency):
             await _warm_up(app, f"bench/{function_id}")
@@ -96,14 +111,20 @@ async def _timed_runs(url: str, function_id: str, runs: int, steps: int, concurr
         await app.close()
 
 
-async def sequential(url: str, steps: int, paired_floor: bool = False) -> dict[str, Any]:
+async def sequential(
+    url: str,
+    steps: int,
+    paired_floor: bool = False,
+    define: Define = define_step_loop,
+    floor_output: str | None = None,
+) -> dict[str, Any]:
     """One run of `steps` trivial steps: send -> every step durable and the run completed.
 
     paired_floor: measure the floor just before and after, on the same database (SQLite:
-    a file beside it; PostgreSQL: a table in it)."""
+    a file beside it; PostgreSQL: a table in it), each step writing `floor_output`."""
     if paired_floor:
-        before = _floor_beside(url, steps, 1)
-    seconds = await _timed_runs(url, "sequential", 1, steps, concurrency=100)
+        before = floor_beside(url, steps, 1, floor_output)
+    seconds = await _timed_runs(url, "sequential", 1, steps, concurrency=100, define=define)
     out: dict[str, Any] = {
         "steps_per_s": steps / seconds,
         "us_per_step": seconds / steps * 1e6,
@@ -113,77 +134,26 @@ async def sequential(url: str, steps: int, paired_floor: bool = False) -> dict[s
     if paired_floor:
         # the floor right before and right after, on the same disk a moment apart: the
         # disk's speed drifts by 2x over minutes on a shared machine
-        floors = [before, _floor_beside(url, steps, 2)]
+        floors = [before, floor_beside(url, steps, 2, floor_output)]
         out["floor_paired_steps_per_s"] = statistics.mean(floors)
         out["vs_floor_paired"] = out["steps_per_s"] / out["floor_paired_steps_per_s"]
     return out
 
 
-def _floor_beside(url: str, steps: int, n: int) -> float:
+def floor_beside(url: str, steps: int, n: int, output: str | None = None) -> float:
+    """The floor's steps/s on the disk of `url`: a file beside it, or a table in it."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
-        return float(floor.sqlite_sequential(f"{path}.floor-{n}", steps)["steps_per_s"])
-    return float(floor.postgres_sequential(url, steps)["steps_per_s"])
+        return float(floor.sqlite_sequential(f"{path}.floor-{n}", steps, output)["steps_per_s"])
+    return float(floor.postgres_sequential(url, steps, output)["steps_per_s"])
 
 
-async def concurrent(url: str, runs: int, steps: int, concurrency: int = 100) -> dict[str, Any]:
-    """`runs` runs of `steps` steps, sent in one call; until all are completed."""
-    seconds = await _timed_runs(url, "concurrent", runs, steps, concurrency)
-    return {**throughput(runs, steps, seconds), "worker_concurrency": concurrency}
-
-
-async def concurrent_processes(
-    url: str, runs: int, steps: int, processes: int, concurrency: int = 100
+async def concurrent(
+    url: str, runs: int, steps: int, concurrency: int = 100, define: Define = define_step_loop
 ) -> dict[str, Any]:
-    """The concurrent workload served by `processes` worker processes (bench/workers.py):
-    PostgreSQL scales out by processes. Sent from this process, which runs no worker."""
-    app = stepstone.App("bench", database=url)
-    define_step_loop(app, "concurrent", steps)  # planned here, run by the worker processes
-
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.workers",
-            url,
-            str(concurrency),
-            str(steps),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=ROOT,
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for proc in workers:
-            assert proc.stdout is not None
-            line = await proc.stdout.readline()
-            if line.strip() != b"READY":
-                raise RuntimeError(f"a worker process did not start: {line!r}")
-        await app.send([{"name": "bench/concurrent", "data": {"steps": 5}}] * processes)
-        await _wait_all_ended(app)  # warm: every process has run something
-        start = time.perf_counter()
-        await _send_many(app, "bench/concurrent", runs)
-        await _wait_all_ended(app)
-        seconds = time.perf_counter() - start
-        failed = await app.list_runs(status="failed", limit=1)
-        last = await app.list_runs(status="completed", limit=1)
-    finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            await proc.wait()
-        await app.close()
-    if failed:
-        raise RuntimeError(f"run {failed[0].id} failed: {failed[0].error}")
-    if not last or last[0].output != steps:  # the workers ran the steps asked for
-        raise RuntimeError(f"a run returned {last[0].output if last else None}")
-    return {
-        **throughput(runs, steps, seconds),
-        "worker_processes": processes,
-        "worker_concurrency": concurrency,
-    }
+    """`runs` runs of `steps` steps, sent in one call; until all are completed."""
+    seconds = await _timed_runs(url, "concurrent", runs, steps, concurrency, define)
+    return {**throughput(runs, steps, seconds), "worker_concurrency": concurrency}
 
 
 async def _send_many(app: stepstone.App, name: str, count: int) -> None:
@@ -348,9 +318,17 @@ async def _run_one(fresh: Fresh, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "concurrent":
         return await concurrent(url, sizes.concurrent_runs, sizes.concurrent_steps)
     if name == "concurrent_procs":
-        return await concurrent_processes(
-            url, sizes.concurrent_runs, sizes.concurrent_steps, sizes.worker_processes
+        from . import processes
+
+        return await processes.scaling(
+            fresh,
+            sizes.concurrent_runs,
+            sizes.concurrent_steps,
+            list(sizes.worker_process_counts),
+            sizes.worker_processes,
         )
+    if name in NEW_WORKLOADS:
+        return await _run_new(fresh, url, sizes, name)
     if name in ("latency", "latency_xproc"):
         return await latency(
             url, sizes.latency_samples, sizes.latency_gap, cross_process=name == "latency_xproc"
@@ -375,3 +353,39 @@ async def _run_one(fresh: Fresh, sizes: Sizes, name: str) -> dict[str, Any]:
     if name == "intake":
         return await intake.intake(url, sizes.intake_events, sizes.intake_time)
     raise ValueError(f"unknown workload {name!r}")
+
+
+NEW_WORKLOADS = [
+    "sequential_def",
+    "concurrent_def",
+    "large_sequential",
+    "large_concurrent",
+    "backlog",
+    "dbwork",
+]
+
+
+async def _run_new(fresh: Fresh, url: str, sizes: Sizes, name: str) -> dict[str, Any]:
+    """The workloads of issue 21, each in a module of its own."""
+    from . import backlog, dbwork, large, plain_def
+
+    if name == "sequential_def":
+        return await plain_def.sequential(url, sizes.sequential_steps)
+    if name == "concurrent_def":
+        return await plain_def.concurrent(url, sizes.concurrent_runs, sizes.concurrent_steps)
+    if name == "large_sequential":
+        return await large.sequential(url, sizes.large_steps, sizes.large_bytes)
+    if name == "large_concurrent":
+        return await large.concurrent(
+            url, sizes.large_runs, sizes.concurrent_steps, sizes.large_bytes
+        )
+    if name == "backlog":
+        return await backlog.backlog(
+            url,
+            fresh("backlog_full"),
+            sizes.backlog_runs,
+            sizes.backlog_queued,
+            sizes.backlog_sleeping,
+            sizes.backlog_rounds,
+        )
+    return await dbwork.dbwork("stepstone", url, sizes.concurrent_runs, sizes.concurrent_steps)
