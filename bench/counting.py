@@ -15,7 +15,8 @@ read when no client is connected to it (a backend flushes its counters as it exi
 the server preloads it (statements executed), and for the cluster, which runs nothing
 else meanwhile, the WAL position `pg_current_wal_lsn()` and `pg_stat_wal` (records,
 full-page images). A CHECKPOINT first, so that full-page images count the same for
-every system: each page's first change after a checkpoint logs the whole page.
+every system: each page's first change after a checkpoint logs the whole page. Beside
+them, measured rather than counted, the server's CPU time (bench/cpu.py: /proc).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections import Counter
 from typing import Any
 
 from . import sqlconn
+from .cpu import ServerCpu
 
 _KINDS = {
     "SELECT": "reads",
@@ -145,6 +147,7 @@ class PgCounter:
         self.admin = sqlconn.with_database(url, "postgres")
         self.statements = True
         self.quiesced = True
+        self.server = ServerCpu(self.admin)
 
     def __enter__(self) -> PgCounter:
         import psycopg
@@ -208,6 +211,9 @@ class PgCounter:
             lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
             wal = conn.execute("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
         last["wal_bytes"] = float(_lsn(lsn))
+        cpu = self.server.seconds()  # measured, not counted: the server's CPU time
+        if cpu is not None:
+            last["server_cpu_us"] = cpu * 1e6
         last["wal_records"], last["wal_fpi"], last["wal_bytes_stat"] = map(float, wal)
         return last
 

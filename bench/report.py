@@ -231,7 +231,7 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
                 else:
                     ratios.append("")
         table.add_row(label, unit, *cells, *ratios)
-    parts = [table]
+    parts = [table] if table.row_count else []  # a run of other workloads only
     sdk = sdk_table(raw, medians)
     if sdk is not None:
         parts.append(sdk)
@@ -245,7 +245,7 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
     for row in goals:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
         goals_table.add_row(row["target"], row["goal"], row["shown"], met)
-    return Group(*parts, goals_table)
+    return Group(*parts, *([goals_table] if goals else []))
 
 
 def settings_note(raw: dict[str, Any]) -> list[str]:

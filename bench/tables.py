@@ -89,6 +89,7 @@ DBWORK_ROWS = [
     ("wal_bytes", "WAL bytes", "B"),
     ("wal_records", "WAL records (PostgreSQL)", ""),
     ("wal_fpi", "WAL full-page images (PostgreSQL)", ""),
+    ("server_cpu_us", "server CPU µs, measured (PostgreSQL)", "µs"),
 ]
 NEW = {
     "sequential_def": ["steps_per_s"],
