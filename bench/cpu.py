@@ -37,8 +37,9 @@ class ServerCpu:
     of a backend of ours), every process it started, and the children it has reaped."""
 
     def __init__(self, url: str) -> None:
-        backend = int(sqlconn.scalar(url, "SELECT pg_backend_pid()"))
-        fields = _stat(backend)
+        with sqlconn.connect(url, autocommit=True) as conn:  # read while the backend lives
+            backend = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+            fields = _stat(backend)
         self.postmaster = int(fields[1]) if fields else None
 
     def seconds(self) -> float | None:
