@@ -1,4 +1,5 @@
-"""python -m bench [--quick] [--systems stepstone,dbos,floor,sdk] [--no-postgres] [--no-extras]"""
+"""python -m bench [--quick|--tiny] [--systems stepstone,dbos,floor,sdk] [--no-postgres]
+[--no-extras] [--only backlog,dbwork,...]"""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from . import harness, report
 from .common import FULL, QUICK, TINY
 
 SYSTEMS = ["stepstone", "dbos", "floor", "sdk"]
+# --only new: issue 21's workloads, and the async ones the `def` function is compared with
+NEW = ["sequential", "concurrent", "concurrent_procs", *harness.REPEATED_NEW, *harness.ONCE_NEW]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-extras", action="store_true", help="workloads 1-3 only")
+    parser.add_argument(
+        "--only",
+        help="these workloads only, comma-separated (e.g. backlog,dbwork); new: those of issue 21",
+    )
     parser.add_argument("--repetitions", type=int)
     parser.add_argument(
         "--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -30,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if systems != SYSTEMS:  # a run of some systems keeps <mode>-latest.json of the whole
         tag = f"{tag}-{'-'.join(systems)}"
+    only = [w.strip() for w in args.only.split(",") if w.strip()] if args.only else None
+    if only:  # and so does a run of some workloads
+        tag = f"{tag}-only-{'-'.join(only)}"[:80]
+        only = [w for name in only for w in (NEW if name == "new" else [name])]
     if args.repetitions:
         sizes = replace(sizes, repetitions=args.repetitions)
     console = Console(width=None if os.isatty(1) else 200)
@@ -38,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         systems=systems,
         postgres=not args.no_postgres,
         extras=not args.no_extras,
+        only=only,
         log=console.print,
     )
     medians = report.aggregate(raw)

@@ -27,6 +27,7 @@ class Sizes:
     # so the paced rate stays below that: it then measures the timers, not a backlog
     timer_rate_postgres: float = 250.0
     worker_processes: int = 2  # the concurrent workload again, over this many workers
+    worker_process_counts: tuple[int, ...] = (1, 2, 4)  # and over each of these, with DB CPU
     sleepers: int = 100_000
     waiters: int = 100_000
     wait_events: int = 4000  # non-matching events per measurement
@@ -40,6 +41,17 @@ class Sizes:
     sdk_runs: int = 1000
     sdk_latency_samples: int = 100
     http_samples: int = 2000  # HTTP round trips to a trivial app, per client
+    # large outputs: steps returning this many bytes of JSON; one run of large_steps steps
+    # (a run's state is capped at 32 MiB), and large_runs runs of concurrent_steps steps
+    large_bytes: int = 100 * 1024
+    large_steps: int = 200
+    large_runs: int = 100
+    # backlog: the rate a worker drains backlog_runs runs, in an empty database and with
+    # backlog_queued runs queued and backlog_sleeping sleeping far ahead (bench/backlog.py)
+    backlog_runs: int = 1000
+    backlog_queued: int = 1_000_000
+    backlog_sleeping: int = 100_000
+    backlog_rounds: int = 3  # alternating drains of each database; medians
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +75,10 @@ QUICK = Sizes(
     sdk_runs=50,
     sdk_latency_samples=10,
     http_samples=300,
+    large_steps=50,
+    large_runs=20,
+    backlog_queued=100_000,
+    backlog_sleeping=10_000,
     repetitions=2,
 )
 TINY = Sizes(
@@ -82,6 +98,13 @@ TINY = Sizes(
     sdk_runs=5,
     sdk_latency_samples=3,
     http_samples=20,
+    worker_process_counts=(1, 2),
+    large_steps=3,
+    large_runs=2,
+    backlog_runs=20,
+    backlog_queued=200,
+    backlog_sleeping=50,
+    backlog_rounds=1,
     repetitions=1,
 )
 

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 
-def sqlite_sequential(path: str, steps: int) -> dict[str, Any]:
+def sqlite_sequential(path: str, steps: int, output: str | None = None) -> dict[str, Any]:
+    """`output`: the text every step writes (default: its index)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -28,7 +29,7 @@ def sqlite_sequential(path: str, steps: int) -> dict[str, Any]:
             conn.execute("BEGIN")
             conn.execute(
                 "INSERT INTO steps (run_id, step, output) VALUES (?, ?, ?)",
-                ("run", f"s{i}", str(i)),
+                ("run", f"s{i}", str(i) if output is None else output),
             )
             conn.execute("COMMIT")
         seconds = time.perf_counter() - start
@@ -39,7 +40,7 @@ def sqlite_sequential(path: str, steps: int) -> dict[str, Any]:
     return _result(steps, seconds, {"journal_mode": mode, "synchronous": sync})
 
 
-def postgres_sequential(url: str, steps: int) -> dict[str, Any]:
+def postgres_sequential(url: str, steps: int, output: str | None = None) -> dict[str, Any]:
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -58,7 +59,7 @@ def postgres_sequential(url: str, steps: int) -> dict[str, Any]:
         for i in range(steps):
             conn.execute(
                 "INSERT INTO floor_steps (run_id, step, output) VALUES (%s, %s, %s)",
-                ("run", f"s{i}", str(i)),
+                ("run", f"s{i}", str(i) if output is None else output),
             )
             conn.commit()
         seconds = time.perf_counter() - start

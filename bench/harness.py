@@ -22,6 +22,11 @@ from .common import Sizes
 CORE = ["sequential", "concurrent", "latency", "latency_xproc"]
 REPEATED_EXTRA = ["timers", "timers_paced", "intake"]
 ONCE_EXTRA = ["sleepers", "waits"]  # 100,000 parked runs each: one repetition is enough
+# issue 21: a plain `def` function, large outputs (repeated); a backlog of 1,000,000 runs,
+# and the database work per step, counted (once: each in a cell of its own)
+REPEATED_NEW = ["sequential_def", "concurrent_def", "large_sequential", "large_concurrent"]
+ONCE_NEW = ["backlog", "dbwork"]
+SLOW = {"sdk": 3.0, "backlog": 2.0}  # cells given more time than the others
 # workload 7, SQLite only: the 10-step function native and in SDK apps, and the HTTP floor
 SDK = ["sdk_native", "sdk_py", "sdk_js", "http_rtt"]
 
@@ -37,29 +42,42 @@ class Cell:
     seconds: float = 0.0
 
 
-def plan(sizes: Sizes, systems: list[str], backends: list[str], extras: bool) -> list[Cell]:
-    """The cells of every repetition, each repetition in a rotated order of systems."""
+def plan(
+    sizes: Sizes,
+    systems: list[str],
+    backends: list[str],
+    extras: bool,
+    only: list[str] | None = None,
+) -> list[Cell]:
+    """The cells of every repetition, each repetition in a rotated order of systems; the
+    workloads run once go in cells of their own, in the first. `only`: these workloads."""
     lanes: list[tuple[str, str, list[str], list[str]]] = []
     for backend in backends:
         for system in systems:
             if system == "floor":
                 lanes.append((system, backend, ["sequential"], []))
             elif system == "dbos":
-                lanes.append((system, backend, CORE, []))
+                lanes.append((system, backend, CORE, ["dbwork"] if extras else []))
             elif system == "sdk":
                 if backend == "sqlite":
                     lanes.append((system, backend, SDK, []))
             elif system == "stepstone":
                 # PostgreSQL scales out by processes: the concurrent workload again, on more
                 scale_out = ["concurrent_procs"] if backend == "postgres" else []
-                repeated = CORE + scale_out + (REPEATED_EXTRA if extras else [])
-                lanes.append((system, backend, repeated, ONCE_EXTRA if extras else []))
+                repeated = CORE + scale_out + (REPEATED_EXTRA + REPEATED_NEW if extras else [])
+                once = ONCE_EXTRA + ONCE_NEW if extras else []
+                lanes.append((system, backend, repeated, once))
     cells = []
     for rep in range(sizes.repetitions):
         shift = rep % max(1, len(lanes))
         for system, backend, repeated, once in lanes[shift:] + lanes[:shift]:
-            workloads = repeated + (once if rep == 0 else [])
-            cells.append(Cell(system, backend, list(workloads), rep))
+            chosen = [w for w in repeated if only is None or w in only]
+            if chosen:
+                cells.append(Cell(system, backend, chosen, rep))
+            if rep == 0:
+                for workload in once:
+                    if only is None or workload in only:
+                        cells.append(Cell(system, backend, [workload], rep))
     return cells
 
 
@@ -140,6 +158,7 @@ def execute(
     systems: list[str],
     postgres: bool,
     extras: bool,
+    only: list[str] | None = None,
     log: Any = print,
     timeout: float = 900.0,
 ) -> dict[str, Any]:
@@ -160,16 +179,15 @@ def execute(
                 pg_version = cluster.version
             elif postgres:
                 notes.append("PostgreSQL rows skipped: no PostgreSQL server binaries here")
-            cells = plan(sizes, systems, backends, extras)
+            cells = plan(sizes, systems, backends, extras, only)
             for i, cell in enumerate(cells, 1):
                 log(
                     f"[{i}/{len(cells)}] {cell.system} on {cell.backend}, repetition "
                     f"{cell.rep + 1}: {', '.join(cell.workloads)}"
                 )
                 # the SDK lane's steps go over HTTP to other processes: far slower than native
-                run_cell(
-                    cell, sizes, workdir, pg_admin, timeout * (3 if cell.system == "sdk" else 1)
-                )
+                slow = max(SLOW.get(name, 1.0) for name in [cell.system, *cell.workloads])
+                run_cell(cell, sizes, workdir, pg_admin, timeout * slow)
                 if cell.error:
                     log(f"    failed: {cell.error}")
                 for name, result in cell.results.items():

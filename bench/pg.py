@@ -44,6 +44,15 @@ class Cluster:
         return self.url(name)
 
 
+def _preload(initdb: str) -> str:
+    """pg_stat_statements where the server has it (counted work per statement, in
+    bench/dbwork.py); nothing otherwise."""
+    libdir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(initdb))), "lib")
+    if os.path.exists(os.path.join(libdir, "pg_stat_statements.so")):
+        return " -c shared_preload_libraries=pg_stat_statements"
+    return ""
+
+
 def _run(cmd: list[str], as_user: str | None, **kwargs: object) -> subprocess.CompletedProcess[str]:
     if as_user:
         cmd = ["runuser", "-u", as_user, "--", *cmd]
@@ -79,6 +88,7 @@ def cluster() -> Iterator[Cluster | None]:
             as_user,
         )
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        options += _preload(initdb)
         _run(
             [pg_ctl, "-D", datadir, "-o", options, "-w", "-l", os.path.join(root, "log"), "start"],
             as_user,

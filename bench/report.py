@@ -10,7 +10,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from . import tables
 from .common import median
+from .figures import BACKEND, dig, fmt, get
+from .tables import sdk_table
 
 LANES = [
     ("stepstone", "sqlite"),
@@ -21,7 +24,6 @@ LANES = [
     ("floor", "postgres"),
 ]
 LABEL = {"stepstone": "stepstone", "dbos": "DBOS", "floor": "floor"}
-BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 # (workload, metric path, label, unit, higher is better)
 METRICS = [
@@ -54,39 +56,7 @@ METRICS = [
     ("intake", "keepalive.p99_ms", "6 POST /e, 1 client keep-alive: p99", "ms", False),
 ]
 
-# workload 7 (bench/sdk.py), its own table: (workload, label) and the metrics of each row
-SDK_ROWS = [
-    ("sdk_native", "native stepstone function"),
-    ("sdk_py", "Python SDK app (FastAPI)"),
-    ("sdk_js", "npm SDK app (Express)"),
-]
-SDK_METRICS = [
-    "steps_per_s",
-    "runs_per_s",
-    "first_step.p50_ms",
-    "first_step.p99_ms",
-    "run.p50_ms",
-    "run.p99_ms",
-    "cpu_ms_per_step.stepstone",
-    "cpu_ms_per_step.app",
-]
-HTTP_ROWS = [
-    ("raw", "1 HTTP round trip, minimal client (the floor)"),
-    ("httpx", "1 HTTP round trip, httpx (the worker's client)"),
-]
-PATHS = (
-    [(w, path) for w, path, *_ in METRICS]
-    + [(w, m) for w, _ in SDK_ROWS for m in SDK_METRICS]
-    + [("http_rtt", f"{client}.{q}") for client, _ in HTTP_ROWS for q in ("p50_ms", "p99_ms")]
-)
-
-
-def _dig(value: Any, path: str) -> float | None:
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return float(value) if isinstance(value, (int, float)) else None
+PATHS = [(w, path) for w, path, *_ in METRICS] + tables.PATHS
 
 
 def _enrich(workload: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +82,7 @@ def aggregate(raw: dict[str, Any]) -> dict[str, Any]:
             result = _enrich(workload, result)
             for w, path in PATHS:
                 if w == workload:
-                    v = _dig(result, path)
+                    v = dig(result, path)
                     if v is not None and not math.isnan(v):
                         values[lane][workload][path].append(v)
     out: dict[str, Any] = {}
@@ -122,11 +92,6 @@ def aggregate(raw: dict[str, Any]) -> dict[str, Any]:
             for w, metrics in workloads.items()
         }
     return out
-
-
-def get(medians: dict[str, Any], lane: str, workload: str, metric: str) -> float | None:
-    found = medians.get(lane, {}).get(workload, {}).get(metric)
-    return None if found is None else float(found["median"])
 
 
 def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,24 +177,25 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
                 r >= 0.90,
                 f"{full:,.0f} vs {none:,.0f} events/s ({r:.0%})",
             )
+        empty = get(medians, lane, "backlog", "empty_runs_per_s")
+        deep = get(medians, lane, "backlog", "backlog_runs_per_s")
+        if empty and deep:
+            r = deep / empty
+            add(
+                f"drain rate with {sizes['backlog_queued']:,} runs queued vs an empty database "
+                f"({b})",
+                "within 10%",
+                r,
+                r >= 0.90,
+                f"{deep:,.0f} vs {empty:,.0f} runs/s ({r:.0%})",
+            )
     return rows
-
-
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit in ("/s", "µs"):
-        return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
-    if unit == "x":
-        return f"{value:.2f}"
-    if unit == "MB":
-        return f"{value:,.0f}"
-    return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
 
 
 def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, Any]]) -> Any:
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     lanes = [(s, b) for s, b in LANES if any(f"{s}/{b}" == lane for lane in medians)]
     backends = [b for b in BACKEND if f"stepstone/{b}" in medians]
@@ -251,7 +217,7 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
             lane = f"{system}/{backend}"
             v = get(medians, lane, workload, path)
             present = present or v is not None
-            cells.append(_fmt(v, unit))
+            cells.append(fmt(v, unit))
         if not present:
             continue
         ratios = []
@@ -265,59 +231,21 @@ def render(raw: dict[str, Any], medians: dict[str, Any], goals: list[dict[str, A
                 else:
                     ratios.append("")
         table.add_row(label, unit, *cells, *ratios)
-    parts = [table]
+    parts = [table] if table.row_count else []  # a run of other workloads only
     sdk = sdk_table(raw, medians)
     if sdk is not None:
         parts.append(sdk)
+    parts += tables.new_tables(raw, medians)
+    plans = tables.claim_plans(raw)
+    if plans:
+        parts.append(Text("\n\n".join(plans)))
     goals_table = Table(title="targets")
     for column in ("target", "goal", "measured", "met"):
         goals_table.add_column(column)
     for row in goals:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "-"}[row["met"]]
         goals_table.add_row(row["target"], row["goal"], row["shown"], met)
-    return Group(*parts, goals_table)
-
-
-def sdk_table(raw: dict[str, Any], medians: dict[str, Any]) -> Any:
-    """Workload 7: the 10-step function native and in SDK apps, and the HTTP floor; None
-    when it did not run."""
-    from rich.table import Table
-
-    lane = "sdk/sqlite"
-    if lane not in medians:
-        return None
-    sizes = raw["sizes"]
-    table = Table(
-        title=f"7 SDK apps on stepstone (SQLite): a {sizes['concurrent_steps']}-step function, "
-        f"{sizes['sdk_runs']:,} runs sent at once; latency with the worker idle "
-        f"({sizes['sdk_latency_samples']} runs one by one); medians of the repetitions"
-    )
-    for column in ("", "steps/s", "runs/s", "÷ native", "event→1st step p50 ms", "p99 ms"):
-        table.add_column(column, justify="left" if not column else "right")
-    table.add_column("event→run done p50 ms", justify="right")
-    table.add_column("CPU ms/step: stepstone", justify="right")
-    table.add_column("app", justify="right")
-    native = get(medians, lane, "sdk_native", "steps_per_s")
-    for workload, label in SDK_ROWS:
-        rate = get(medians, lane, workload, "steps_per_s")
-        values = [get(medians, lane, workload, m) for m in SDK_METRICS]
-        share = f"{rate / native:.2f}x" if rate and native else "-"
-        table.add_row(
-            label,
-            _fmt(values[0], "/s"),
-            _fmt(values[1], "/s"),
-            share,
-            _fmt(values[2], "ms"),
-            _fmt(values[3], "ms"),
-            _fmt(values[4], "ms"),
-            _fmt(values[6], "ms"),
-            _fmt(values[7], "ms") if workload != "sdk_native" else "",
-        )
-    for client, label in HTTP_ROWS:
-        p50 = get(medians, lane, "http_rtt", f"{client}.p50_ms")
-        p99 = get(medians, lane, "http_rtt", f"{client}.p99_ms")
-        table.add_row(label, "", "", "", _fmt(p50, "ms"), _fmt(p99, "ms"), "", "", "")
-    return table
+    return Group(*parts, *([goals_table] if goals else []))
 
 
 def settings_note(raw: dict[str, Any]) -> list[str]:
@@ -424,7 +352,7 @@ def chart(raw: dict[str, Any], medians: dict[str, Any], path: str) -> str:
             if workload in ("concurrent_procs", "timers", "timers_paced", "sleepers", "waits"):
                 v = get(medians, f"stepstone/{backend}", workload, path_)
                 if v is not None:
-                    found.append(f" {label[2:]}: {_fmt(v, unit)} {unit}")
+                    found.append(f" {label[2:]}: {fmt(v, unit)} {unit}")
         if found:
             lines += [f"{BACKEND[backend]}:", *found]
     ax.axis("off")

@@ -42,7 +42,8 @@ import stepstone
 from stepstone.server import bind, make_server
 
 from .common import Sizes, free_port, latency_summary, throughput
-from .stepstone_runner import _Connection, _http_once, _wait_all_ended
+from .intake import _Connection, _http_once
+from .stepstone_runner import _wait_all_ended
 
 KINDS = ("native", "py", "js")
 WORKLOADS = [f"sdk_{kind}" for kind in KINDS] + ["http_rtt"]

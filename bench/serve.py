@@ -13,7 +13,7 @@ import sys
 def main(argv: list[str]) -> None:
     from stepstone.server import bind, make_server
 
-    from .stepstone_runner import intake_app
+    from .intake import intake_app
 
     url, port = argv[0], int(argv[1])
     # stepstone's own listening socket and protocol: uvicorn binding its own socket would

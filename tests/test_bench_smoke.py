@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.pg_cluster import PostgresCluster
 bench = pytest.importorskip("bench.stepstone_runner")
 sdk_bench = pytest.importorskip("bench.sdk")
 report = pytest.importorskip("bench.report")
+tables = pytest.importorskip("bench.tables")
 common = pytest.importorskip("bench.common")
 
 
@@ -40,6 +42,82 @@ def test_quick_harness_runs_stepstone_workloads(tmp_path: Path) -> None:
     assert report.targets(medians, raw)
 
 
+NEW_WORKLOADS = bench.NEW_WORKLOADS
+
+
+def _check_new_workloads(results: dict[str, Any], sizes: Any, backend: str) -> None:
+    """Issue 21's workloads ran, and what the report reads from them is there."""
+    for name in NEW_WORKLOADS:
+        assert "error" not in results[name], (name, results[name])
+    assert results["large_sequential"]["bytes_per_step"] >= sizes.large_bytes
+    assert results["large_sequential"]["vs_floor_paired"] > 0
+    drained = results["backlog"]
+    assert drained["rates"]["backlog"] and drained["backlog_vs_empty"] > 0
+    assert drained["jobs_left"]["queued"] > 0  # the backlog was still there
+    plan = drained["explain"]
+    if backend == "sqlite":
+        assert "jobs_by_time" in plan["sqlite_query_plan"]
+    else:
+        assert "Execution Time" in plan["postgres_custom"]
+    work = results["dbwork"]
+    assert work["steps"] == sizes.concurrent_runs * sizes.concurrent_steps
+    assert work["per_step"]["rows_written"] > 1  # each step's row, and its run's share
+    assert work["per_step"]["wal_bytes"] > 0 and work["per_step"]["commits"] > 0
+    raw = {
+        "sizes": sizes.to_dict(),
+        "machine": {"cpus": 2},
+        "cells": [{"system": "stepstone", "backend": backend, "results": results, "rep": 0}],
+    }
+    medians = report.aggregate(raw)
+    lane = f"stepstone/{backend}"
+    assert report.get(medians, lane, "concurrent_def", "steps_per_s")
+    assert report.get(medians, lane, "dbwork", "per_step.commits")
+    assert len(tables.new_tables(raw, medians)) >= 4
+    assert tables.claim_plans(raw)
+    assert any("drain rate" in goal["target"] for goal in report.targets(medians, raw))
+
+
+def test_the_workloads_of_issue_21_run_on_sqlite(tmp_path: Path) -> None:
+    """A plain `def` function, large outputs, the backlog and the counted database work."""
+
+    def fresh(name: str) -> str:
+        return f"sqlite:///{tmp_path / name}.db"
+
+    workloads = ["concurrent", *NEW_WORKLOADS]
+    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    _check_new_workloads(results, common.TINY, "sqlite")
+
+
+def test_the_workloads_of_issue_21_run_on_postgres(
+    postgres_cluster: PostgresCluster, postgres_template: str
+) -> None:
+    def fresh(name: str) -> str:
+        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
+
+    workloads = ["concurrent", *NEW_WORKLOADS]
+    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    _check_new_workloads(results, common.TINY, "postgres")
+    assert results["dbwork"]["quiesced"]
+
+
+def test_database_work_is_counted_for_dbos_too(
+    tmp_path: Path, postgres_cluster: PostgresCluster
+) -> None:
+    """DBOS on the same counted workload (when the bench extra is installed)."""
+    pytest.importorskip("dbos")
+    dbwork = pytest.importorskip("bench.dbwork")
+    sizes = common.TINY
+    urls = [
+        f"sqlite:///{tmp_path / 'dbos.db'}",
+        postgres_cluster.url(postgres_cluster.create_database()),
+    ]
+    for url in urls:
+        counted = dbwork.count("dbos", url, sizes.concurrent_runs, sizes.concurrent_steps)
+        assert counted["steps"] == sizes.concurrent_runs * sizes.concurrent_steps
+        assert counted["per_step"]["commits"] >= 1, (url, counted["per_step"])  # one a step
+        assert counted["per_step"]["wal_bytes"] > 0
+
+
 def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
     postgres_cluster: PostgresCluster, postgres_template: str
 ) -> None:
@@ -54,6 +132,9 @@ def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
         assert "error" not in results[name], (name, results[name])
     assert results["sequential"]["vs_floor_paired"] > 0
     assert results["concurrent_procs"]["worker_processes"] == sizes.worker_processes
+    by = results["concurrent_procs"]["by_processes"]
+    assert sorted(map(int, by)) == sorted({*sizes.worker_process_counts, sizes.worker_processes})
+    assert all(r["cpu_s"]["database"] >= 0 for r in by.values())  # read from /proc
     assert results["timers_paced"]["sent_per_s"] == sizes.timer_rate_postgres
     raw = {
         "sizes": sizes.to_dict(),
