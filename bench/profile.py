@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--keep", metavar="PATH", help="also copy py-spy's raw output here")
     args = parser.parse_args(argv)
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     workdir = tempfile.mkdtemp(prefix="stepstone-profile-")
@@ -116,6 +117,8 @@ def _record(pyspy: str, spec: dict[str, object], workdir: str, args: argparse.Na
         result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         print(result[-1] if result else proc.stderr[-2000:])
         print(summarize(raw, args.top))
+        if args.keep:
+            shutil.copyfile(raw, args.keep)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -94,8 +94,9 @@ BREAKAGES = [
         (
             (
                 "src/stepstone/executor.py",
-                "        if self._lease_held is None or self._lease_held():\n            return\n",
-                "        if True:\n            return\n",
+                "            if self._lease_held is not None and not self._lease_held():\n"
+                "                await self._renew_or_stop()\n",
+                "            if False:\n                await self._renew_or_stop()\n",
             ),
             (
                 "src/stepstone/executor.py",

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from stepstone.server import create_app
@@ -181,3 +183,46 @@ async def test_a_run_taken_over_from_a_killed_worker_is_counted(
         first.close()
         if second is not None:
             assert await asyncio.to_thread(second.stop) == 0
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.sampled_from([0.0, 0.001, 0.0025, 1.0, 10.0, 86400.0]),  # on a bound: le holds it
+            st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        ),
+        max_size=40,
+    )
+)
+def test_the_engines_histograms_agree_with_prometheus_clients_own(values: list[float]) -> None:
+    """The engine's cheap histogram (metrics._Histogram) reports what prometheus-client's
+    Histogram reports for the same observations: buckets, count and sum."""
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.exposition import generate_latest
+
+    from stepstone import metrics
+
+    bounds = (0.001, 0.0025, 1.0, 10.0, 86400.0)
+    ours = metrics._Histogram("h_seconds", "test", ["function"], bounds)
+    registry = CollectorRegistry()
+    theirs = Histogram("h_seconds", "test", ["function"], buckets=bounds, registry=registry)
+    for value in values:
+        ours.observe(value, ("f",))
+        theirs.labels("f").observe(value)
+
+    class Ours:
+        def collect(self) -> object:
+            yield ours.family()
+
+    mine = CollectorRegistry()
+    mine.register(Ours())  # type: ignore[arg-type]
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        found = parse(generate_latest(registry).decode())
+        return {key: v for key, v in found.items() if not key[0].endswith("_created")}
+
+    expected = samples(registry) if values else {}
+    got = samples(mine)
+    assert got.keys() == expected.keys()
+    for key, number in expected.items():
+        assert got[key] == pytest.approx(number), key

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stepstone
 from stepstone import ops
@@ -19,7 +21,7 @@ from stepstone.engine.worker import Worker
 from stepstone.errors import ConfigError, SerializationError
 from stepstone.executor import Invocation, InvocationInput
 from stepstone.function import build_function
-from stepstone.ids import hash_step_id
+from stepstone.ids import encode_ulid, hash_step_id
 from stepstone.limits import Limits
 from stepstone.records import Event, RunStatus, StepRecord, StepStatus
 from stepstone.retry import DEFAULT_SCHEDULE, MAX_JITTER, decide_retry, default_backoff
@@ -226,3 +228,11 @@ async def test_a_run_writer_persists_ops_on_a_runtime_alone() -> None:
         assert finished is not None and finished.event.data["output"] == 2
     finally:
         await runtime.close()
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_a_ulid_is_its_value_in_crockfords_base32_most_significant_first(value: int) -> None:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    text = encode_ulid(value)
+    assert len(text) == 26
+    assert sum(alphabet.index(char) << (5 * (25 - n)) for n, char in enumerate(text)) == value

@@ -161,12 +161,17 @@ class Invocation(StepTools):
         attempt: int,
     ) -> Any:
         started = self._clock.now()
-        token = running_step.set(RunningStep(self.run_id, use.label, use.hashed, attempt))
+        label = use.label
+        token = running_step.set(RunningStep(self.run_id, label, use.hashed, attempt))
         span = tracing.step_attempt(self._fn.id, self.run_id, use.id, use.hashed, attempt)
         try:
-            await self._confirm_lease()
+            if self._lease_held is not None and not self._lease_held():
+                await self._renew_or_stop()
             if inspect.iscoroutinefunction(handler):
-                value = await self._start_handler(handler, *args)
+                # the lease was checked just above, with no await since: no pause can
+                # come between that check and the handler's first line but the
+                # process's own (see _start_handler for a handler on a thread)
+                value = await handler(*args)
             else:
                 context = contextvars.copy_context()
                 value = await self._loop.run_in_executor(
@@ -174,20 +179,21 @@ class Invocation(StepTools):
                 )
                 if inspect.isawaitable(value):
                     value = await value
-            misuse = self._misuses.get(use.hashed)
-            if misuse is not None:
-                raise misuse
-            output_json = dumps(value, what=f"the output of step {use.label!r}")
+            if self._misuses:
+                misuse = self._misuses.get(use.hashed)
+                if misuse is not None:
+                    raise misuse
+            output_json = dumps(value, what=f"the output of step {label!r}")
             size = size_of(output_json)
             if size > self._limits.max_step_output:
                 raise LimitExceededError(
-                    f"the output of step {use.label!r} is {size} bytes, over the limit of "
+                    f"the output of step {label!r} is {size} bytes, over the limit of "
                     f"{self._limits.max_step_output}; save large data elsewhere and return a "
                     "reference to it"
                 )
             if self._state_bytes() + size > self._limits.max_run_state:
                 raise LimitExceededError(
-                    f"step {use.label!r} would take the run's saved state past "
+                    f"step {label!r} would take the run's saved state past "
                     f"{self._limits.max_run_state} bytes"
                 )
         except (_Suspend, _Abandon):
@@ -243,13 +249,11 @@ class Invocation(StepTools):
             raise self._suspend(ops.SuspendKind.RETRY, decision.at, f"step {use.label!r} retrying")
         raise StepError(use.id, error)
 
-    async def _confirm_lease(self) -> None:
-        """Before a handler starts: if the lease has run out by our clock (a pause: GC,
-        SIGSTOP), another worker may have run this step already, and this worker's
-        writes would be refused anyway; running it would run it once more. The lease is
-        renewed first if it can be (a busy event loop only ran late); else, stop."""
-        if self._lease_held is None or self._lease_held():
-            return
+    async def _renew_or_stop(self) -> None:
+        """Before a handler starts, its lease had run out by our clock (a pause: GC,
+        SIGSTOP): another worker may have run this step already, and this worker's writes
+        would be refused anyway; running it would run it once more. The lease is renewed
+        if it can be (a busy event loop only ran late); else, stop."""
         if self._renew_lease is not None and await self._renew_lease():
             return
         log.warning("run %s: its lease ran out (was the worker paused?); stopping", self.run_id)
@@ -257,8 +261,8 @@ class Invocation(StepTools):
         raise _Abandon(self._abandoned or "lease lost")
 
     def _start_handler(self, handler: Callable[..., Any], *args: Any) -> Any:
-        # checked again at the last moment, in the handler's thread: a pause just after
-        # _confirm_lease would otherwise go unseen
+        # a handler on a thread: checked again at the last moment, in that thread, since
+        # a pause between the check in _execute_step and this line would go unseen
         if self._lease_held is not None and not self._lease_held():
             self.stop("the lease ran out before a step could start")
             raise _Abandon(self._abandoned or "lease lost")

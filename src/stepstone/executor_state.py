@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import ops
 from .clock import Clock
@@ -39,9 +39,9 @@ class _Abandon(BaseException):
     """Stops the function: write nothing more (lease lost, run cancelled, storage down)."""
 
 
-@dataclass(frozen=True)
-class _StepUse:
-    """One use of a step id in this invocation: the id, which use it is, its hashed id."""
+class _StepUse(NamedTuple):
+    """One use of a step id in this invocation: the id, which use it is, its hashed id
+    (a tuple, since every step makes one)."""
 
     id: str
     occurrence: int
@@ -97,6 +97,7 @@ class InvocationState:
         self._retry_after_min = retry_after_min
         self._resolve_function = resolve_function or (lambda f: str(getattr(f, "id", f)))
         self._prepare_events = new_event_ids
+        self.run_id = data.run_id
         self._saved = {s.hashed_id: s for s in data.steps}
         self._ids = StepIdCounter()
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -114,10 +115,6 @@ class InvocationState:
         # step tools called inside a step's handler, by that step's hashed id: kept here, so
         # that the step and the run fail even when the handler catches the exception
         self._misuses: dict[str, NestedStepError] = {}
-
-    @property
-    def run_id(self) -> str:
-        return self._data.run_id
 
     def record_log(self, level: str, text: str) -> None:
         count = self._logs_taken + len(self._logs)

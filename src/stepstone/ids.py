@@ -8,6 +8,9 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# every 10-bit group as its two characters, and where each of a ULID's 13 groups starts
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
@@ -24,12 +27,14 @@ def new_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms, _last_rand = ms, rand
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return encode_ulid((ms << 80) | (rand & ((1 << 80) - 1)))
+
+
+def encode_ulid(value: int) -> str:
+    """The 26 characters of a 128-bit value, in Crockford's base32, most significant first:
+    two characters at a time (every run and event gets ids; a loop over the 26 characters
+    was a tenth of a short run's cost)."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 MAX_STEP_ID = 256  # characters

@@ -9,8 +9,13 @@ docs/operations.md lists them.
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .records import StepRecord, StepStatus
 
 ENABLED = importlib.util.find_spec("prometheus_client") is not None
 
@@ -19,8 +24,65 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 _DURATION = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
 _ATTEMPTS = (1, 2, 3, 4, 5, 6, 8, 11, 16, 21)
 
+
+class _Histogram:
+    """A histogram the engine observes on every checkpoint, cheaply: bucket counts and a
+    sum per label values, under one lock, handed to prometheus-client as a metric family
+    when scraped. prometheus-client's own Histogram runs some 150 bytecodes per
+    observation (a lock and a call per bucket, sum and check), about an eighth of a
+    step's whole cost in a busy worker (bench/FINDINGS.md)."""
+
+    def __init__(self, name: str, doc: str, labelnames: Sequence[str], bounds: Sequence[float]):
+        self.name, self.doc, self.labelnames = name, doc, list(labelnames)
+        self.bounds = sorted(float(bound) for bound in bounds)
+        # per label values: a count per bucket (the last one +Inf), then the sum
+        self._series: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
+        with _LOCK:
+            self.add(value, labels)
+
+    def add(self, value: float, labels: tuple[str, ...]) -> None:
+        """observe, for a caller that holds _LOCK (several observations under one)."""
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0.0] * (len(self.bounds) + 2)
+        series[bisect.bisect_left(self.bounds, value)] += 1  # the first bucket whose le holds it
+        series[-1] += value
+
+    def family(self) -> Any:
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        with _LOCK:
+            taken = [(labels, list(series)) for labels, series in self._series.items()]
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        edges = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        for labels, series in sorted(taken):
+            running, buckets = 0.0, []
+            for edge, count in zip(edges, series, strict=False):
+                running += count
+                buckets.append((edge, running))
+            family.add_metric(list(labels), buckets, sum_value=series[-1])
+        return family
+
+
+_LOCK = threading.Lock()
+
+
+class _Histograms:
+    """The collector of every _Histogram, registered with the metrics' registry."""
+
+    def __init__(self, *histograms: _Histogram) -> None:
+        self._histograms = histograms
+
+    def collect(self) -> Iterator[Any]:
+        for histogram in self._histograms:
+            yield histogram.family()
+
+
 if TYPE_CHECKING or ENABLED:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge
 
     REGISTRY = CollectorRegistry(auto_describe=True)
     RUNS_STARTED = Counter(
@@ -35,43 +97,40 @@ if TYPE_CHECKING or ENABLED:
         ["function", "status"],
         registry=REGISTRY,
     )
-    RUN_SECONDS = Histogram(
+    RUN_SECONDS = _Histogram(
         "stepstone_run_duration_seconds",
         "From a run's start to its end, sleeps and waits included, by function and status.",
         ["function", "status"],
-        buckets=_DURATION,
-        registry=REGISTRY,
+        _DURATION,
     )
-    STEP_SECONDS = Histogram(
+    STEP_SECONDS = _Histogram(
         "stepstone_step_duration_seconds",
         "From a step's first attempt to its end, by function and status.",
         ["function", "status"],
-        buckets=_DURATION,
-        registry=REGISTRY,
+        _DURATION,
     )
-    STEP_ATTEMPTS = Histogram(
+    STEP_ATTEMPTS = _Histogram(
         "stepstone_step_attempts",
         "Attempts a step took to end, by function and status.",
         ["function", "status"],
-        buckets=_ATTEMPTS,
-        registry=REGISTRY,
+        _ATTEMPTS,
     )
     EVENTS = Counter(
         "stepstone_events_received",
         "Events taken in by this process (sends, HTTP, a step's send_event, cron).",
         registry=REGISTRY,
     )
-    CHECKPOINT_SECONDS = Histogram(
+    CHECKPOINT_SECONDS = _Histogram(
         "stepstone_checkpoint_seconds",
         "How long a step's checkpoint took to commit.",
-        buckets=_LATENCY,
-        registry=REGISTRY,
+        (),
+        _LATENCY,
     )
-    CLAIM_SECONDS = Histogram(
+    CLAIM_SECONDS = _Histogram(
         "stepstone_claim_seconds",
         "How long a worker's claim of due runs took.",
-        buckets=_LATENCY,
-        registry=REGISTRY,
+        (),
+        _LATENCY,
     )
     LEASES_LOST = Counter(
         "stepstone_leases_lost",
@@ -88,6 +147,9 @@ if TYPE_CHECKING or ENABLED:
         "Runs a stopping worker handed back to the queue.",
         registry=REGISTRY,
     )
+    REGISTRY.register(
+        _Histograms(RUN_SECONDS, STEP_SECONDS, STEP_ATTEMPTS, CHECKPOINT_SECONDS, CLAIM_SECONDS)
+    )
     WORKERS = Gauge("stepstone_workers", "Workers running in this process.", registry=REGISTRY)
     JOBS_DUE = Gauge(
         "stepstone_jobs_due",
@@ -101,33 +163,48 @@ if TYPE_CHECKING or ENABLED:
     )
 
 
+# each counter's child per label values: `labels()` takes a lock and builds a key on
+# every call
+_children: dict[tuple[object, str, str], Any] = {}
+
+
+def _child(metric: Any, function_id: str, status: str = "") -> Any:
+    key = (metric, function_id, status)
+    child = _children.get(key)
+    if child is None:
+        child = metric.labels(function_id, status) if status else metric.labels(function_id)
+        _children[key] = child
+    return child
+
+
 def run_started(function_id: str) -> None:
     if ENABLED:
-        RUNS_STARTED.labels(function_id).inc()
+        _child(RUNS_STARTED, function_id).inc()
 
 
 def run_ended(function_id: str, status: str, seconds: float | None) -> None:
     if ENABLED:
-        RUNS.labels(function_id, status).inc()
+        _child(RUNS, function_id, status).inc()
         if seconds is not None:
-            RUN_SECONDS.labels(function_id, status).observe(max(0.0, seconds))
+            RUN_SECONDS.observe(max(0.0, seconds), (function_id, status))
 
 
-def step_ended(function_id: str, status: str, seconds: float | None, attempts: int) -> None:
-    if ENABLED:
-        if seconds is not None:
-            STEP_SECONDS.labels(function_id, status).observe(max(0.0, seconds))
-        STEP_ATTEMPTS.labels(function_id, status).observe(attempts)
+def checkpointed(function_id: str, step: StepRecord, seconds: float) -> None:
+    """A step's checkpoint committed in `seconds`; a step that ended is counted too.
+    Called only when ENABLED (once per checkpoint: the caller checks)."""
+    status = step.status
+    with _LOCK:
+        CHECKPOINT_SECONDS.add(seconds, ())
+        if status is StepStatus.COMPLETED or status is StepStatus.FAILED:
+            labels = (function_id, status)
+            if step.ended_at is not None and step.started_at is not None:
+                STEP_SECONDS.add(max(0.0, step.ended_at - step.started_at), labels)
+            STEP_ATTEMPTS.add(step.attempts, labels)
 
 
 def events_received(count: int) -> None:
     if ENABLED and count:
         EVENTS.inc(count)
-
-
-def checkpoint_committed(seconds: float) -> None:
-    if ENABLED:
-        CHECKPOINT_SECONDS.observe(seconds)
 
 
 def claimed(seconds: float) -> None:

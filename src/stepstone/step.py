@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .durations import Duration
 from .records import Event
@@ -20,9 +20,9 @@ from .records import Event
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RunningStep:
-    """The step whose handler is running in this context (a task or a thread)."""
+class RunningStep(NamedTuple):
+    """The step whose handler is running in this context (a task or a thread); a tuple,
+    since every step makes one."""
 
     run_id: str
     label: str  # the step's id as shown, `repeat #2` for a repeat

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .records import Event, Run, RunStatus, StepRecord, StepStatus
 from .tracecontext import RunTrace, SpanRef
@@ -47,6 +48,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0"
 
 _cache: tuple[object, Tracer] | None = None
+_UNKNOWN = object()
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 # the ids the next span started on this thread or task gets (the run span's, see above)
 _CHOSEN: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "stepstone_chosen_span_ids", default=None
@@ -57,17 +60,27 @@ _ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
 
 
 def _tracer() -> Tracer | None:
-    """stepstone's tracer from the global provider; None while none is set."""
+    """stepstone's tracer from the global provider; None while none is set.
+
+    Every step asks, several times: the API's `get_tracer_provider()` looks its
+    environment variable up on each call while no provider is set (a tenth of a step's
+    cost here), so the provider is read from the API's module global, where
+    `set_tracer_provider` puts it. That name is not public: if it is missing (another API
+    version), or the provider is to come from that variable, the API's function is asked."""
     global _cache
     if not ENABLED:
         return None
-    provider = otel_trace.get_tracer_provider()
-    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+    provider = getattr(otel_trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None and not _PROVIDER_FROM_ENV:
         return None
     cached = _cache
     if cached is not None and cached[0] is provider:
         return cached[1]
-    tracer = provider.get_tracer("stepstone", _VERSION)
+    if provider is None or provider is _UNKNOWN:
+        provider = otel_trace.get_tracer_provider()
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+        return None
+    tracer = cast(otel_trace.TracerProvider, provider).get_tracer("stepstone", _VERSION)
     inner = getattr(tracer, "id_generator", None)  # the SDK's: this tracer's own
     if inner is not None and not isinstance(inner, _ChosenIds):
         tracer.id_generator = _ChosenIds(inner)  # type: ignore[attr-defined]
@@ -321,16 +334,23 @@ def _describe(span: Span, step: StepRecord) -> None:
         _fail(span, step.error)
 
 
-@contextlib.contextmanager
-def checkpoint(run: Run, step: StepRecord) -> Iterator[str | None]:
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def checkpoint(run: Run, step: StepRecord) -> contextlib.AbstractContextManager[str | None]:
     """Around a step's checkpoint: the span that stands for the step, whose traceparent
     the events it sends (send_event, invoke) carry. A `step.run` handler of this process
     has its attempt's span already; any other step (a sleep, a wait, an invoke, a send, a
-    step an SDK app ran) gets a span here, from its start to its checkpoint."""
+    step an SDK app ran) gets a span here, from its start to its checkpoint. Without a
+    tracer: a shared empty context, since every checkpoint passes here."""
     tracer = _tracer()
     if tracer is None:
-        yield None
-        return
+        return _NO_SPAN
+    return _checkpoint_span(tracer, run, step)
+
+
+@contextlib.contextmanager
+def _checkpoint_span(tracer: Tracer, run: Run, step: StepRecord) -> Iterator[str | None]:
     running = _ATTEMPT.get()
     if running is not None and running.hashed_id == step.hashed_id:
         running.save(step)

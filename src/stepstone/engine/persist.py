@@ -43,27 +43,31 @@ class RunWriter:
 
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         began = time.perf_counter()
-        with tracing.checkpoint(self._claim.run, op.step) as traceparent:
-            result = await self._checkpoint(op, traceparent)
-        metrics.checkpoint_committed(time.perf_counter() - began)
         step = op.step
-        if step.status in (StepStatus.COMPLETED, StepStatus.FAILED):
-            took = None
-            if step.ended_at is not None and step.started_at is not None:
-                took = step.ended_at - step.started_at
-            metrics.step_ended(self._claim.run.function_id, step.status, took, step.attempts)
+        with tracing.checkpoint(self._claim.run, step) as traceparent:
+            if type(op) is ops.SaveStep:  # nearly every checkpoint: no coroutine more
+                now = self._runtime.clock.now()
+                entry = _step_history(step, now)
+                history = self.take_logs()
+                if entry is not None:
+                    history.append(entry)
+                inline = op.alone and self._alone()
+                await self._store.save_step(
+                    self._lease, step, op.output_json, history, inline=inline
+                )
+                runlog.step_saved(self._runtime.registry, self._claim.run, step, now)
+                result = None
+            else:
+                result = await self._checkpoint(op, traceparent)
+        if metrics.ENABLED:
+            metrics.checkpointed(self._claim.run.function_id, step, time.perf_counter() - began)
         return result
 
     async def _checkpoint(self, op: ops.Checkpoint, traceparent: str | None) -> Any:
-        """Writes the op; `traceparent`: the step's span, which the events it sends carry."""
+        """Writes any op but SaveStep; `traceparent`: the step's span, which the events
+        it sends carry."""
         lease, store, now = self._lease, self._store, self._runtime.clock.now()
-        if isinstance(op, ops.SaveStep):
-            entry = _step_history(op.step, now)
-            history = self.take_logs() + ([entry] if entry is not None else [])
-            inline = op.alone and self._alone()
-            await store.save_step(lease, op.step, op.output_json, history, inline=inline)
-            runlog.step_saved(self._runtime.registry, self._claim.run, op.step, now)
-        elif isinstance(op, ops.SendEvents):
+        if isinstance(op, ops.SendEvents):
             planned = self._runtime.planner.events(op.events, trace=traceparent)
             metrics.events_received(len(planned))
             report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stepstone.runs")
 
-# (run id, hashed step id or "" for the code outside steps) whose traceback was shown;
-# bounded, since a run that is never seen again leaves its keys behind
-_SHOWN: OrderedDict[tuple[str, str], None] = OrderedDict()
-_SHOWN_MAX = 10_000
+# per run id, the hashed step ids ("" for the code outside steps) and stack digests whose
+# traceback was shown; bounded, since a run that is never seen again leaves its keys behind
+_SHOWN: OrderedDict[str, set[str]] = OrderedDict()
+_SHOWN_MAX = 10_000  # runs
 
 
 def when(at: float, now: float) -> str:
@@ -61,18 +61,19 @@ def _emit(level: int, message: str, fields: dict[str, Any]) -> None:
 
 def _first_time(run_id: str, key: str) -> bool:
     """True the first time a traceback of this step (or of the code outside steps) comes."""
-    shown = (run_id, key)
-    if shown in _SHOWN:
+    shown = _SHOWN.get(run_id)
+    if shown is None:
+        shown = _SHOWN[run_id] = set()
+        while len(_SHOWN) > _SHOWN_MAX:
+            _SHOWN.popitem(last=False)
+    if key in shown:
         return False
-    _SHOWN[shown] = None
-    while len(_SHOWN) > _SHOWN_MAX:
-        _SHOWN.popitem(last=False)
+    shown.add(key)
     return True
 
 
 def _forget(run_id: str) -> None:
-    for key in [k for k in _SHOWN if k[0] == run_id]:
-        del _SHOWN[key]
+    _SHOWN.pop(run_id, None)
 
 
 def _error_text(error: dict[str, Any] | None) -> str:
@@ -106,6 +107,8 @@ def _attempts(registry: Registry, run: Run) -> int | None:
 def started(claim: Claim, now: float) -> None:
     """An invocation of the claimed run begins: its first (INFO) or a later one (DEBUG)."""
     run = claim.run
+    if not log.isEnabledFor(logging.INFO if claim.lease.fence == 1 else logging.DEBUG):
+        return  # every invocation passes here: its line is built only to be shown
     event = claim.events[0].name if claim.events else None
     if claim.lease.fence == 1:
         trigger = f" by {event}" if event else ""
@@ -114,8 +117,14 @@ def started(claim: Claim, now: float) -> None:
         _emit(logging.DEBUG, f"{_label(run)} resumed", _fields(run, "run.resumed"))
 
 
+_AT_DEBUG = frozenset({StepStatus.COMPLETED, StepStatus.SLEEPING})
+
+
 def step_saved(registry: Registry, run: Run, step: StepRecord, now: float) -> None:
     """A step's state was saved: completed (DEBUG), an attempt failed, or out of attempts."""
+    quiet = step.status in _AT_DEBUG
+    if quiet and not log.isEnabledFor(logging.DEBUG):
+        return  # every step passes here: its line is not even built unless it is shown
     label, name = _label(run), f"step {step.id!r}"
     if step.status is StepStatus.COMPLETED:
         took = (
@@ -173,6 +182,9 @@ def outcome(
 ) -> None:
     """The invocation's outcome was saved: the run ended, will be retried, or waits."""
     run = claim.run
+    if not log.isEnabledFor(logging.DEBUG) and _quiet(outcome, stop):
+        _forget(run.id)
+        return  # every invocation passes here: its line is built only to be shown
     label = _label(run)
     seconds = max(0.0, now - (run.started_at or started_at))
     took = duration(seconds)
@@ -206,6 +218,15 @@ def outcome(
             f"{label} suspended{until}: {', '.join(why) or 'waiting'}",
             _fields(run, "run.suspended", until=outcome.at, why=why),
         )
+
+
+def _quiet(outcome: ops.Outcome, stop: ops.Stop | None) -> bool:
+    """Whether the line of this outcome would be below INFO, or INFO that is not shown."""
+    if isinstance(outcome, (ops.RunFailed, ops.RunRetry)) and stop is None:
+        return False  # ERROR and WARNING: shown unless logging is off altogether
+    if isinstance(outcome, ops.Suspended) and stop is None:
+        return True  # DEBUG
+    return not log.isEnabledFor(logging.INFO)  # an end: completed or cancelled
 
 
 def _ending(
