@@ -99,7 +99,7 @@ class RunWriter:
 
     async def _settle(self, report: IntakeReport) -> None:
         """The runs an intake cancelled stop and are announced; workers wake for the rest."""
-        await self._runtime.intake.settle(self._store, report.cancelled)
+        await self._runtime.intake.settle(self._store, report)
 
     async def outcome(self, outcome: ops.Outcome, *, stop: ops.Stop | None = None) -> None:
         store, lease = self._store, self._lease

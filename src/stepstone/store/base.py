@@ -92,16 +92,19 @@ class NewEvent:
 class IntakeReport:
     """What storing events did beyond storing them: which were new (a repeated id is
     accepted and ignored), and which runs their cancel rules cancelled (or, when a worker
-    holds the run, asked to stop). The process that stored them stops and announces
-    those runs (intake.Intake.settle)."""
+    holds the run, asked to stop), of which `ended` were ended by the store itself (no
+    worker held them). The process that stored them stops those runs, and announces those
+    that ended (intake.Intake.settle): no worker ever will."""
 
     new: list[bool] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         """A script run again (a batch rerun) reports afresh."""
         self.new.clear()
         self.cancelled.clear()
+        self.ended.clear()
 
 
 @dataclass(frozen=True)
@@ -365,8 +368,9 @@ class Store(abc.ABC):
 
     # -- operator actions ----------------------------------------------------------------
     @abc.abstractmethod
-    async def request_cancel(self, run_id: str, now: float) -> bool:
-        """Ask a run to stop; False when it had already ended."""
+    async def request_cancel(self, run_id: str, now: float) -> IntakeReport:
+        """Ask a run to stop. The report names it in `cancelled` (empty: it had already
+        ended), and in `ended` too when no worker held it and it ended here at once."""
 
     # -- reads ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -326,8 +326,13 @@ class SqlStore(Store, abc.ABC):
         await self._write(end)
         return end.report
 
-    async def request_cancel(self, run_id: str, now: float) -> bool:
-        return await self._write(lambda tx: cancel_run(tx, run_id, now))
+    async def request_cancel(self, run_id: str, now: float) -> IntakeReport:
+        def script(tx: Tx) -> IntakeReport:
+            report = IntakeReport()  # afresh if the script runs again
+            cancel_run(tx, run_id, now, report)
+            return report
+
+        return await self._write(script)
 
     async def add_history(self, run_id: str, entry: HistoryEntry) -> None:
         await self._write(lambda tx: insert_history(tx, run_id, entry))
