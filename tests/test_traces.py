@@ -200,6 +200,123 @@ async def test_one_trace_from_the_sender_through_a_run_across_two_workers(
     assert _one(spans, "step double")["trace_id"] == trace_id
 
 
+def _napper(url: str, entered: asyncio.Event | None = None) -> stepstone.App:
+    """A run that sleeps an hour (a cancel_on rule listens for naps/stop), and one that
+    holds its worker in a step, which sets `entered` and waits for it to be cleared."""
+    app = stepstone.App("naps", database=url)
+    rule = stepstone.Cancel("naps/stop", if_="event.data.n == async.data.n")
+
+    @app.function(id="napper", trigger="naps/go", cancel_on=rule)
+    async def napper(ctx: stepstone.Context) -> str:
+        await ctx.step.run("before", lambda: "awake")
+        await ctx.step.sleep("long", "1h")
+        return "rested"
+
+    async def slow() -> str:
+        assert entered is not None
+        entered.set()
+        while entered.is_set():
+            await asyncio.sleep(0.01)
+        return "done"
+
+    @app.function(id="busy", trigger="naps/busy")
+    async def busy(ctx: stepstone.Context) -> int:
+        await ctx.step.run("slow", slow)
+        return int(await ctx.step.run("after", lambda: 1))
+
+    return app
+
+
+async def _until_status(app: stepstone.App, run_id: str, status: str) -> stepstone.Run:
+    deadline = time.monotonic() + 30
+    while (run := await app.get_run(run_id)) is None or run.status != status:
+        assert time.monotonic() < deadline, f"run {run_id} never became {status}"
+        await asyncio.sleep(0.02)
+    return run
+
+
+@pytest.mark.parametrize("how", ["api", "cancel_on"])
+async def test_a_run_cancelled_while_it_sleeps_gets_its_run_span(
+    shared_database_url: str, exporter: InMemorySpanExporter, how: str
+) -> None:
+    """No worker holds a sleeping run, so none ends it: the process that cancels it (an
+    operator's cancel, or an event its cancel_on rule matches) emits its span, once, with
+    the ids and start the worker's would have had, in the trace of the span that sent it;
+    the event announcing its end continues that trace."""
+    app = _napper(shared_database_url)
+    try:
+        async with app.worker():
+            with trace.get_tracer("shop").start_as_current_span("checkout") as checkout:
+                [event_id] = await app.send(stepstone.Event("naps/go", {"n": 1}))
+            [run] = await app.runs_for_event(event_id)
+            await _until_status(app, run.id, "sleeping")
+            suspended = {"stepstone.invocation.outcome": "suspended"}
+            await _until(
+                lambda: bool(_all(_records(exporter), "invocation napper", **suspended)),
+                "the invocation that began the sleep to end",
+            )
+            if how == "api":
+                assert await app.cancel(run.id)
+            else:  # sent outside any span: the run's span stays in its own event's trace
+                await app.send(stepstone.Event("naps/stop", {"n": 1}))
+            ended = await app.wait_for_run(run.id, timeout=30)
+            assert ended.status == "cancelled"
+            await _until(lambda: bool(_all(_records(exporter), "run napper")), "the run span")
+            await asyncio.sleep(0.3)  # time for a second span, were one to come
+            announced = await app.get_event(f"{run.id}:cancelled")
+            trigger = await app.get_event(event_id)
+    finally:
+        await app.close()
+    spans = _records(exporter)
+    run_span = _one(spans, "run napper")
+    trace_id = f"{checkout.get_span_context().trace_id:032x}"
+    expected = RunTrace.of(run.id, None).span
+    assert (run_span["trace_id"], run_span["span_id"]) == (trace_id, f"{expected.span_id:016x}")
+    assert run_span["parent_id"] == _one(spans, "send naps/go")["span_id"]
+    assert run_span["attributes"]["stepstone.run.id"] == run.id
+    assert run_span["attributes"]["stepstone.run.status"] == "cancelled"
+    assert run_span["status"] == "UNSET" and "exception" not in run_span["events"]
+    # from the first claim to the cancel, as the run records them
+    assert ended.started_at is not None and ended.ended_at is not None
+    assert abs(run_span["start"] - ended.started_at * 1e9) < 1e6
+    assert abs(run_span["end"] - ended.ended_at * 1e9) < 1e6
+    for child in _all(spans, "invocation napper") + _all(spans, "claim napper"):
+        assert child["parent_id"] == run_span["span_id"]
+    assert announced is not None and trigger is not None
+    assert announced.event.trace == RunTrace.of(run.id, trigger.event.trace).span.traceparent
+    assert f"-{run_span['span_id']}-" in announced.event.trace
+
+
+async def test_a_run_cancelled_in_a_step_gets_one_span_from_its_worker(
+    shared_database_url: str, exporter: InMemorySpanExporter
+) -> None:
+    """A worker holds the run: it ends it, and its span is the worker's alone. A run
+    cancelled before any claim has no run span (its span would start at its first claim)."""
+    entered = asyncio.Event()
+    app = _napper(shared_database_url, entered)
+    try:
+        [queued_event] = await app.send(stepstone.Event("naps/go", {"n": 2}))  # no worker
+        [queued] = await app.runs_for_event(queued_event)
+        assert await app.cancel(queued.id)
+        async with app.worker():
+            [event_id] = await app.send(stepstone.Event("naps/busy"))
+            [run] = await app.runs_for_event(event_id)
+            await asyncio.wait_for(entered.wait(), 30)
+            assert await app.cancel(run.id)  # it stops at its next step
+            entered.clear()
+            assert (await app.wait_for_run(run.id, timeout=30)).status == "cancelled"
+            await _until(lambda: bool(_all(_records(exporter), "run busy")), "the run span")
+            await asyncio.sleep(0.3)
+    finally:
+        await app.close()
+    spans = _records(exporter)
+    run_span = _one(spans, "run busy")
+    assert run_span["attributes"]["stepstone.run.status"] == "cancelled"
+    assert _one(spans, "step slow")["attributes"]["stepstone.step.status"] == "completed"
+    assert not _all(spans, "step after")
+    assert not _all(spans, "run napper"), "a run never claimed has no run span"
+
+
 async def test_spans_of_a_run_in_process(exporter: InMemorySpanExporter) -> None:
     """One worker in this process, a sync function: its steps are children of its
     invocation, a handler's own spans are children of its step, and a run started outside

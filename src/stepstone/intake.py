@@ -55,8 +55,8 @@ class Intake:
     async def settle(self, store: Store, report: IntakeReport) -> None:
         """The runs a write cancelled (a `cancel_on` rule matched, a singleton's new run,
         an operator's cancel): their invocations in this process stop; those the store
-        ended itself (no worker held them, so none ever ends them) are logged and
-        announced here, once: no other process is told of them."""
+        ended itself (no worker held them, so none ever ends them) are logged, given
+        their run span and announced here, once: no other process is told of them."""
         pending, ended, seen = list(report.cancelled), set(report.ended), set[str]()
         while pending and len(seen) < MAX_CANCEL_CHAIN * max(1, len(report.cancelled)):
             run_id = pending.pop(0)
@@ -72,7 +72,10 @@ class Intake:
             runlog.cancelled_idle(run)
             stored = await store.get_event(run.event_ids[0]) if run.event_ids else None
             first = stored.event if stored else None
-            announced = self.planner.lifecycle_events(run, RunStatus.CANCELLED, event=first)
+            tracing.run_ended_idle(run, first)
+            announced = self.planner.lifecycle_events(
+                run, RunStatus.CANCELLED, event=first, trace=tracing.run_traceparent(run.id, first)
+            )
             follow = await store.ingest(announced)
             pending.extend(follow.cancelled)
             ended.update(follow.ended)

@@ -9,9 +9,10 @@ not trace pays a global lookup per hook.
 A run outlives the process that starts it, so its span cannot be held open: its ids come
 from stored values (tracecontext.RunTrace: the run id and its trigger event's
 `traceparent`), the claims, invocations and steps of every worker are made children of
-that span id, and the worker that ends the run emits the run's span at its end, with the
-run's recorded start time and that id (the SDK's tracer is asked for those ids while it
-starts the span; another implementation picks its own span id for it).
+that span id, and whoever ends the run emits the run's span at its end, with the run's
+recorded start time and that id (the SDK's tracer is asked for those ids while it starts
+the span; another implementation picks its own span id for it): the worker that ends it,
+or the process that cancelled it while no worker held it.
 """
 
 from __future__ import annotations
@@ -141,14 +142,19 @@ def _fail(span: Span, error: dict[str, Any] | None) -> None:
     span.add_event("exception", event)
 
 
+def _run_trace(run_id: str, first: Event | None) -> RunTrace:
+    """A run's trace, from its first event's (its trigger's) trace context."""
+    return RunTrace.of(run_id, first.trace if first else None)
+
+
 def run_trace(claim: Claim) -> RunTrace:
-    first = claim.events[0].trace if claim.events else None
-    return RunTrace.of(claim.run.id, first)
+    return _run_trace(claim.run.id, claim.events[0] if claim.events else None)
 
 
-def run_traceparent(claim: Claim) -> str | None:
-    """The traceparent of the claimed run's span (what its lifecycle events carry on)."""
-    return run_trace(claim).span.traceparent if _tracer() is not None else None
+def run_traceparent(run_id: str, first: Event | None) -> str | None:
+    """The traceparent of the run's span (what its lifecycle events carry on), given its
+    first event; None while no tracer provider is set."""
+    return _run_trace(run_id, first).span.traceparent if _tracer() is not None else None
 
 
 # -- sends ------------------------------------------------------------------------------
@@ -246,11 +252,33 @@ def invocation_started(claim: Claim) -> InvocationSpan:
 
 
 def run_ended(claim: Claim, status: RunStatus, error: dict[str, Any] | None, at: float) -> None:
-    """Emits the run's span, from its first claim to `at`, once its end is saved."""
+    """Emits the run's span, from its first claim to `at`, once its end is saved by the
+    worker that held it."""
     tracer = _tracer()
-    if tracer is None:
+    if tracer is not None:
+        _emit_run(tracer, claim.run, run_trace(claim), status, error, at)
+
+
+def run_ended_idle(run: Run, first: Event | None) -> None:
+    """Emits the span of a run that ended while no worker held it (cancelled as it slept,
+    waited, or was handed back; `first`: its first event), with the ids and start a
+    worker's would have had, once its end is saved. A run never claimed has none: its
+    span starts at its first claim."""
+    tracer = _tracer()
+    if tracer is None or run.started_at is None:
         return
-    run, trace = claim.run, run_trace(claim)
+    at = run.ended_at if run.ended_at is not None else run.started_at
+    _emit_run(tracer, run, _run_trace(run.id, first), run.status, run.error, at)
+
+
+def _emit_run(
+    tracer: Tracer,
+    run: Run,
+    trace: RunTrace,
+    status: RunStatus,
+    error: dict[str, Any] | None,
+    at: float,
+) -> None:
     started = run.started_at if run.started_at is not None else at
     attributes = {**_run_attributes(run), "stepstone.run.status": status.value}
     token = _CHOSEN.set((trace.span.trace_id, trace.span.span_id))

@@ -153,10 +153,10 @@ class RunWriter:
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
         now = self._runtime.clock.now()
         output = None if output_json is None else json.loads(output_json)
-        first = self._claim.events[0] if self._claim.events else None
-        planner = self._runtime.planner
-        follow_up = planner.lifecycle_events(
-            self._claim.run, status, error, output, first, tracing.run_traceparent(self._claim)
+        run, first = self._claim.run, self._claim.events[0] if self._claim.events else None
+        run_span = tracing.run_traceparent(run.id, first)  # the run's end continues its trace
+        follow_up = self._runtime.planner.lifecycle_events(
+            run, status, error, output, first, run_span
         )
         report = await self._store.finish(
             self._lease,
@@ -167,7 +167,6 @@ class RunWriter:
             follow_up=follow_up,
             history=self.take_logs(),
         )
-        run = self._claim.run
         metrics.run_ended(run.function_id, status, now - (run.started_at or run.created_at))
         # the invocation's span ends first, then the run's, which holds it
         self._span.end(status.value, error if status is RunStatus.FAILED else None)
