@@ -30,8 +30,8 @@ class Intake:
         in one transaction; return their ids. A repeated id is accepted and ignored."""
         store = await self._store()
         await self.planner.registry.refresh(store)
-        with tracing.sending() as span:  # the events carry its traceparent
-            planned = self.planner.events(events, trace=span.traceparent)
+        with tracing.sending() as span:  # the events carry its trace context
+            planned = self.planner.events(events, trace=span.context)
             span.planned([item.event for item in planned])
             metrics.events_received(len(planned))
             # an idle worker of this process takes the new runs in the same transaction: no
@@ -74,7 +74,7 @@ class Intake:
             first = stored.event if stored else None
             tracing.run_ended_idle(run, first)
             announced = self.planner.lifecycle_events(
-                run, RunStatus.CANCELLED, event=first, trace=tracing.run_traceparent(run.id, first)
+                run, RunStatus.CANCELLED, event=first, trace=tracing.run_span(run.id, first)
             )
             follow = await store.ingest(announced)
             pending.extend(follow.cancelled)

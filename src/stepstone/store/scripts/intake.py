@@ -66,6 +66,7 @@ def ingest(
             item.received_at,
             to_json(item.event.meta),
             item.event.trace,
+            item.event.tracestate,
         ]
         for item in events
     ]
