@@ -449,18 +449,22 @@ class SQLiteStore(SqlStore):
         return pruned
 
     async def _give_space_back(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._vacuum)
+
+    def _vacuum(self) -> None:
         """Free pages go back to the file system (in a file created with
         auto_vacuum=incremental; an older file keeps them for new rows), VACUUM_STEP at a
         time, each its own short write followed by a pause, as a prune's batches are: 8 MiB
         given back at once held the write lock for tens of milliseconds. On a connection of
-        its own: the pragma runs to its end only outside the writer's transactions."""
-        loop = asyncio.get_running_loop()
-        conn = await loop.run_in_executor(None, self._connect)
+        its own: the pragma runs to its end only outside the writer's transactions. On a
+        thread to its end, so a prune cancelled meanwhile (a worker stopping) never closes
+        the connection under a step."""
+        conn = self._connect()
         try:
             for _ in range(VACUUM_PAGES // VACUUM_STEP):
-                if not await loop.run_in_executor(None, _vacuum_step, conn):
+                if not _vacuum_step(conn):
                     return
-                await asyncio.sleep(VACUUM_PAUSE)
+                time.sleep(VACUUM_PAUSE)
         finally:
             conn.close()
 
