@@ -52,6 +52,10 @@ class Sizes:
     backlog_queued: int = 1_000_000
     backlog_sleeping: int = 100_000
     backlog_rounds: int = 3  # alternating drains of each database; medians
+    # prune: checkpoint latency alone for prune_baseline seconds, then while prune_runs
+    # finished runs are pruned (bench/prune.py)
+    prune_runs: int = 50_000
+    prune_baseline: float = 5.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +83,8 @@ QUICK = Sizes(
     large_runs=20,
     backlog_queued=100_000,
     backlog_sleeping=10_000,
+    prune_runs=5000,
+    prune_baseline=1.0,
     repetitions=2,
 )
 TINY = Sizes(
@@ -105,6 +111,8 @@ TINY = Sizes(
     backlog_queued=200,
     backlog_sleeping=50,
     backlog_rounds=1,
+    prune_runs=200,
+    prune_baseline=0.3,
     repetitions=1,
 )
 

@@ -26,6 +26,8 @@ ONCE_EXTRA = ["sleepers", "waits"]  # 100,000 parked runs each: one repetition i
 # and the database work per step, counted (once: each in a cell of its own)
 REPEATED_NEW = ["sequential_def", "concurrent_def", "large_sequential", "large_concurrent"]
 ONCE_NEW = ["backlog", "dbwork"]
+# issue 18: checkpoint latency while 50,000 finished runs are pruned (once, a cell of its own)
+ONCE_OPS = ["prune"]
 SLOW = {"sdk": 3.0, "backlog": 2.0}  # cells given more time than the others
 # workload 7, SQLite only: the 10-step function native and in SDK apps, and the HTTP floor
 SDK = ["sdk_native", "sdk_py", "sdk_js", "http_rtt"]
@@ -65,7 +67,7 @@ def plan(
                 # PostgreSQL scales out by processes: the concurrent workload again, on more
                 scale_out = ["concurrent_procs"] if backend == "postgres" else []
                 repeated = CORE + scale_out + (REPEATED_EXTRA + REPEATED_NEW if extras else [])
-                once = ONCE_EXTRA + ONCE_NEW if extras else []
+                once = ONCE_EXTRA + ONCE_NEW + ONCE_OPS if extras else []
                 lanes.append((system, backend, repeated, once))
     cells = []
     for rep in range(sizes.repetitions):

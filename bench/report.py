@@ -189,6 +189,21 @@ def targets(medians: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, Any]
                 r >= 0.90,
                 f"{deep:,.0f} vs {empty:,.0f} runs/s ({r:.0%})",
             )
+        for phase, where in (
+            ("worker", "the worker's prune"),
+            ("other_process", "`stepstone prune`"),
+        ):
+            during = get(medians, lane, "prune", f"{phase}.checkpoints.p99_ms")
+            alone = get(medians, lane, "prune", "alone.p99_ms")
+            if during is not None and alone:
+                r = during / alone
+                add(
+                    f"checkpoint p99 during {where} of {sizes['prune_runs']:,} runs ({b})",
+                    "≤ 3x the stream alone",
+                    r,
+                    r <= 3,
+                    f"{during:.2f} vs {alone:.2f} ms ({r:.1f}x)",
+                )
     return rows
 
 

@@ -352,6 +352,10 @@ async def _run_one(fresh: Fresh, sizes: Sizes, name: str) -> dict[str, Any]:
         )
     if name == "intake":
         return await intake.intake(url, sizes.intake_events, sizes.intake_time)
+    if name == "prune":
+        from . import prune
+
+        return await prune.prune_latency(url, sizes.prune_runs, sizes.prune_baseline)
     raise ValueError(f"unknown workload {name!r}")
 
 

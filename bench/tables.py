@@ -1,6 +1,7 @@
-"""The report's tables beyond the main one: workload 7 (SDK apps) and the workloads of
+"""The report's tables beyond the main one: workload 7 (SDK apps), the workloads of
 issue 21 (a plain `def` function, large outputs, backlog independence, database work per
-step, worker processes), and the claim's plan."""
+step, worker processes), checkpoint latency during a prune (issue 18), and the claim's
+plan."""
 
 from __future__ import annotations
 
@@ -106,7 +107,23 @@ NEW = {
     "backlog": ["empty_runs_per_s", "backlog_runs_per_s", "backlog_vs_empty"],
     "dbwork": [f"per_step.{m}" for m, _, _ in DBWORK_ROWS],
     "concurrent_procs": [f"by_processes.{n}.{m}" for n in PROCESS_COUNTS for m in PROCESS_METRICS],
+    "prune": [
+        f"{phase}.{m}"
+        for phase in ("alone", "worker.checkpoints", "other_process.checkpoints")
+        for m in ("p50_ms", "p99_ms", "max_ms", "n")
+    ]
+    + [
+        f"{phase}.{m}"
+        for phase in ("worker", "other_process")
+        for m in ("p99_vs_alone", "prune_s", "runs_deleted", "rows_deleted")
+    ],
 }
+# the prune workload's rows: (the result's phase, label)
+PRUNE_PHASES = [
+    ("alone", "the stream alone"),
+    ("worker", "during the worker's prune (its own process)"),
+    ("other_process", "during `stepstone prune` (another process)"),
+]
 PATHS = (
     [(w, m) for w, _ in SDK_ROWS for m in SDK_METRICS]
     + [("http_rtt", f"{client}.{q}") for client, _ in HTTP_ROWS for q in ("p50_ms", "p99_ms")]
@@ -302,6 +319,51 @@ def claim_plans(raw: dict[str, Any]) -> list[str]:
     return out
 
 
+def prune_table(raw: dict[str, Any], medians: dict[str, Any]) -> Any:
+    """Checkpoint latency with no prune and while one runs, side by side (bench/prune.py)."""
+    from rich.table import Table
+
+    sizes = raw["sizes"]
+    table = Table(
+        title=f"prune: checkpoint latency (a step's return -> the next step running) of one "
+        f"stream of sequential steps, alone and while {sizes['prune_runs']:,} finished runs "
+        "(10 rows each) are pruned"
+    )
+    for column in ("database", "checkpoints", "", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column in ("database", "") else "right")
+    for column in ("p99 ÷ alone", "prune s", "runs deleted", "rows deleted"):
+        table.add_column(column, justify="right")
+    rows = 0
+    for backend, name in BACKEND.items():
+        lane = f"stepstone/{backend}"
+        for phase, label in PRUNE_PHASES:
+            where = phase if phase == "alone" else f"{phase}.checkpoints"
+            p50, p99, most, n = (get(medians, lane, "prune", f"{where}.{m}") for m in PRUNE_Q)
+            if p50 is None:
+                continue
+            rows += 1
+            done = [get(medians, lane, "prune", f"{phase}.{m}") for m in PRUNE_DONE]
+            ratio = "" if done[0] is None else f"{done[0]:.2f}x"
+            counts = ["" if v is None else f"{v:,.0f}" for v in done[2:]]
+            took = "" if done[1] is None else f"{done[1]:.1f}"
+            table.add_row(
+                name,
+                _count(n),
+                label,
+                fmt(p50, "ms"),
+                fmt(p99, "ms"),
+                fmt(most, "ms"),
+                ratio,
+                took,
+                *counts,
+            )
+    return table if rows else None
+
+
+PRUNE_Q = ("p50_ms", "p99_ms", "max_ms", "n")
+PRUNE_DONE = ("p99_vs_alone", "prune_s", "runs_deleted", "rows_deleted")
+
+
 def new_tables(raw: dict[str, Any], medians: dict[str, Any]) -> list[Any]:
     found = [
         def_table(medians),
@@ -309,5 +371,6 @@ def new_tables(raw: dict[str, Any], medians: dict[str, Any]) -> list[Any]:
         backlog_table(raw, medians),
         dbwork_table(raw, medians),
         processes_table(raw, medians),
+        prune_table(raw, medians),
     ]
     return [t for t in found if t is not None]

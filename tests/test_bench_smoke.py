@@ -184,3 +184,44 @@ def test_sdk_workload_runs_native_and_both_sdk_apps(tmp_path: Path) -> None:
     assert report.get(medians, "sdk/sqlite", "sdk_py", "steps_per_s")
     assert report.get(medians, "sdk/sqlite", "http_rtt", "httpx.p50_ms")
     assert report.sdk_table(raw, medians) is not None
+
+
+def _check_prune(results: dict[str, Any], sizes: Any, backend: str) -> None:
+    """Issue 18's prune workload: every finished run loaded was pruned, by the worker's
+    process and by another one, with the stream's checkpoints timed meanwhile."""
+    pruned = results["prune"]
+    assert "error" not in pruned, pruned
+    assert pruned["alone"]["n"] > 0
+    for phase in ("worker", "other_process"):
+        done = pruned[phase]
+        assert done["runs_deleted"] == sizes.prune_runs
+        assert done["events_deleted"] == 2 * sizes.prune_runs  # its trigger and its end
+        # each run's ten rows: itself, 3 steps, 3 history entries, a link, 2 events
+        assert done["rows_deleted"] == 10 * sizes.prune_runs and done["old_rows_left"] == 0
+        assert done["checkpoints"]["n"] > 0 and done["prune_s"] > 0
+    raw = {
+        "sizes": sizes.to_dict(),
+        "cells": [{"system": "stepstone", "backend": backend, "results": results, "rep": 0}],
+    }
+    medians = report.aggregate(raw)
+    assert tables.prune_table(raw, medians) is not None
+    assert any(
+        "during `stepstone prune`" in goal["target"] for goal in report.targets(medians, raw)
+    )
+
+
+def test_the_prune_workload_runs_on_sqlite(tmp_path: Path) -> None:
+    results = asyncio.run(
+        bench.run_all(lambda name: f"sqlite:///{tmp_path / name}.db", common.TINY, ["prune"])
+    )
+    _check_prune(results, common.TINY, "sqlite")
+
+
+def test_the_prune_workload_runs_on_postgres(
+    postgres_cluster: PostgresCluster, postgres_template: str
+) -> None:
+    def fresh(name: str) -> str:
+        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
+
+    results = asyncio.run(bench.run_all(fresh, common.TINY, ["prune"]))
+    _check_prune(results, common.TINY, "postgres")

@@ -17,7 +17,11 @@ from click.testing import CliRunner
 import stepstone
 from stepstone.cli import main
 from stepstone.clock import Clock
+from stepstone.engine import pruning
+from stepstone.ids import hash_step_id, new_id
+from stepstone.records import Event, RunStatus, StepRecord, StepStatus
 from stepstone.retention import DEFAULT_RETENTION
+from stepstone.store import NewEvent, NewRun, Pruned, Store, store_from_url
 
 DAY = 86400.0
 
@@ -210,3 +214,78 @@ def test_retention_is_24h_or_more_or_0() -> None:
         stepstone.App("a", database="memory://", retention="1h")
     with pytest.raises(stepstone.ConfigError):
         stepstone.App("a", database="memory://", retention=-1)
+
+
+async def _finished_runs(store: Store, count: int, steps: int, at: float) -> None:
+    """`count` runs of `steps` completed steps each, ended at `at`, written as the store's
+    own calls write them (their event, the runs with their steps, a claim, each end)."""
+    events = [NewEvent(Event("keep/big", id=new_id(), ts=0), "{}", at) for _ in range(count)]
+    await store.ingest(events)
+    runs = [NewRun(new_id(), "big", [e.event.id or ""], at, at) for e in events]
+    done = [
+        StepRecord(f"s{i}", hash_step_id(f"s{i}"), StepStatus.COMPLETED, attempts=1, output=i)
+        for i in range(steps)
+    ]
+    await store.create_runs(runs, [(run.id, each) for run in runs for each in done])
+    claims = await store.claim("w1", count, at, 30.0)
+    assert len(claims) == count
+    await asyncio.gather(
+        *(
+            store.finish(c.lease, status=RunStatus.COMPLETED, output_json="1", error=None, at=at)
+            for c in claims
+        )
+    )
+
+
+async def _batches(store: Store, before: float, **options: Any) -> tuple[Pruned, list[int]]:
+    """A prune by the engine, and the size of each batch it asked the store for."""
+    sizes: list[int] = []
+    store_prune = store.prune
+
+    async def counted(before: float, *, limit: int) -> Pruned:
+        sizes.append(limit)
+        return await store_prune(before, limit=limit)
+
+    store.prune = counted  # type: ignore[method-assign]
+    try:
+        return await pruning.prune(store, before, **options), sizes
+    finally:
+        del store.prune  # the class's again
+
+
+async def test_a_prune_of_large_runs_makes_its_batches_smaller(database_url: str) -> None:
+    """A batch of runs of many steps holds the database longer than the store's budget:
+    the next batches are smaller, however many runs a batch may take."""
+    store = store_from_url(database_url)
+    await store.open()
+    try:
+        await _finished_runs(store, 20, 300, at=1000.0)
+        store.prune_budget = 0.0005  # well under a batch of 10 runs of 300 steps
+        done, sizes = await _batches(store, 2000.0)
+        assert done == Pruned(20, 20) and done.seconds > 0
+        assert sizes[0] == pruning.FIRST == 10 and max(sizes[1:]) < 10, sizes
+    finally:
+        await store.close()
+
+
+async def test_a_prune_of_small_runs_makes_its_batches_larger(database_url: str) -> None:
+    """Batches that take well under the budget double, up to the largest allowed."""
+    store = store_from_url(database_url)
+    await store.open()
+    try:
+        await _finished_runs(store, 200, 0, at=1000.0)
+        store.prune_budget = 10.0  # no batch comes near it
+        done, sizes = await _batches(store, 2000.0, batch=40)
+        assert done == Pruned(200, 200)
+        assert sizes == [10, 20, 40, 40, 40, 40, 40], sizes  # the last finds 10: the end
+    finally:
+        await store.close()
+
+
+def test_the_next_batch_follows_the_time_the_last_one_held_the_database() -> None:
+    budget = 0.01
+    assert pruning.next_size(100, 0.001, most=500, budget=budget) == 200  # doubled at most
+    assert pruning.next_size(400, 0.001, most=500, budget=budget) == 500  # up to the most
+    assert pruning.next_size(100, 0.02, most=500, budget=budget) == 50  # in proportion
+    assert pruning.next_size(100, 1.0, most=500, budget=budget) == 1  # never none
+    assert pruning.next_size(100, 0.0, most=500, budget=budget) == 200  # no time reported

@@ -26,6 +26,7 @@ from stepstone.store import (
     Store,
     SyncedAppRecord,
     Wait,
+    WaitKind,
     run_search,
     store_from_url,
 )
@@ -574,7 +575,10 @@ async def test_cancel_of_a_sleeping_run_closes_its_sleep(store: Store) -> None:
         lease, step("nap", StepStatus.SLEEPING, kind="sleep", wake_at=T0 + 99), None
     )
     await store.reschedule(lease, at=T0 + 99, now=T0, status=RunStatus.SLEEPING)
-    assert await store.request_cancel(run_id, T0 + 2) is True
+    # no worker holds it: it ends here, and the report says so (its intake announces it)
+    assert await store.request_cancel(run_id, T0 + 2) == IntakeReport(
+        cancelled=[run_id], ended=[run_id]
+    )
     run = await store.get_run(run_id)
     assert run is not None and run.status is RunStatus.CANCELLED
     [nap] = run.steps
@@ -584,26 +588,50 @@ async def test_cancel_of_a_sleeping_run_closes_its_sleep(store: Store) -> None:
 # -- operator actions -----------------------------------------------------------------------
 async def test_cancel_of_a_queued_run_ends_it_at_once(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
-    assert await store.request_cancel(run_id, T0) is True
+    assert await store.request_cancel(run_id, T0) == IntakeReport(
+        cancelled=[run_id], ended=[run_id]
+    )
     run = await store.get_run(run_id)
     assert run is not None and run.status is RunStatus.CANCELLED
     assert await store.next_due() is None
-    assert await store.request_cancel(run_id, T0) is False  # already ended
+    assert await store.request_cancel(run_id, T0) == IntakeReport()  # already ended
 
 
 async def test_cancel_of_a_leased_run_is_handed_to_its_worker(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     lease = (await claim_one(store)).lease
-    assert await store.request_cancel(run_id, T0 + 1) is True
+    # asked, not ended: its worker ends it (and announces it), so it is not in `ended`
+    assert await store.request_cancel(run_id, T0 + 1) == IntakeReport(cancelled=[run_id])
     run = await store.get_run(run_id)
-    assert run is not None and run.status is RunStatus.RUNNING  # its worker ends it
+    assert run is not None and run.status is RunStatus.RUNNING
     assert await store.renew([lease], T0 + LEASE) == ([], [run_id])
+
+
+async def test_a_cancel_rule_ends_an_idle_run_and_asks_a_held_one(store: Store) -> None:
+    """The intake's report says which runs its cancel rules ended (no worker held them:
+    the sender announces them) and which it asked a worker to stop."""
+    items = []
+    for _ in range(2):
+        item = new_event("shop/ordered")
+        [run] = item.runs
+        rule = Wait(run.id, "cancel:0", "shop/stop", None, {}, T0 + 99, kind=WaitKind.CANCEL)
+        items.append(replace(item, runs=[replace(run, waits=[rule])]))
+    await store.ingest(items)
+    idle, held = items[0].runs[0].id, items[1].runs[0].id
+    for claim in await store.claim("w1", 2, T0, LEASE):  # both started; one goes to sleep
+        if claim.run.id == idle:
+            await store.reschedule(claim.lease, at=T0 + 50, now=T0, status=RunStatus.SLEEPING)
+    report = await store.ingest([new_event("shop/stop", functions=(), at=T0 + 1)])
+    assert sorted(report.cancelled) == sorted([idle, held]) and report.ended == [idle]
+    ended, going = await store.get_run(idle), await store.get_run(held)
+    assert ended is not None and ended.status is RunStatus.CANCELLED
+    assert going is not None and going.status is RunStatus.RUNNING  # its worker ends it
 
 
 async def test_a_run_asked_to_cancel_is_claimed_with_the_request(store: Store) -> None:
     [run_id] = await queue_runs(store, 1)
     await claim_one(store, "w1")
-    assert await store.request_cancel(run_id, T0 + 1)
+    assert (await store.request_cancel(run_id, T0 + 1)).cancelled == [run_id]
     # the holder's lease is not cut short (its steps in flight must still be saved) ...
     assert await store.claim("w2", 1, T0 + 1, LEASE) == []
     # ... but should the holder be gone, whoever claims it when the lease ends gets the request

@@ -25,12 +25,17 @@ from opentelemetry.util._once import Once
 import stepstone
 from stepstone import tracing
 from stepstone.function import function_from_config
-from stepstone.tracecontext import RunTrace, parse_traceparent
+from stepstone.store import SyncedAppRecord
+from stepstone.tracecontext import RunTrace, parse_traceparent, parse_tracestate
 from tests.apps.traced import make_app, read_spans, span_record
+from tests.live_server import LiveServer
 from tests.process import READY, ROOT, start_worker, stop
 from tests.sdk.host import one_invocation
 
 Span = dict[str, Any]
+# a sender's trace context, as an upstream service would hand it over
+UPSTREAM = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+VENDORS = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
 
 
 def _set_provider(provider: TracerProvider | None) -> None:
@@ -200,6 +205,123 @@ async def test_one_trace_from_the_sender_through_a_run_across_two_workers(
     assert _one(spans, "step double")["trace_id"] == trace_id
 
 
+def _napper(url: str, entered: asyncio.Event | None = None) -> stepstone.App:
+    """A run that sleeps an hour (a cancel_on rule listens for naps/stop), and one that
+    holds its worker in a step, which sets `entered` and waits for it to be cleared."""
+    app = stepstone.App("naps", database=url)
+    rule = stepstone.Cancel("naps/stop", if_="event.data.n == async.data.n")
+
+    @app.function(id="napper", trigger="naps/go", cancel_on=rule)
+    async def napper(ctx: stepstone.Context) -> str:
+        await ctx.step.run("before", lambda: "awake")
+        await ctx.step.sleep("long", "1h")
+        return "rested"
+
+    async def slow() -> str:
+        assert entered is not None
+        entered.set()
+        while entered.is_set():
+            await asyncio.sleep(0.01)
+        return "done"
+
+    @app.function(id="busy", trigger="naps/busy")
+    async def busy(ctx: stepstone.Context) -> int:
+        await ctx.step.run("slow", slow)
+        return int(await ctx.step.run("after", lambda: 1))
+
+    return app
+
+
+async def _until_status(app: stepstone.App, run_id: str, status: str) -> stepstone.Run:
+    deadline = time.monotonic() + 30
+    while (run := await app.get_run(run_id)) is None or run.status != status:
+        assert time.monotonic() < deadline, f"run {run_id} never became {status}"
+        await asyncio.sleep(0.02)
+    return run
+
+
+@pytest.mark.parametrize("how", ["api", "cancel_on"])
+async def test_a_run_cancelled_while_it_sleeps_gets_its_run_span(
+    shared_database_url: str, exporter: InMemorySpanExporter, how: str
+) -> None:
+    """No worker holds a sleeping run, so none ends it: the process that cancels it (an
+    operator's cancel, or an event its cancel_on rule matches) emits its span, once, with
+    the ids and start the worker's would have had, in the trace of the span that sent it;
+    the event announcing its end continues that trace."""
+    app = _napper(shared_database_url)
+    try:
+        async with app.worker():
+            with trace.get_tracer("shop").start_as_current_span("checkout") as checkout:
+                [event_id] = await app.send(stepstone.Event("naps/go", {"n": 1}))
+            [run] = await app.runs_for_event(event_id)
+            await _until_status(app, run.id, "sleeping")
+            suspended = {"stepstone.invocation.outcome": "suspended"}
+            await _until(
+                lambda: bool(_all(_records(exporter), "invocation napper", **suspended)),
+                "the invocation that began the sleep to end",
+            )
+            if how == "api":
+                assert await app.cancel(run.id)
+            else:  # sent outside any span: the run's span stays in its own event's trace
+                await app.send(stepstone.Event("naps/stop", {"n": 1}))
+            ended = await app.wait_for_run(run.id, timeout=30)
+            assert ended.status == "cancelled"
+            await _until(lambda: bool(_all(_records(exporter), "run napper")), "the run span")
+            await asyncio.sleep(0.3)  # time for a second span, were one to come
+            announced = await app.get_event(f"{run.id}:cancelled")
+            trigger = await app.get_event(event_id)
+    finally:
+        await app.close()
+    spans = _records(exporter)
+    run_span = _one(spans, "run napper")
+    trace_id = f"{checkout.get_span_context().trace_id:032x}"
+    expected = RunTrace.of(run.id, None).span
+    assert (run_span["trace_id"], run_span["span_id"]) == (trace_id, f"{expected.span_id:016x}")
+    assert run_span["parent_id"] == _one(spans, "send naps/go")["span_id"]
+    assert run_span["attributes"]["stepstone.run.id"] == run.id
+    assert run_span["attributes"]["stepstone.run.status"] == "cancelled"
+    assert run_span["status"] == "UNSET" and "exception" not in run_span["events"]
+    # from the first claim to the cancel, as the run records them
+    assert ended.started_at is not None and ended.ended_at is not None
+    assert abs(run_span["start"] - ended.started_at * 1e9) < 1e6
+    assert abs(run_span["end"] - ended.ended_at * 1e9) < 1e6
+    for child in _all(spans, "invocation napper") + _all(spans, "claim napper"):
+        assert child["parent_id"] == run_span["span_id"]
+    assert announced is not None and trigger is not None
+    assert announced.event.trace == RunTrace.of(run.id, trigger.event.trace).span.traceparent
+    assert f"-{run_span['span_id']}-" in announced.event.trace
+
+
+async def test_a_run_cancelled_in_a_step_gets_one_span_from_its_worker(
+    shared_database_url: str, exporter: InMemorySpanExporter
+) -> None:
+    """A worker holds the run: it ends it, and its span is the worker's alone. A run
+    cancelled before any claim has no run span (its span would start at its first claim)."""
+    entered = asyncio.Event()
+    app = _napper(shared_database_url, entered)
+    try:
+        [queued_event] = await app.send(stepstone.Event("naps/go", {"n": 2}))  # no worker
+        [queued] = await app.runs_for_event(queued_event)
+        assert await app.cancel(queued.id)
+        async with app.worker():
+            [event_id] = await app.send(stepstone.Event("naps/busy"))
+            [run] = await app.runs_for_event(event_id)
+            await asyncio.wait_for(entered.wait(), 30)
+            assert await app.cancel(run.id)  # it stops at its next step
+            entered.clear()
+            assert (await app.wait_for_run(run.id, timeout=30)).status == "cancelled"
+            await _until(lambda: bool(_all(_records(exporter), "run busy")), "the run span")
+            await asyncio.sleep(0.3)
+    finally:
+        await app.close()
+    spans = _records(exporter)
+    run_span = _one(spans, "run busy")
+    assert run_span["attributes"]["stepstone.run.status"] == "cancelled"
+    assert _one(spans, "step slow")["attributes"]["stepstone.step.status"] == "completed"
+    assert not _all(spans, "step after")
+    assert not _all(spans, "run napper"), "a run never claimed has no run span"
+
+
 async def test_spans_of_a_run_in_process(exporter: InMemorySpanExporter) -> None:
     """One worker in this process, a sync function: its steps are children of its
     invocation, a handler's own spans are children of its step, and a run started outside
@@ -355,3 +477,223 @@ def test_without_the_api_installed_stepstone_works_as_before() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2"
+
+
+def _upstream() -> Any:
+    """A context whose span is the upstream service's (remote), with its tracestate."""
+    parent = parse_traceparent(UPSTREAM)
+    assert parent is not None
+    context = trace.SpanContext(
+        parent.trace_id,
+        parent.span_id,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(parent.flags),
+        trace_state=trace.TraceState.from_header([VENDORS]),
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(context))
+
+
+def _states(exporter: InMemorySpanExporter) -> dict[str, set[str]]:
+    """Each span name's tracestates, as the SDK made them."""
+    found: dict[str, set[str]] = {}
+    for span in exporter.get_finished_spans():
+        assert span.context is not None
+        found.setdefault(span.name, set()).add(span.context.trace_state.to_header())
+    return found
+
+
+async def test_tracestate_goes_with_the_trace_from_the_sender_through_every_run(
+    database_url: str, exporter: InMemorySpanExporter
+) -> None:
+    """The sender's tracestate is recorded with its event, and the runs it starts, their
+    steps, the events a step sends, the runs an invoke starts and the run's end announced
+    all carry it on."""
+    app = stepstone.App("states", database=database_url)
+
+    @app.function(id="ordered", trigger="states/ordered")
+    async def ordered(ctx: stepstone.Context) -> int:
+        await ctx.step.run("pack", lambda: "packed")
+        await ctx.step.send_event("tell", stepstone.Event("states/told", {"by": ctx.run_id}))
+        return int(await ctx.step.invoke("count", function="counted", data={"n": 2}))
+
+    @app.function(id="told", trigger="states/told")
+    async def told(ctx: stepstone.Context) -> str:
+        return str(await ctx.step.run("note", lambda: "noted"))
+
+    @app.function(id="counted", trigger=None)
+    async def counted(ctx: stepstone.Context) -> int:
+        return int(await ctx.step.run("double", lambda: ctx.event.data["n"] * 2))
+
+    try:
+        async with app.worker():
+            tracer = trace.get_tracer("shop")
+            with tracer.start_as_current_span("checkout", context=_upstream()):
+                [event_id] = await app.send(stepstone.Event("states/ordered"))
+            [run] = await app.runs_for_event(event_id)
+            assert (await app.wait_for_run(run.id, timeout=30)).status == "completed"
+            for name in ("run ordered", "run told", "run counted"):
+                await _until(lambda n=name: n in _states(exporter), f"the span {name!r}")
+            sent = await app.get_event(event_id)
+            page = await app.list_events(limit=100)
+    finally:
+        await app.close()
+    assert sent is not None and sent.event.tracestate == VENDORS
+    assert sent.event.trace is not None and sent.event.trace[3:35] == UPSTREAM[3:35]
+    assert "tracestate" not in sent.event.to_dict()  # functions see the event as sent
+    # every event stored in this trace: the step's, the invoke's, the runs' ends announced
+    by_name = {stored.event.name: stored.event for stored in page}
+    for name in ("states/told", "stepstone/function.invoked", "stepstone/function.finished"):
+        assert by_name[name].tracestate == VENDORS, name
+    states = _states(exporter)
+    # every span of the runs carries it: the sender's, the runs', their invocations', steps'
+    assert states.pop("checkout") == states.pop("send states/ordered") == {VENDORS}
+    assert states and all(found == {VENDORS} for found in states.values()), states
+
+
+def test_post_e_records_the_requests_tracestate_and_drops_an_invalid_one(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    served = stepstone.App("intake", database=url)
+    sent: dict[str, list[str]] = {}
+    headers = {
+        "valid": [("traceparent", UPSTREAM), ("tracestate", "rojo=1 , , congo=2")],
+        "two headers": [
+            ("traceparent", UPSTREAM),
+            ("tracestate", "rojo=1"),
+            ("tracestate", "congo=2"),
+        ],
+        "invalid": [("traceparent", UPSTREAM), ("tracestate", "Rojo=1,congo=2")],
+        "twice a key": [("traceparent", UPSTREAM), ("tracestate", "rojo=1,rojo=2")],
+        "no traceparent": [("tracestate", "rojo=1")],
+    }
+    with LiveServer(served, dev=True) as live, live.client() as http:
+        for case, pairs in headers.items():
+            answer = http.post("/e/dev", json={"name": "intake/seen"}, headers=pairs)
+            assert answer.status_code == 200, answer.text
+            sent[case] = answer.json()["ids"]
+
+    async def stored() -> dict[str, Any]:
+        reader = stepstone.App("reader", database=url)
+        try:
+            found = {}
+            for case, [event_id] in sent.items():
+                event = await reader.get_event(event_id)
+                assert event is not None
+                found[case] = (event.event.trace is not None, event.event.tracestate)
+            return found
+        finally:
+            await reader.close()
+
+    assert asyncio.run(stored()) == {
+        "valid": (True, "rojo=1,congo=2"),  # the optional spaces and empty members go
+        "two headers": (True, "rojo=1,congo=2"),  # one list, as W3C combines them
+        "invalid": (True, None),  # dropped, the event taken: an upper-case key
+        "twice a key": (True, None),
+        "no traceparent": (True, None),  # the send's own span begins a trace, without it
+    }
+
+
+class _SdkApp:
+    """As much of an SDK app as a call needs: every call request is answered 200 with the
+    function's output, and its headers kept."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> _SdkApp:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api/inngest"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        self.headers.append(headers)
+        body = b'"shipped"'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_call_request_to_an_sdk_app_carries_the_tracestate(
+    shared_database_url: str, exporter: InMemorySpanExporter
+) -> None:
+    """A worker's call request to an SDK app carries the tracestate of the run's trace
+    (from the event that started it) beside its traceparent."""
+    app = stepstone.App("caller", database=shared_database_url)
+    async with _SdkApp() as sdk_app:
+        config = {
+            "id": "sdk-ship",
+            "triggers": [{"event": "sdk/ship"}],
+            "runtime": {"type": "http", "url": sdk_app.url},
+        }
+        synced = SyncedAppRecord("sdk", sdk_app.url, "py:v0.5.0", None, None, time.time())
+        try:
+            await (await app.store()).save_app(synced, [config])
+            async with app.worker():
+                with trace.get_tracer("shop").start_as_current_span(
+                    "checkout", context=_upstream()
+                ):
+                    [event_id] = await app.send(stepstone.Event("sdk/ship"))
+                [run] = await app.runs_for_event(event_id)
+                done = await app.wait_for_run(run.id, timeout=30)
+                assert (done.status, done.output) == ("completed", "shipped")
+        finally:
+            await app.close()
+    [called] = sdk_app.headers
+    assert called["tracestate"] == VENDORS
+    sent = parse_traceparent(called["traceparent"])
+    assert sent is not None and f"{sent.trace_id:032x}" == UPSTREAM[3:35]
+    call = _one(_records(exporter), "call sdk-ship")
+    assert f"{sent.span_id:016x}" == call["span_id"]
+
+
+def test_tracestate_rules() -> None:
+    """W3C: up to 32 members of key=value, keys lower case (tenant@system allowed) and
+    unique, values printable without `,` and `=`; stepstone keeps at most 512 characters
+    and drops an invalid one."""
+    assert parse_tracestate("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE") == VENDORS
+    assert parse_tracestate("tenant1@vendor=x y") == "tenant1@vendor=x y"  # a space inside
+    assert parse_tracestate(",".join(f"k{i}=v" for i in range(32))) is not None
+    for bad in (
+        ",".join(f"k{i}=v" for i in range(33)),  # 33 members
+        "k=" + "v" * 600,  # a value over 256 characters
+        ",".join(f"k{i}={'v' * 250}" for i in range(3)),  # members fine, over 512 in all
+        "rojo",
+        "rojo=",
+        "Rojo=1",
+        "rojo=a,b",
+        "rojo=a=b",
+        "rojo=1,rojo=2",
+        "",
+        " , ",
+    ):
+        assert parse_tracestate(bad) is None, bad
+    app = stepstone.App("rules", database="memory://")
+    try:
+        [kept] = app.runtime.planner.events(
+            stepstone.Event("rules/x", trace=UPSTREAM, tracestate="rojo=1,Bad=2")
+        )
+        [alone] = app.runtime.planner.events(stepstone.Event("rules/x", tracestate="rojo=1"))
+        assert (kept.event.trace, kept.event.tracestate) == (UPSTREAM, None)  # taken, dropped
+        assert alone.event.tracestate is None  # a tracestate means nothing without its parent
+    finally:
+        app.close_sync()

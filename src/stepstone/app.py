@@ -291,11 +291,11 @@ class App:
             raise RunNotFoundError(f"no run has id {run_id!r}")
         if run.status.is_final:
             return False
-        changed = await store.request_cancel(run_id, self.clock.now())
-        if changed:
-            await self.runtime.intake.settle(store, [run_id])
+        report = await store.request_cancel(run_id, self.clock.now())
+        if report.cancelled:  # stopped here if this process runs it; announced if it ended
+            await self.runtime.intake.settle(store, report)
         self.runtime.signals.wake_workers()
-        return changed
+        return bool(report.cancelled)
 
     async def rerun(self, run_id: str, *, from_step: str | None = None) -> str:
         """Start a new run of the same function with the same event(s); return its id.
@@ -322,7 +322,7 @@ class App:
         new = self.runtime.planner.rerun(run, None if stored is None else stored.event, now)
         report = await store.create_runs([new], [(new.id, step) for step in kept])
         await store.add_history(new.id, HistoryEntry(now, "rerun", {"of": run_id}))
-        await self.runtime.intake.settle(store, report.cancelled)
+        await self.runtime.intake.settle(store, report)
         return new.id
 
     async def invoke(self, function: Any, data: dict[str, Any] | None = None) -> str:

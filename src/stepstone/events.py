@@ -13,7 +13,7 @@ from .limits import Limits
 from .records import Event
 from .serde import dumps, size_of
 from .tracecontext import RULE as TRACE_RULE
-from .tracecontext import parse_traceparent
+from .tracecontext import parse_traceparent, parse_tracestate
 
 RESERVED_PREFIX = "stepstone/"
 MAX_ID_LENGTH = 256
@@ -64,6 +64,7 @@ def validate(
             "v": raw.v,
             "meta": raw.meta,
             "trace": raw.trace,
+            "tracestate": raw.tracestate,
         }
     elif isinstance(raw, Mapping):
         fields = dict(raw)
@@ -114,6 +115,9 @@ def validate(
     trace = fields.get("trace")  # an Event's only: the JSON form has no such field
     if trace is not None and (not isinstance(trace, str) or parse_traceparent(trace) is None):
         raise EventError(f"{where}: 'trace' must be {TRACE_RULE}")
+    # an invalid tracestate is dropped, not refused (the W3C rule), and so is one that
+    # comes without a traceparent: it means nothing on its own
+    tracestate = None if trace is None else parse_tracestate(fields.get("tracestate"))
     try:
         data_json = dumps(data, what=f"{where} 'data'")
         user_plain = None if user is None else json.loads(dumps(user, what=f"{where} 'user'"))
@@ -141,6 +145,7 @@ def validate(
         v=v,
         meta=meta_plain,
         trace=trace,
+        tracestate=tracestate,
     )
     return event, data_json
 

@@ -22,6 +22,7 @@ from .registry import Registry
 from .serde import dumps, size_of
 from .store import NewEvent, NewRun, Wait, WaitKind
 from .store.base import NO_FLOW
+from .tracecontext import SpanRef
 
 FINISHED = "stepstone/function.finished"
 FAILED = "stepstone/function.failed"
@@ -45,10 +46,11 @@ class Planner:
         *,
         internal: bool = False,
         exclude_function: str | None = None,
-        trace: str | None = None,
+        trace: SpanRef | None = None,
     ) -> list[NewEvent]:
         """Validate events and plan the runs they trigger (nothing is stored). `trace`: the
-        traceparent of the span that sends them, for those that carry none of their own."""
+        span that sends them (its traceparent and tracestate go with those that carry no
+        trace of their own)."""
         now = self.clock.now()
         return [
             self._planned(_traced(event, trace), data_json, now, exclude_function)
@@ -123,10 +125,10 @@ class Planner:
         function_id: str,
         data: dict[str, Any],
         *,
-        trace: str | None = None,
+        trace: SpanRef | None = None,
     ) -> NewEvent:
         """The event that starts an invoked run; only the invoked function runs, whatever
-        else listens to that name. `trace`: the traceparent of the invoking step's span."""
+        else listens to that name. `trace`: the invoking step's span."""
         raw = {"name": INVOKED, "id": f"{parent_run_id}:{step.hashed_id}:invoke", "data": data}
         [(event, data_json)] = validate_all(raw, self.limits, internal=True)
         event = _traced(event, trace)
@@ -165,13 +167,13 @@ class Planner:
         error: dict[str, Any] | None = None,
         output: Any = None,
         event: Event | None = None,
-        trace: str | None = None,
+        trace: SpanRef | None = None,
     ) -> list[NewEvent]:
         """The internal events that announce a run's end, with the runs they trigger.
 
         Their ids derive from the run, so announcing the same end twice stores it once.
         Built here rather than validated like a user's: every part is already plain JSON.
-        `trace`: the traceparent of the run's span (an on_failure run continues its trace).
+        `trace`: the run's span (an on_failure run continues its trace).
         """
         data = {
             "function_id": run.function_id,
@@ -190,13 +192,16 @@ class Planner:
         out = []
         for name, event_id, payload in named:
             payload, data_json = _within_event_size(payload, name, self.limits.max_event_size)
-            announced = Event(name=name, data=payload, id=event_id, ts=ts, trace=trace)
+            announced = _traced(Event(name=name, data=payload, id=event_id, ts=ts), trace)
             out.append(self._planned(announced, data_json, now, run.function_id))
         return out
 
 
-def _traced(event: Event, trace: str | None) -> Event:
-    return event if trace is None or event.trace is not None else replace(event, trace=trace)
+def _traced(event: Event, trace: SpanRef | None) -> Event:
+    """The event with the trace context of `trace`, unless it carries one of its own."""
+    if trace is None or event.trace is not None:
+        return event
+    return replace(event, trace=trace.traceparent, tracestate=trace.state)
 
 
 def _within_event_size(data: dict[str, Any], name: str, limit: int) -> tuple[dict[str, Any], str]:

@@ -53,9 +53,10 @@ class Event:
     user: dict[str, Any] | None = None
     v: str | None = None
     meta: dict[str, Any] | None = None  # what the npm SDK sends beside an event (sessions)
-    # the W3C traceparent of the span that sent it (tracing.py): kept with the event, not
-    # part of what functions see (to_dict)
+    # the W3C traceparent of the span that sent it (tracing.py), and the tracestate of its
+    # trace: kept with the event, not part of what functions see (to_dict)
     trace: str | None = None
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "data": self.data, "id": self.id, "ts": self.ts}

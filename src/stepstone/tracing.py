@@ -8,10 +8,11 @@ not trace pays a global lookup per hook.
 
 A run outlives the process that starts it, so its span cannot be held open: its ids come
 from stored values (tracecontext.RunTrace: the run id and its trigger event's
-`traceparent`), the claims, invocations and steps of every worker are made children of
-that span id, and the worker that ends the run emits the run's span at its end, with the
-run's recorded start time and that id (the SDK's tracer is asked for those ids while it
-starts the span; another implementation picks its own span id for it).
+`traceparent` and `tracestate`), the claims, invocations and steps of every worker are
+made children of that span id, and whoever ends the run emits the run's span at its end,
+with the run's recorded start time and that id (the SDK's tracer is asked for those ids
+while it starts the span; another implementation picks its own span id for it): the
+worker that ends it, or the process that cancelled it while no worker held it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, cast
 
 from .records import Event, Run, RunStatus, StepRecord, StepStatus
-from .tracecontext import RunTrace, SpanRef
+from .tracecontext import RunTrace, SpanRef, parse_tracestate
 
 if TYPE_CHECKING:
     from .store import Claim
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
-    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TraceState
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError:  # pragma: no cover - the extra is not installed: every hook returns
     ENABLED = False
@@ -111,19 +112,27 @@ def _ns(seconds: float) -> int:
 
 
 def _context(ref: SpanRef | None) -> otel_context.Context:
-    """A context whose current span is `ref` (a span of another process, or of the past)."""
+    """A context whose current span is `ref` (a span of another process, or of the past),
+    with its trace's tracestate: the SDK's spans started in it carry that on."""
     if ref is None:
         return otel_context.Context()
     span_context = otel_trace.SpanContext(
-        ref.trace_id, ref.span_id, is_remote=True, trace_flags=otel_trace.TraceFlags(ref.flags)
+        ref.trace_id,
+        ref.span_id,
+        is_remote=True,
+        trace_flags=otel_trace.TraceFlags(ref.flags),
+        trace_state=TraceState.from_header([ref.state]) if ref.state else None,
     )
     return otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(span_context))
 
 
-def _traceparent(span: Span) -> str | None:
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, otel_trace.set_span_in_context(span))
-    return carrier.get("traceparent")
+def _span_ref(span: Span) -> SpanRef | None:
+    """The span as the events it sends record it: its ids, flags and tracestate."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    state = parse_tracestate(context.trace_state.to_header()) if context.trace_state else None
+    return SpanRef(context.trace_id, context.span_id, int(context.trace_flags), state)
 
 
 def _run_attributes(run: Run) -> dict[str, Any]:
@@ -141,23 +150,32 @@ def _fail(span: Span, error: dict[str, Any] | None) -> None:
     span.add_event("exception", event)
 
 
+def _run_trace(run_id: str, first: Event | None) -> RunTrace:
+    """A run's trace, from its first event's (its trigger's) trace context."""
+    return RunTrace.of(run_id, *((first.trace, first.tracestate) if first else (None, None)))
+
+
 def run_trace(claim: Claim) -> RunTrace:
-    first = claim.events[0].trace if claim.events else None
-    return RunTrace.of(claim.run.id, first)
+    return _run_trace(claim.run.id, claim.events[0] if claim.events else None)
 
 
-def run_traceparent(claim: Claim) -> str | None:
-    """The traceparent of the claimed run's span (what its lifecycle events carry on)."""
-    return run_trace(claim).span.traceparent if _tracer() is not None else None
+def run_span(run_id: str, first: Event | None) -> SpanRef | None:
+    """The run's span (what its lifecycle events carry on), given its first event; None
+    while no tracer provider is set."""
+    return _run_trace(run_id, first).span if _tracer() is not None else None
 
 
 # -- sends ------------------------------------------------------------------------------
 class Send:
-    """One send's span: its traceparent goes with every event it stores."""
+    """One send's span: its traceparent and tracestate go with every event it stores."""
 
     def __init__(self, span: Span | None) -> None:
         self._span = span
-        self.traceparent = None if span is None else _traceparent(span)
+        self.context = None if span is None else _span_ref(span)
+
+    @property
+    def traceparent(self) -> str | None:
+        return None if self.context is None else self.context.traceparent
 
     def planned(self, events: Sequence[Event]) -> None:
         if self._span is None or not events:
@@ -246,11 +264,33 @@ def invocation_started(claim: Claim) -> InvocationSpan:
 
 
 def run_ended(claim: Claim, status: RunStatus, error: dict[str, Any] | None, at: float) -> None:
-    """Emits the run's span, from its first claim to `at`, once its end is saved."""
+    """Emits the run's span, from its first claim to `at`, once its end is saved by the
+    worker that held it."""
     tracer = _tracer()
-    if tracer is None:
+    if tracer is not None:
+        _emit_run(tracer, claim.run, run_trace(claim), status, error, at)
+
+
+def run_ended_idle(run: Run, first: Event | None) -> None:
+    """Emits the span of a run that ended while no worker held it (cancelled as it slept,
+    waited, or was handed back; `first`: its first event), with the ids and start a
+    worker's would have had, once its end is saved. A run never claimed has none: its
+    span starts at its first claim."""
+    tracer = _tracer()
+    if tracer is None or run.started_at is None:
         return
-    run, trace = claim.run, run_trace(claim)
+    at = run.ended_at if run.ended_at is not None else run.started_at
+    _emit_run(tracer, run, _run_trace(run.id, first), run.status, run.error, at)
+
+
+def _emit_run(
+    tracer: Tracer,
+    run: Run,
+    trace: RunTrace,
+    status: RunStatus,
+    error: dict[str, Any] | None,
+    at: float,
+) -> None:
     started = run.started_at if run.started_at is not None else at
     attributes = {**_run_attributes(run), "stepstone.run.status": status.value}
     token = _CHOSEN.set((trace.span.trace_id, trace.span.span_id))
@@ -337,8 +377,8 @@ def _describe(span: Span, step: StepRecord) -> None:
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
-def checkpoint(run: Run, step: StepRecord) -> contextlib.AbstractContextManager[str | None]:
-    """Around a step's checkpoint: the span that stands for the step, whose traceparent
+def checkpoint(run: Run, step: StepRecord) -> contextlib.AbstractContextManager[SpanRef | None]:
+    """Around a step's checkpoint: the span that stands for the step, whose trace context
     the events it sends (send_event, invoke) carry. A `step.run` handler of this process
     has its attempt's span already; any other step (a sleep, a wait, an invoke, a send, a
     step an SDK app ran) gets a span here, from its start to its checkpoint. Without a
@@ -350,7 +390,7 @@ def checkpoint(run: Run, step: StepRecord) -> contextlib.AbstractContextManager[
 
 
 @contextlib.contextmanager
-def _checkpoint_span(tracer: Tracer, run: Run, step: StepRecord) -> Iterator[str | None]:
+def _checkpoint_span(tracer: Tracer, run: Run, step: StepRecord) -> Iterator[SpanRef | None]:
     running = _ATTEMPT.get()
     if running is not None and running.hashed_id == step.hashed_id:
         running.save(step)
@@ -370,7 +410,7 @@ def _checkpoint_span(tracer: Tracer, run: Run, step: StepRecord) -> Iterator[str
     )
     try:
         with otel_trace.use_span(span):
-            yield _traceparent(span)
+            yield _span_ref(span)
     finally:
         _describe(span, step)
         end = step.ended_at if step.kind == "run" and step.ended_at is not None else None
@@ -383,7 +423,8 @@ def call_request(
     url: str, function_id: str, run_id: str, headers: dict[str, str]
 ) -> Iterator[None]:
     """A CLIENT span around one call request to an SDK app; `headers` gets its
-    `traceparent`, so an app that traces continues the run's trace."""
+    `traceparent` and the trace's `tracestate`, so an app that traces continues the run's
+    trace."""
     tracer = _tracer()
     if tracer is None:
         yield
@@ -402,16 +443,21 @@ def call_request(
 
 
 @contextlib.contextmanager
-def incoming(traceparent: str | None) -> Iterator[None]:
-    """The trace a request came with (its `traceparent` header) is current for the block,
-    unless a span is already (a server the user instrumented has its own)."""
+def incoming(traceparent: str | None, tracestate: str | None = None) -> Iterator[None]:
+    """The trace a request came with (its `traceparent` header, and its `tracestate`
+    unless invalid: it is dropped then) is current for the block, unless a span is
+    already (a server the user instrumented has its own)."""
     if traceparent is None or _tracer() is None:
         yield
         return
     if otel_trace.get_current_span().get_span_context().is_valid:
         yield
         return
-    token = otel_context.attach(_PROPAGATOR.extract({"traceparent": traceparent}))
+    carrier = {"traceparent": traceparent}
+    state = parse_tracestate(tracestate)
+    if state is not None:
+        carrier["tracestate"] = state
+    token = otel_context.attach(_PROPAGATOR.extract(carrier))
     try:
         yield
     finally:

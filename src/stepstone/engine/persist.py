@@ -12,6 +12,7 @@ from ..errors import error_record
 from ..records import HistoryEntry, RunStatus, StepRecord, StepStatus
 from ..runtime import Runtime
 from ..store import Claim, IntakeReport, Store, Wait
+from ..tracecontext import SpanRef
 from ..waitkeys import index_of
 from . import runlog
 
@@ -44,7 +45,7 @@ class RunWriter:
     async def checkpoint(self, op: ops.Checkpoint) -> Any:
         began = time.perf_counter()
         step = op.step
-        with tracing.checkpoint(self._claim.run, step) as traceparent:
+        with tracing.checkpoint(self._claim.run, step) as span:
             if type(op) is ops.SaveStep:  # nearly every checkpoint: no coroutine more
                 now = self._runtime.clock.now()
                 entry = _step_history(step, now)
@@ -58,17 +59,17 @@ class RunWriter:
                 runlog.step_saved(self._runtime.registry, self._claim.run, step, now)
                 result = None
             else:
-                result = await self._checkpoint(op, traceparent)
+                result = await self._checkpoint(op, span)
         if metrics.ENABLED:
             metrics.checkpointed(self._claim.run.function_id, step, time.perf_counter() - began)
         return result
 
-    async def _checkpoint(self, op: ops.Checkpoint, traceparent: str | None) -> Any:
-        """Writes any op but SaveStep; `traceparent`: the step's span, which the events
+    async def _checkpoint(self, op: ops.Checkpoint, span: SpanRef | None) -> Any:
+        """Writes any op but SaveStep; `span`: the step's, whose trace context the events
         it sends carry."""
         lease, store, now = self._lease, self._store, self._runtime.clock.now()
         if isinstance(op, ops.SendEvents):
-            planned = self._runtime.planner.events(op.events, trace=traceparent)
+            planned = self._runtime.planner.events(op.events, trace=span)
             metrics.events_received(len(planned))
             report = await store.save_step_with_events(lease, op.step, _ids_json(op.step), planned)
             await self._settle(report)
@@ -88,7 +89,7 @@ class RunWriter:
             await store.register_wait(lease, op.step, wait)
         elif isinstance(op, ops.StartInvoke):
             child = self._runtime.planner.invoke_event(
-                lease.run_id, op.step, op.function_id, op.data, trace=traceparent
+                lease.run_id, op.step, op.function_id, op.data, trace=span
             )
             await self._settle(await store.start_invoke(lease, op.step, child))
         elif isinstance(op, ops.ExpireStep):
@@ -99,7 +100,7 @@ class RunWriter:
 
     async def _settle(self, report: IntakeReport) -> None:
         """The runs an intake cancelled stop and are announced; workers wake for the rest."""
-        await self._runtime.intake.settle(self._store, report.cancelled)
+        await self._runtime.intake.settle(self._store, report)
 
     async def outcome(self, outcome: ops.Outcome, *, stop: ops.Stop | None = None) -> None:
         store, lease = self._store, self._lease
@@ -153,10 +154,10 @@ class RunWriter:
     async def finish(self, status: RunStatus, output_json: str | None, error: Any) -> None:
         now = self._runtime.clock.now()
         output = None if output_json is None else json.loads(output_json)
-        first = self._claim.events[0] if self._claim.events else None
-        planner = self._runtime.planner
-        follow_up = planner.lifecycle_events(
-            self._claim.run, status, error, output, first, tracing.run_traceparent(self._claim)
+        run, first = self._claim.run, self._claim.events[0] if self._claim.events else None
+        run_span = tracing.run_span(run.id, first)  # the run's end continues its trace
+        follow_up = self._runtime.planner.lifecycle_events(
+            run, status, error, output, first, run_span
         )
         report = await self._store.finish(
             self._lease,
@@ -167,7 +168,6 @@ class RunWriter:
             follow_up=follow_up,
             history=self.take_logs(),
         )
-        run = self._claim.run
         metrics.run_ended(run.function_id, status, now - (run.started_at or run.created_at))
         # the invocation's span ends first, then the run's, which holds it
         self._span.end(status.value, error if status is RunStatus.FAILED else None)

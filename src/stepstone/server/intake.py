@@ -38,7 +38,9 @@ class Intake:
             raise ApiError(401, "unknown event key")
         payload = await read_json(request, self.max_body)
         # App.send validates every event before it stores any; its span continues the
-        # trace the request came in (a `traceparent` header)
-        with tracing.incoming(request.headers.get("traceparent")):
+        # trace the request came in (its `traceparent` and `tracestate` headers; several
+        # tracestate headers are one list, as W3C Trace Context combines them)
+        tracestate = ",".join(request.headers.getlist("tracestate")) or None
+        with tracing.incoming(request.headers.get("traceparent"), tracestate):
             ids = await self.app.send(payload)
         return JSONResponse({"ids": ids, "status": 200})

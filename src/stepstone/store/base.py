@@ -92,16 +92,19 @@ class NewEvent:
 class IntakeReport:
     """What storing events did beyond storing them: which were new (a repeated id is
     accepted and ignored), and which runs their cancel rules cancelled (or, when a worker
-    holds the run, asked to stop). The process that stored them stops and announces
-    those runs (intake.Intake.settle)."""
+    holds the run, asked to stop), of which `ended` were ended by the store itself (no
+    worker held them). The process that stored them stops those runs, and announces those
+    that ended (intake.Intake.settle): no worker ever will."""
 
     new: list[bool] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         """A script run again (a batch rerun) reports afresh."""
         self.new.clear()
         self.cancelled.clear()
+        self.ended.clear()
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class Pruned:
 
     runs: int
     events: int
+    # how long its statements held the database (the commit aside), what the next batch
+    # is sized by (engine/pruning.py); a prune of many batches: their sum
+    seconds: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,10 @@ class Store(abc.ABC):
     # how early a worker claims a sleeping or retrying run, by default: about as long as
     # a claim takes under load, so that the run is in hand when its time comes
     claim_ahead: float = 0.02
+    # seconds the statements of one prune batch may hold the database (engine/pruning.py
+    # sizes the batches to it): a checkpoint that comes meanwhile waits for them where the
+    # database has one writer (SQLite), so it is kept to a fraction of a commit's time
+    prune_budget: float = 0.002
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
@@ -272,7 +282,9 @@ class Store(abc.ABC):
     async def prune(self, before: float, *, limit: int) -> Pruned:
         """Delete up to `limit` runs that ended before `before`, with their steps, history,
         waits and flow keys, and up to `limit` events received before then that no run
-        links to any more; one short transaction. Runs not ended are never touched."""
+        links to any more; one short transaction (where the database allows, on a
+        connection of its own, so that no checkpoint waits for its statements). Runs not
+        ended are never touched."""
 
     @abc.abstractmethod
     async def backlog(self, now: float) -> tuple[int, float | None]:
@@ -356,8 +368,9 @@ class Store(abc.ABC):
 
     # -- operator actions ----------------------------------------------------------------
     @abc.abstractmethod
-    async def request_cancel(self, run_id: str, now: float) -> bool:
-        """Ask a run to stop; False when it had already ended."""
+    async def request_cancel(self, run_id: str, now: float) -> IntakeReport:
+        """Ask a run to stop. The report names it in `cancelled` (empty: it had already
+        ended), and in `ended` too when no worker held it and it ended here at once."""
 
     # -- reads ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -56,6 +56,7 @@ def event_from_row(row: Any) -> StoredEvent:
         v=row["v"],
         meta=from_json(row["meta"]),
         trace=row["trace"],
+        tracestate=row["tracestate"],
     )
     return StoredEvent(event, row["received_at"], [])
 

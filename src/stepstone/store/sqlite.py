@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,7 +43,9 @@ log = logging.getLogger("stepstone.store")
 READER_CACHE_KIB = 512
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
-VACUUM_PAGES = 2048  # pages a prune gives back at most (8 MiB of 4 KiB pages)
+VACUUM_PAGES = 65536  # pages a prune gives back at most (256 MiB of 4 KiB pages) ...
+VACUUM_STEP = 256  # ... this many a write (1 MiB): a few milliseconds of the write lock
+VACUUM_PAUSE = 0.02  # seconds between two of those writes: the writers' turn
 UNSURE_EVERY = 0.05  # seconds: see change_probe
 
 
@@ -435,20 +438,33 @@ class SQLiteStore(SqlStore):
 
     async def prune(self, before: float, *, limit: int) -> Pruned:
         pruned = await super().prune(before, limit=limit)
-        if self.path:  # this prune's free pages, or those a busy file kept the last time
-            await asyncio.get_running_loop().run_in_executor(None, self._give_space_back)
+        # The last batch of a prune (it found fewer than it was allowed) gives the free
+        # pages back: this prune's, or those a busy file kept the last time. The batches
+        # before it leave theirs for new rows: a vacuum after each would take the write
+        # lock once more per batch, as long again as the batch's own statements.
+        if self.path and pruned.runs < limit and pruned.events < limit:
+            began = time.perf_counter()
+            await self._give_space_back()
+            pruned = replace(pruned, seconds=pruned.seconds + time.perf_counter() - began)
         return pruned
 
-    def _give_space_back(self) -> None:
-        """Free pages go back to the file system, a few at a time (in a file created with
-        auto_vacuum=incremental; an older file keeps them for new rows). On a connection of
-        its own: the pragma runs to its end only outside the writer's transactions."""
+    async def _give_space_back(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._vacuum)
+
+    def _vacuum(self) -> None:
+        """Free pages go back to the file system (in a file created with
+        auto_vacuum=incremental; an older file keeps them for new rows), VACUUM_STEP at a
+        time, each its own short write followed by a pause, as a prune's batches are: 8 MiB
+        given back at once held the write lock for tens of milliseconds. On a connection of
+        its own: the pragma runs to its end only outside the writer's transactions. On a
+        thread to its end, so a prune cancelled meanwhile (a worker stopping) never closes
+        the connection under a step."""
         conn = self._connect()
         try:
-            if conn.execute("PRAGMA freelist_count").fetchone()[0]:
-                conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
-        except sqlite3.Error as exc:  # busy: the next prune gives it back
-            log.debug("incremental vacuum skipped: %s", exc)
+            for _ in range(VACUUM_PAGES // VACUUM_STEP):
+                if not _vacuum_step(conn):
+                    return
+                time.sleep(VACUUM_PAUSE)
         finally:
             conn.close()
 
@@ -495,6 +511,18 @@ def _roll_back(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+
+
+def _vacuum_step(conn: sqlite3.Connection) -> bool:
+    """Gives up to VACUUM_STEP free pages back; True while more are free."""
+    try:
+        if not conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            return False
+        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP});")
+        return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    except sqlite3.Error as exc:  # busy: the next prune gives it back
+        log.debug("incremental vacuum skipped: %s", exc)
+        return False
 
 
 class _Rows:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...errors import error_record
 from ...records import HistoryEntry, RunStatus, StepStatus
+from ..base import IntakeReport
 from ..tx import (
     Cursor,
     Tx,
@@ -76,12 +77,18 @@ def resume_parent(
         tx("nudge", now=at, run_id=parent_id)
 
 
-def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
-    """Cancel a run no worker holds now; flag one a worker holds (it stops the run)."""
+def cancel_run(tx: Tx, run_id: str, now: float, report: IntakeReport) -> bool:
+    """Cancel a run no worker holds now; flag one a worker holds (it stops the run). False
+    when the run had ended already. The report names the run in `cancelled` (a worker of
+    the process that settles the report stops it at once) and, when it ended here, in
+    `ended` too: no worker will end it, so that process announces its end."""
     row = tx("job_owner", run_id=run_id).fetchone()
     if row is not None and row["owner"] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
-        return bool(tx("flag_cancel", run_id=run_id).rowcount > 0)
+        flagged = bool(tx("flag_cancel", run_id=run_id).rowcount > 0)
+        if flagged:
+            report.cancelled.append(run_id)
+        return flagged
     if tx("cancel_run_now", ended_at=now, id=run_id).rowcount == 0:
         return False
     tx("delete_job", run_id=run_id)
@@ -91,4 +98,6 @@ def cancel_run(tx: Tx, run_id: str, now: float) -> bool:
     insert_history(tx, run_id, HistoryEntry(now, "cancelled"))
     parent = tx("run_parent", id=run_id).fetchone()
     resume_parent(tx, run_id, parent, RunStatus.CANCELLED, None, None, now)
+    report.cancelled.append(run_id)
+    report.ended.append(run_id)
     return True

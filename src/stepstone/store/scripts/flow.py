@@ -65,8 +65,7 @@ def admit(tx: Tx, run: NewRun, report: IntakeReport) -> NewRun | None:
         if active and mode == "skip":
             return _skipped(run, f"singleton: run {holder or ''} is still active")
         if active and holder is not None:
-            cancel_run(tx, holder, now)
-            report.cancelled.append(holder)
+            cancel_run(tx, holder, now, report)
             insert_history(tx, holder, HistoryEntry(now, "cancel.singleton", {"by": run.id}))
         tx("flow_put", key=key, run_id=run.id, value=None, count=0, since=now)
         holds |= HOLDS_END_KEY

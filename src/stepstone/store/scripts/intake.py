@@ -66,6 +66,7 @@ def ingest(
             item.received_at,
             to_json(item.event.meta),
             item.event.trace,
+            item.event.tracestate,
         ]
         for item in events
     ]
@@ -255,8 +256,7 @@ def resume_waits(
         if not match_wait(wait, event):
             continue
         if wait.kind is WaitKind.CANCEL:
-            cancel_run(tx, wait.run_id, now)
-            report.cancelled.append(wait.run_id)
+            cancel_run(tx, wait.run_id, now, report)
             known.forget()  # the cancelled run's waits may be gone: read them again
             continue
         resolved = tx(

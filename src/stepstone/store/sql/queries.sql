@@ -5,12 +5,13 @@
 
 -- name: insert_events
 -- Many events in one statement, as a JSON array of rows (id, name, data, ts, user_data, v,
--- received_at, meta, trace); returns the ids it stored (a repeated id is not stored). `WHERE true`:
--- SQLite would read `ON CONFLICT` as a join's ON without it.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta, trace)
+-- received_at, meta, trace, tracestate); returns the ids it stored (a repeated id is not
+-- stored). `WHERE true`: SQLite would read `ON CONFLICT` as a join's ON without it.
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta, trace, tracestate)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+       json_extract(value, '$[9]')
 FROM json_each(:rows) WHERE true
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -152,7 +153,7 @@ WHERE run_id IN (SELECT value FROM json_each(:ids)) AND cancel = 0;
 
 -- name: get_run_events
 -- The events of these runs (runs.event_ids), read in the same round trip as the runs.
-SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
 WHERE id IN (
     SELECT e.value FROM runs, json_each(runs.event_ids) AS e
     WHERE runs.id IN (SELECT value FROM json_each(:ids))
@@ -410,13 +411,13 @@ FROM run_events e JOIN runs r ON r.id = e.run_id
 WHERE e.event_id = :event_id ORDER BY r.id;
 
 -- name: get_event
-SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events WHERE id = :id;
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events WHERE id = :id;
 
 -- name: event_runs
 SELECT run_id FROM run_events WHERE event_id = :event_id ORDER BY run_id;
 
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
 WHERE (:name IS NULL OR name = :name)
   AND (:before IS NULL OR received_at < :before OR (received_at = :before AND id < :cursor))
 ORDER BY received_at DESC, id DESC LIMIT :limit;

@@ -34,7 +34,7 @@ INSERT INTO history (run_id, at, kind, data)
 SELECT run_id, :now, 'started', :data FROM jobs WHERE run_id = ANY(:ids::text[]) AND cancel = 0;
 
 -- name: get_run_events
-SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
 WHERE id IN (
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id = ANY(:ids::text[])
 );
@@ -57,9 +57,9 @@ ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
 -- name: insert_events
 -- JSON rows as in ../queries.sql, read with json_array_elements.
-INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta, trace)
+INSERT INTO events (id, name, data, ts, user_data, v, received_at, meta, trace, tracestate)
 SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, r->>5, (r->>6)::double precision, r->>7,
-       r->>8
+       r->>8, r->>9
 FROM json_array_elements(:rows::json) AS r
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
@@ -198,7 +198,7 @@ WHERE r.id = :run_id AND h.kind = 'rerun' AND h.data::json->>'of' = :run_id
 ORDER BY h.run_id;
 
 -- name: list_events
-SELECT id, name, data, ts, user_data, v, received_at, meta, trace FROM events
+SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
 WHERE (:name::text IS NULL OR name = :name)
   AND (:before::double precision IS NULL OR received_at < :before
        OR (received_at = :before AND id < :cursor::text))
