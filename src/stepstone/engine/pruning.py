@@ -16,7 +16,7 @@ from ..store import Pruned, Store
 log = logging.getLogger("stepstone.retention")
 BATCH = 500  # runs (and events) per transaction, at most
 FIRST = 10  # the first batch (of runs of unknown size): each next one is sized by the last
-PAUSE = 0.02  # seconds between two batches at least: the writers' turn
+PAUSE = 0.01  # seconds between two batches at least: the writers' turn
 
 
 def next_size(size: int, took: float, *, most: int, budget: float) -> int:

@@ -178,8 +178,9 @@ class Store(abc.ABC):
     claim_ahead: float = 0.02
     # seconds the statements of one prune batch may hold the database (engine/pruning.py
     # sizes the batches to it): a checkpoint that comes meanwhile waits for them where the
-    # database has one writer (SQLite), so it is kept to a fraction of a commit's time
-    prune_budget: float = 0.002
+    # database has one writer (SQLite), so it is kept to about a commit's time (1 ms gave
+    # a p99 a third lower than 2 ms, for a prune 40% slower: bench/FINDINGS.md)
+    prune_budget: float = 0.001
 
     # -- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod
