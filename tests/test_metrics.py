@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stepstone.server import create_app
 
 from .apps.scale import make_app
-from .live_server import LiveServer, wait_for_run
+from .live_server import LiveServer, wait_for, wait_for_run
 from .process import WorkerProcess
 from .server_app import build_app
 
@@ -83,6 +83,26 @@ def test_metrics_count_the_runs_of_a_workload(database_url: str) -> None:
     assert d("stepstone_claim_seconds_count") >= 0
     assert value(after, "stepstone_workers") >= 1
     assert value(after, "stepstone_jobs_due") == 0
+
+
+def test_a_run_cancelled_while_no_worker_holds_it_is_counted(database_url: str) -> None:
+    """A sleeping run cancelled through the API is ended by the store, not by a worker:
+    the process that cancelled it counts it, once."""
+    with LiveServer(build_app(database_url), dev=True) as live, live.client() as http:
+        [event_id] = http.post("/e/key", json={"name": "test/nap"}).json()["ids"]
+        run_id = wait_for(lambda: http.get(f"/v1/events/{event_id}").json()["runs"])[0]["id"]
+        wait_for(lambda: http.get(f"/v1/runs/{run_id}").json()["steps"])  # asleep
+        before = scrape(http)
+        assert http.post(f"/v1/runs/{run_id}/cancel").status_code in (200, 202)
+        wait_for_run(http, run_id, "cancelled")
+        cancelled = {"function": "nap", "status": "cancelled"}
+        counted = value(before, "stepstone_runs_total", **cancelled) + 1
+        wait_for(lambda: value(scrape(http), "stepstone_runs_total", **cancelled) >= counted)
+        time.sleep(0.3)  # a second count, were there one, would come by now
+        after = scrape(http)
+    d = delta(before, after)
+    assert d("stepstone_runs_total", function="nap", status="cancelled") == 1
+    assert d("stepstone_run_duration_seconds_count", function="nap", status="cancelled") == 1
 
 
 async def test_the_backlog_is_read_from_the_database(database_url: str) -> None:

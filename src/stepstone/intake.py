@@ -70,6 +70,10 @@ class Intake:
             if run is None or run.status is not RunStatus.CANCELLED:
                 continue  # pruned or rerun meanwhile: nothing is left to announce
             runlog.cancelled_idle(run)
+            ended_at = run.ended_at if run.ended_at is not None else run.created_at
+            metrics.run_ended(
+                run.function_id, RunStatus.CANCELLED, ended_at - (run.started_at or run.created_at)
+            )
             stored = await store.get_event(run.event_ids[0]) if run.event_ids else None
             first = stored.event if stored else None
             tracing.run_ended_idle(run, first)
