@@ -6,6 +6,7 @@ No timing is asserted; benchmarks themselves run with `make bench`, never in `ma
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,27 @@ report = pytest.importorskip("bench.report")
 tables = pytest.importorskip("bench.tables")
 common = pytest.importorskip("bench.common")
 
+Fresh = Callable[[str], str]
 
-def test_quick_harness_runs_stepstone_workloads(tmp_path: Path) -> None:
+
+@pytest.fixture
+def sqlite_fresh(tmp_path: Path) -> Fresh:
+    """A new SQLite file per name, as the bench's harness asks for them."""
+    return lambda name: f"sqlite:///{tmp_path / name}.db"
+
+
+@pytest.fixture
+def postgres_fresh(postgres_cluster: PostgresCluster, postgres_template: str) -> Fresh:
+    """A new database of the test cluster per name, migrated from the template."""
+    return lambda _name: postgres_cluster.url(
+        postgres_cluster.create_database(template=postgres_template)
+    )
+
+
+def test_quick_harness_runs_stepstone_workloads(sqlite_fresh: Fresh) -> None:
     workloads = ["sequential", "concurrent", "latency", "timers", "sleepers", "waits"]
 
-    def fresh(name: str) -> str:
-        return f"sqlite:///{tmp_path / name}.db"
-
-    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    results = asyncio.run(bench.run_all(sqlite_fresh, common.TINY, workloads))
     for name in workloads:
         assert "error" not in results[name], (name, results[name])
     assert results["sequential"]["steps"] == common.TINY.sequential_steps
@@ -77,25 +91,17 @@ def _check_new_workloads(results: dict[str, Any], sizes: Any, backend: str) -> N
     assert any("drain rate" in goal["target"] for goal in report.targets(medians, raw))
 
 
-def test_the_workloads_of_issue_21_run_on_sqlite(tmp_path: Path) -> None:
+def test_the_workloads_of_issue_21_run_on_sqlite(sqlite_fresh: Fresh) -> None:
     """A plain `def` function, large outputs, the backlog and the counted database work."""
 
-    def fresh(name: str) -> str:
-        return f"sqlite:///{tmp_path / name}.db"
-
     workloads = ["concurrent", *NEW_WORKLOADS]
-    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    results = asyncio.run(bench.run_all(sqlite_fresh, common.TINY, workloads))
     _check_new_workloads(results, common.TINY, "sqlite")
 
 
-def test_the_workloads_of_issue_21_run_on_postgres(
-    postgres_cluster: PostgresCluster, postgres_template: str
-) -> None:
-    def fresh(name: str) -> str:
-        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
-
+def test_the_workloads_of_issue_21_run_on_postgres(postgres_fresh: Fresh) -> None:
     workloads = ["concurrent", *NEW_WORKLOADS]
-    results = asyncio.run(bench.run_all(fresh, common.TINY, workloads))
+    results = asyncio.run(bench.run_all(postgres_fresh, common.TINY, workloads))
     _check_new_workloads(results, common.TINY, "postgres")
     assert results["dbwork"]["quiesced"]
 
@@ -119,15 +125,12 @@ def test_database_work_is_counted_for_dbos_too(
 
 
 def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
-    postgres_cluster: PostgresCluster, postgres_template: str
+    postgres_fresh: Fresh,
 ) -> None:
     sizes = common.TINY
     workloads = ["sequential", "concurrent_procs", "timers_paced", "waits"]
 
-    def fresh(name: str) -> str:
-        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
-
-    results = asyncio.run(bench.run_all(fresh, sizes, workloads))
+    results = asyncio.run(bench.run_all(postgres_fresh, sizes, workloads))
     for name in workloads:
         assert "error" not in results[name], (name, results[name])
     assert results["sequential"]["vs_floor_paired"] > 0
@@ -144,24 +147,21 @@ def test_postgres_workloads_run_with_the_paired_floor_and_worker_processes(
     assert any("PostgreSQL" in goal["target"] for goal in goals)
 
 
-def test_the_intake_workload_serves_with_stepstones_own_server(tmp_path: Path) -> None:
+def test_the_intake_workload_serves_with_stepstones_own_server(sqlite_fresh: Fresh) -> None:
     """The intake workloads, keep-alive over one connection included, run to the end."""
-    results = bench.run_all(lambda name: f"sqlite:///{tmp_path / name}.db", common.TINY, ["intake"])
+    results = bench.run_all(sqlite_fresh, common.TINY, ["intake"])
     intake = asyncio.run(results)["intake"]
     assert "error" not in intake, intake
     assert intake["keepalive"]["n"] > 0
     assert intake["single"]["events"] >= common.TINY.intake_events
 
 
-def test_sdk_workload_runs_native_and_both_sdk_apps(tmp_path: Path) -> None:
+def test_sdk_workload_runs_native_and_both_sdk_apps(sqlite_fresh: Fresh) -> None:
     """Workload 7 on a handful of runs: the same function natively and in the Python and
     npm SDK apps (the pinned SDKs of tests/sdk/harness.py), and the HTTP floor."""
     sizes = common.TINY
 
-    def fresh(name: str) -> str:
-        return f"sqlite:///{tmp_path / name}.db"
-
-    results = asyncio.run(sdk_bench.run_all(fresh, sizes, sdk_bench.WORKLOADS))
+    results = asyncio.run(sdk_bench.run_all(sqlite_fresh, sizes, sdk_bench.WORKLOADS))
     for name in sdk_bench.WORKLOADS:
         assert "error" not in results[name], (name, results[name])
     for kind in ("native", "py", "js"):
@@ -210,18 +210,11 @@ def _check_prune(results: dict[str, Any], sizes: Any, backend: str) -> None:
     )
 
 
-def test_the_prune_workload_runs_on_sqlite(tmp_path: Path) -> None:
-    results = asyncio.run(
-        bench.run_all(lambda name: f"sqlite:///{tmp_path / name}.db", common.TINY, ["prune"])
-    )
+def test_the_prune_workload_runs_on_sqlite(sqlite_fresh: Fresh) -> None:
+    results = asyncio.run(bench.run_all(sqlite_fresh, common.TINY, ["prune"]))
     _check_prune(results, common.TINY, "sqlite")
 
 
-def test_the_prune_workload_runs_on_postgres(
-    postgres_cluster: PostgresCluster, postgres_template: str
-) -> None:
-    def fresh(name: str) -> str:
-        return postgres_cluster.url(postgres_cluster.create_database(template=postgres_template))
-
-    results = asyncio.run(bench.run_all(fresh, common.TINY, ["prune"]))
+def test_the_prune_workload_runs_on_postgres(postgres_fresh: Fresh) -> None:
+    results = asyncio.run(bench.run_all(postgres_fresh, common.TINY, ["prune"]))
     _check_prune(results, common.TINY, "postgres")

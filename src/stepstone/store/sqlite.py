@@ -461,9 +461,11 @@ class SQLiteStore(SqlStore):
         the connection under a step."""
         conn = self._connect()
         try:
+            more = _free_pages(conn)
             for _ in range(VACUUM_PAGES // VACUUM_STEP):
-                if not _vacuum_step(conn):
+                if not more:
                     return
+                more = _vacuum_step(conn)
                 time.sleep(VACUUM_PAUSE)
         finally:
             conn.close()
@@ -513,16 +515,23 @@ def _roll_back(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _vacuum_step(conn: sqlite3.Connection) -> bool:
-    """Gives up to VACUUM_STEP free pages back; True while more are free."""
+def _free_pages(conn: sqlite3.Connection) -> bool:
+    """Whether the file has free pages to give back."""
     try:
-        if not conn.execute("PRAGMA freelist_count").fetchone()[0]:
-            return False
-        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP});")
         return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
     except sqlite3.Error as exc:  # busy: the next prune gives it back
         log.debug("incremental vacuum skipped: %s", exc)
         return False
+
+
+def _vacuum_step(conn: sqlite3.Connection) -> bool:
+    """Gives up to VACUUM_STEP free pages back; True while more are free."""
+    try:
+        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP});")
+    except sqlite3.Error as exc:  # busy: the next prune gives it back
+        log.debug("incremental vacuum skipped: %s", exc)
+        return False
+    return _free_pages(conn)
 
 
 class _Rows:

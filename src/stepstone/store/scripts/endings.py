@@ -77,20 +77,19 @@ def resume_parent(
         tx("nudge", now=at, run_id=parent_id)
 
 
-def cancel_run(tx: Tx, run_id: str, now: float, report: IntakeReport) -> bool:
-    """Cancel a run no worker holds now; flag one a worker holds (it stops the run). False
-    when the run had ended already. The report names the run in `cancelled` (a worker of
-    the process that settles the report stops it at once) and, when it ended here, in
-    `ended` too: no worker will end it, so that process announces its end."""
+def cancel_run(tx: Tx, run_id: str, now: float, report: IntakeReport) -> None:
+    """Cancel a run no worker holds now; flag one a worker holds (it stops the run). The
+    report names the run in `cancelled` (a worker of the process that settles the report
+    stops it at once) and, when it ended here, in `ended` too: no worker will end it, so
+    that process announces its end. A run that had ended already is in neither."""
     row = tx("job_owner", run_id=run_id).fetchone()
     if row is not None and row["owner"] is not None:
         # a worker holds it: it stops the run once the steps in flight are saved
-        flagged = bool(tx("flag_cancel", run_id=run_id).rowcount > 0)
-        if flagged:
+        if tx("flag_cancel", run_id=run_id).rowcount > 0:
             report.cancelled.append(run_id)
-        return flagged
+        return
     if tx("cancel_run_now", ended_at=now, id=run_id).rowcount == 0:
-        return False
+        return
     tx("delete_job", run_id=run_id)
     tx("delete_run_waits", run_id=run_id)
     tx("close_open_steps", ended_at=now, run_id=run_id)
@@ -100,4 +99,3 @@ def cancel_run(tx: Tx, run_id: str, now: float, report: IntakeReport) -> bool:
     resume_parent(tx, run_id, parent, RunStatus.CANCELLED, None, None, now)
     report.cancelled.append(run_id)
     report.ended.append(run_id)
-    return True
