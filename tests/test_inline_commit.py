@@ -15,7 +15,7 @@ import pytest
 import stepstone
 from stepstone.errors import LeaseLostError
 from stepstone.records import StepRecord, StepStatus
-from stepstone.store import Lease
+from stepstone.store import Lease, queries
 from stepstone.store.sqlite import SQLiteStore
 
 from .helpers import make_app
@@ -145,3 +145,60 @@ async def test_reads_keep_a_small_page_cache(sqlite_url: str) -> None:
         assert writer.execute("PRAGMA cache_size").fetchone()[0] == -2000
     finally:
         await store.close()
+
+
+async def test_claims_commit_without_fsync_and_every_other_write_with_it(
+    sqlite_url: str,
+) -> None:
+    """A batch of claims alone is committed with synchronous=NORMAL (no fsync: a claim lost
+    to a power cut only makes its runs due again); every other write on the writer's
+    connection commits at the store's FULL, the checkpoints above all."""
+    worker_app, sender_app = make_app(sqlite_url), make_app(sqlite_url)
+    for app in (worker_app, sender_app):
+
+        @app.function(id="pair", trigger="t/pair")
+        async def pair(ctx: stepstone.Context) -> int:
+            # parallel steps: their checkpoints go through the writer's group commit
+            a, b = await asyncio.gather(
+                ctx.step.run("a", lambda: 1), ctx.step.run("b", lambda: 2)
+            )
+            return a + b
+
+    store = await worker_app.store()
+    assert isinstance(store, SQLiteStore)
+    assert store._writer_conn is not None
+    statements: list[str] = []
+    store._writer_conn.set_trace_callback(statements.append)
+    try:
+        async with worker_app.worker():
+            runs = []
+            for _ in range(3):  # sent by another store: the worker claims them
+                [event_id] = await sender_app.send({"name": "t/pair"})
+                [run] = await sender_app.runs_for_event(event_id)
+                runs.append(await sender_app.wait_for_run(run.id, timeout=20))
+            assert [run.output for run in runs] == [3, 3, 3]
+    finally:
+        await sender_app.close()
+        await worker_app.close()
+
+    def flat(sql: str) -> str:
+        return " ".join(line for line in sql.lower().split() if line)
+
+    claim_sql = flat(queries.load("sqlite")["claim_due"])
+    mode, transaction, commits = "full", [], []
+    for sql in statements:
+        text = flat(sql)
+        if text.startswith("pragma synchronous="):
+            mode = text.split("=", 1)[1]
+        elif text.startswith("begin"):
+            transaction = []
+        elif text == "commit":
+            commits.append((mode, transaction))
+        else:
+            transaction.append(text)
+    claims = [(m, sqls) for m, sqls in commits if any(claim_sql[:200] in s for s in sqls)]
+    leased = [m for m, sqls in claims if any("update jobs set owner" in s for s in sqls)]
+    others = [m for m, sqls in commits if not any(claim_sql[:200] in s for s in sqls)]
+    checkpoints = [m for m, sqls in commits if any("steps" in s for s in sqls)]
+    assert len(leased) >= 3 and set(leased) == {"normal"}
+    assert checkpoints and set(others) == {"full"}

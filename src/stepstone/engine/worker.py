@@ -20,6 +20,7 @@ from ..errors import ConfigError, LeaseLostError, error_record
 from ..ids import new_id
 from ..runtime import Runtime
 from ..store import Claim, Handoff, Store, redact_url
+from ..store.filewatch import FileWatch
 from .cron import CronScheduler
 from .invocations import Invocations
 from .leases import ActiveRun, LeaseKeeper
@@ -29,6 +30,10 @@ from .pruning import prune_forever
 from .stopping import RunStops
 
 log = logging.getLogger("stepstone.worker")
+
+# after a write another process is making, the probe is asked this often (seconds) ...
+FOLLOW_UP = 0.0002
+FOLLOW_UPS = 25  # ... this many times (5 ms: a slow disk's fsync), then at change_poll
 
 
 class Worker:
@@ -65,6 +70,7 @@ class Worker:
         # (SQLite's data_version); 0 turns it off and leaves only poll_interval
         self.change_poll = change_poll
         self._probe: Callable[[], bool] | None = None
+        self._watch: FileWatch | None = None  # says when to ask the probe at once
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         if grace < 0:
             raise ConfigError("grace must be 0 seconds or more")
@@ -122,6 +128,8 @@ class Worker:
             self.claim_ahead = store.claim_ahead
         if self.change_poll > 0:
             self._probe = store.change_probe()
+            if self._probe is not None:
+                self._watch = store.change_watch()
         await runtime.registry.publish(store, self.clock.now())
         runtime.signals.add_waker(self.wake)
         runtime.signals.add_taker(self)
@@ -273,23 +281,49 @@ class Worker:
         """Until woken, `timeout` passes, or another process commits (the probe says so).
 
         A timer checks the probe every `change_poll` seconds and sets the wake event: no
-        task or future per check, so an idle worker stays cheap."""
+        task or future per check, so an idle worker stays cheap. Where the store can watch
+        for writes, a write makes it check at once, then every FOLLOW_UP seconds a few
+        times: the write comes before its commit is visible (the commit's fsync)."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
+        follow_ups = 0
 
         def check() -> None:
-            nonlocal handle
+            nonlocal handle, follow_ups
             if probe():
                 self._wake.set()
+                return
+            if follow_ups:
+                follow_ups -= 1
+                handle = loop.call_later(FOLLOW_UP, check)
             else:
                 handle = loop.call_later(self.change_poll, check)
 
+        def written() -> None:
+            nonlocal follow_ups
+            assert watch is not None
+            watch.drain()
+            if handle is not None:
+                handle.cancel()
+            follow_ups = FOLLOW_UPS
+            check()
+
+        watch = self._watch
+        if watch is not None:
+            watch.drain()  # writes from before this wait: the probe below sees them
+            loop.add_reader(watch.fileno(), written)
+        # asked now, too: it takes in this worker's own commits since it was last asked
+        # (a run that just ended), so that the next foreign one is reported at once
+        if probe():
+            self._wake.set()
         handle = loop.call_later(self.change_poll, check)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             handle.cancel()
+            if watch is not None:
+                loop.remove_reader(watch.fileno())
 
     def _free_slots(self) -> int:
         """Runs it may take on: held runs (claimed ahead, not executing) do not count."""

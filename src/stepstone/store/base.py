@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import Event, HistoryEntry, Page, Run, RunStatus, StepRecord
+from .filewatch import FileWatch
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,13 @@ class Store(abc.ABC):
         An idle worker calls it every few milliseconds to learn of work sent from other
         processes without waiting for its poll. None: the store has no such signal.
         """
+        return None
+
+    def change_watch(self) -> FileWatch | None:
+        """A file descriptor that becomes readable when some process may be committing
+        (SQLite: its WAL file is written), so that an idle worker asks `change_probe` at
+        once rather than at its next tick. None: the probe's timer alone. The store
+        closes it when it closes."""
         return None
 
     # -- checkpoints (fenced) ---------------------------------------------------------------

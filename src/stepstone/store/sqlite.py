@@ -29,8 +29,10 @@ from ..errors import ConfigError, StorageError
 from . import migrations, queries
 from .base import Pruned
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
+from .filewatch import FileWatch, watch_writes
 from .merges import merge_writes
 from .scripts.checkpoints import StepSave
+from .scripts.claim import ClaimScript
 from .scripts.run_end import RunEnd
 from .sql_store import SqlStore
 from .tx import Many, Tx, checking_params, resolved
@@ -97,10 +99,15 @@ class SQLiteStore(SqlStore):
         self._lock = threading.Lock()
         self._opened = False
         self._probes: list[sqlite3.Connection] = []
+        self._watches: list[FileWatch] = []
         self._batch_lock = threading.Lock()  # one transaction at a time on the writer's
         self._writer_conn: sqlite3.Connection | None = None
         self._inline_conn: sqlite3.Connection | None = None  # see _commit_inline
         self._own_changes = 0  # commits by this process's writer that changed rows
+        # a batch of claims alone commits without the WAL's fsync (see ClaimScript): the
+        # next durable commit, a checkpoint under the lease, syncs the WAL up to it first
+        self._lazy_claims = bool(path) and self.synchronous in ("full", "extra")
+        self._writer_lazy = False  # whether the writer's connection commits so now
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -142,6 +149,9 @@ class SQLiteStore(SqlStore):
         probes, self._probes = self._probes, []
         for conn in probes:
             conn.close()
+        watches, self._watches = self._watches, []
+        for watch in watches:
+            watch.close()
         self._ready.clear()
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
@@ -223,7 +233,14 @@ class SQLiteStore(SqlStore):
     def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> bool:
         """Run and commit a batch; settle every caller. False if the connection failed."""
         changes_before = conn.total_changes
+        lazy = self._lazy_claims and all(isinstance(script, ClaimScript) for script, *_ in batch)
         try:
+            if lazy is not self._writer_lazy:
+                # set before the batch, not restored after it: an error here fails this
+                # batch, and the connection is replaced before anything commits lazily
+                self._writer_lazy = True  # unknown until the pragma is known to be set
+                conn.execute(f"PRAGMA synchronous={'normal' if lazy else self.synchronous}")
+                self._writer_lazy = lazy
             results = self._apply(conn, tx, batch)
             healthy = True
         except BaseException as exc:
@@ -289,6 +306,7 @@ class SQLiteStore(SqlStore):
             conn.close()
         self._local.conn = fresh
         self._writer_conn = fresh
+        self._writer_lazy = False  # a new connection has the store's synchronous setting
         return fresh, self._tx(fresh)
 
     def _tx(self, conn: sqlite3.Connection) -> Tx:
@@ -350,6 +368,16 @@ class SQLiteStore(SqlStore):
             return False
 
         return probe
+
+    def change_watch(self) -> FileWatch | None:
+        """Writes to the WAL file: every commit, by any process, writes it first (it exists
+        while a connection is open, and this store keeps its writer's open)."""
+        if not self.path or not self._opened:
+            return None
+        watch = watch_writes(self.path + "-wal")
+        if watch is not None:
+            self._watches.append(watch)
+        return watch
 
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:
