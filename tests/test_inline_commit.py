@@ -159,9 +159,7 @@ async def test_claims_commit_without_fsync_and_every_other_write_with_it(
         @app.function(id="pair", trigger="t/pair")
         async def pair(ctx: stepstone.Context) -> int:
             # parallel steps: their checkpoints go through the writer's group commit
-            a, b = await asyncio.gather(
-                ctx.step.run("a", lambda: 1), ctx.step.run("b", lambda: 2)
-            )
+            a, b = await asyncio.gather(ctx.step.run("a", lambda: 1), ctx.step.run("b", lambda: 2))
             return a + b
 
     store = await worker_app.store()

@@ -181,7 +181,8 @@ async def test_a_run_taken_over_from_a_killed_worker_is_counted(
     sender = make_app(url)
     try:
         await asyncio.to_thread(first.wait_ready)
-        [event_id] = await sender.send({"name": "scale/slow", "data": {"pause": 2.0}})
+        # a step long enough to outlast the start of a second worker on a loaded machine
+        [event_id] = await sender.send({"name": "scale/slow", "data": {"pause": 6.0}})
         [run] = await sender.runs_for_event(event_id)
         deadline = time.monotonic() + 30
         while (got := await sender.get_run(run.id)) is None or got.status != "running":

@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 from . import ops, tracing
@@ -28,12 +29,15 @@ from .executor_state import InvocationInput, _Abandon, _StepUse, _Suspend
 from .executor_tools import MAX_WAIT, StepTools
 from .records import StepRecord, StepStatus
 from .retry import decide_retry
-from .serde import convert, dumps, size_of
+from .serde import PLAIN_SCALARS, convert, dumps, size_of
 from .step import Context, RunningStep, Step, SyncStep, running_step
 
 __all__ = ["MAX_WAIT", "Invocation", "InvocationInput", "RunLogger"]
 
 log = logging.getLogger("stepstone.executor")
+
+TURN_EVERY = 0.002  # seconds: see the end of _execute_step
+CO_COROUTINE = inspect.CO_COROUTINE
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
@@ -167,7 +171,9 @@ class Invocation(StepTools):
         try:
             if self._lease_held is not None and not self._lease_held():
                 await self._renew_or_stop()
-            if inspect.iscoroutinefunction(handler):
+            if (  # the quick test first: inspect's takes a dozen calls
+                type(handler) is FunctionType and handler.__code__.co_flags & CO_COROUTINE
+            ) or inspect.iscoroutinefunction(handler):
                 # the lease was checked just above, with no await since: no pause can
                 # come between that check and the handler's first line but the
                 # process's own (see _start_handler for a handler on a thread)
@@ -217,6 +223,14 @@ class Invocation(StepTools):
         alone = len(self._tasks) <= 1  # this step's own task, nothing in parallel
         await self._emit(ops.SaveStep(record, output_json=output_json, alone=alone))
         self._state_size = self._state_bytes() + size
+        loop = self._loop
+        if loop.time() >= self._next_turn:
+            # a step that committed inline never yielded: let the loop run (leases,
+            # claims, requests) every TURN_EVERY seconds of such steps
+            await asyncio.sleep(0)
+            self._next_turn = loop.time() + TURN_EVERY
+        if type(value) in PLAIN_SCALARS:
+            return convert(value, output_type)  # what JSON would give back
         return convert(json.loads(output_json), output_type)
 
     async def _step_failed(

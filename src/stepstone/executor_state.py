@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -25,6 +25,7 @@ from .records import Event, HistoryEntry, StepRecord, StepStatus, step_label
 from .retry import Backoff
 from .serde import size_of
 from .step import running_step
+from .stepcall import StepCall
 
 log = logging.getLogger("stepstone.executor")
 
@@ -100,6 +101,7 @@ class InvocationState:
         self.run_id = data.run_id
         self._saved = {s.hashed_id: s for s in data.steps}
         self._ids = StepIdCounter()
+        # the steps begun and not over (a finished one leaves at once: nothing to drain)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._suspensions: list[ops.Suspension] = []
         self._stopping: str | None = None  # set when no new step may start
@@ -110,6 +112,7 @@ class InvocationState:
             1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
         )
         self._loop = asyncio.get_running_loop()
+        self._next_turn = 0.0  # the loop's time by which a step lets the loop run
         self._logs: list[HistoryEntry] = []
         self._logs_taken = 0
         # step tools called inside a step's handler, by that step's hashed id: kept here, so
@@ -207,11 +210,10 @@ class InvocationState:
         future.set_exception(exc)
         return future
 
-    def _start(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
+    def _start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        call = StepCall(self._loop, coro, self._tasks.discard)
+        self._tasks.add(call)
+        return call
 
     async def _emit(self, op: ops.Checkpoint) -> Any:
         try:
@@ -224,10 +226,3 @@ class InvocationState:
             log.exception("could not save a checkpoint of run %s", self._data.run_id)
             self.stop(f"storage error: {exc}")
             raise _Abandon(f"storage error: {exc}") from None
-
-    def _finished(self, task: asyncio.Future[Any]) -> None:
-        # a finished step needs no draining; its exception, if any, was (or will be)
-        # seen by the function that awaited it
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()

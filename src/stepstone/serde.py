@@ -69,12 +69,18 @@ def _find_unserializable(value: Any, path: str) -> None:
         _find_unserializable(stand_in, path)
 
 
+# one encoder for every value: json.dumps with options builds a new one on each call
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
+)
+# values that JSON gives back as they went in: a step returning one is handed it as is
+PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialize to compact JSON, or raise SerializationError naming `what` and the type."""
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
-        )
+        return _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
         pass  # the slow walk below finds where the offending value is
     try:
@@ -109,4 +115,5 @@ def convert(value: Any, output_type: Any) -> Any:
 
 
 def size_of(text: str) -> int:
-    return len(text.encode("utf-8"))
+    """Bytes in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))

@@ -282,8 +282,9 @@ class Worker:
 
         A timer checks the probe every `change_poll` seconds and sets the wake event: no
         task or future per check, so an idle worker stays cheap. Where the store can watch
-        for writes, a write makes it check at once, then every FOLLOW_UP seconds a few
-        times: the write comes before its commit is visible (the commit's fsync)."""
+        for writes, a write makes a worker with no run in flight check at once, then every
+        FOLLOW_UP seconds a few times: the write comes before its commit is visible (the
+        commit's fsync)."""
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
         follow_ups = 0
@@ -308,7 +309,8 @@ class Worker:
             follow_ups = FOLLOW_UPS
             check()
 
-        watch = self._watch
+        # only with no run in flight: its own commits would each set off the follow-ups
+        watch = None if self._active else self._watch
         if watch is not None:
             watch.drain()  # writes from before this wait: the probe below sees them
             loop.add_reader(watch.fileno(), written)
