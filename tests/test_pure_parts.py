@@ -236,3 +236,23 @@ def test_a_ulid_is_its_value_in_crockfords_base32_most_significant_first(value: 
     text = encode_ulid(value)
     assert len(text) == 26
     assert sum(alphabet.index(char) << (5 * (25 - n)) for n, char in enumerate(text)) == value
+
+
+def test_the_step_record_s_own_init_takes_every_field_with_its_default() -> None:
+    """StepRecord writes its fields in one dict update (it is made on every step): its
+    __init__ must name every field, in order, with the dataclass's defaults."""
+    import inspect
+
+    fields = dataclasses.fields(StepRecord)
+    params = list(inspect.signature(StepRecord.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    for param, each in zip(params, fields, strict=True):
+        assert param.default == (
+            inspect.Parameter.empty if each.default is dataclasses.MISSING else each.default
+        )
+    values = {f.name: f"value of {f.name}" for f in fields}
+    record = StepRecord(**values)
+    assert dataclasses.asdict(record) == values
+    assert dataclasses.replace(record, attempts=3).attempts == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.attempts = 4  # type: ignore[misc]
