@@ -324,7 +324,9 @@ class Attempt:
         self._attached: Any = None
         if span is not None:
             self._attached = otel_context.attach(otel_trace.set_span_in_context(span))
-            _ATTEMPT.set(self)  # the step's own task: it ends with the step
+            # left set after the step (a step awaited at once runs in the function's own
+            # task): harmless, as a checkpoint takes it only for its own hashed id
+            _ATTEMPT.set(self)
 
     def save(self, step: StepRecord) -> None:
         if self._span is not None:
