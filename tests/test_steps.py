@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -403,3 +404,82 @@ async def test_logger_lines_are_saved_once_and_quiet_on_replay(database_url: str
     await app.close()
     logs = [(h.data["level"], h.data["message"]) for h in run.history if h.kind == "log"]
     assert logs == [("INFO", "starting for ada"), ("WARNING", "done")]
+
+
+async def test_a_def_function_s_def_steps_run_on_its_own_thread(database_url: str) -> None:
+    """A `def` handler of a `def` function runs on the function's thread (its checkpoint
+    goes to the event loop): retried, replayed after a sleep without running again; an
+    async handler still runs on the loop."""
+    app = make_app(database_url)
+    calls: dict[str, int] = {}
+    seen: dict[str, Any] = {}
+
+    def counted(name: str, value: Any) -> Any:
+        calls[name] = calls.get(name, 0) + 1
+        seen.setdefault(f"{name} thread", threading.get_ident())
+        return value
+
+    def flaky(ctx: stepstone.Context) -> str:
+        seen.setdefault("attempts", []).append(ctx.attempt)
+        if ctx.attempt == 0:
+            raise RuntimeError("first attempt fails")
+        return "second"
+
+    async def on_the_loop() -> str:
+        return "async"
+
+    @app.function(id="def-steps", trigger="def/steps")
+    def def_steps(ctx: stepstone.Context) -> Any:
+        seen.setdefault("function thread", threading.get_ident())
+        first = ctx.step.run("first", counted, "first", {"a": (1, 2)})
+        retried = ctx.step.run("flaky", flaky, ctx)
+        ctx.step.sleep("nap", 0.05)
+        after = ctx.step.run("after", counted, "after", 3)
+        awaited = ctx.step.run("async", on_the_loop)
+        return {
+            "first": first,
+            "retried": retried,
+            "after": after,
+            "awaited": awaited,
+        }
+
+    async with app.worker():
+        run = await send_and_wait(app, "def/steps")
+    await app.close()
+    assert run.output == {
+        "first": {"a": [1, 2]},  # as JSON gives it back
+        "retried": "second",
+        "after": 3,
+        "awaited": "async",
+    }
+    assert calls == {"first": 1, "after": 1}  # replayed after the sleep, not run again
+    assert seen["attempts"] == [0, 1]
+    # the first invocation's function thread ran its first step
+    assert seen["first thread"] == seen["function thread"]
+    assert run.step("flaky").attempts == 2
+
+
+async def test_a_step_tool_inside_a_def_step_of_a_def_function_fails_the_run(
+    database_url: str,
+) -> None:
+    app = make_app(database_url)
+
+    def nests(ctx: stepstone.Context) -> None:
+        ctx.step.run("inner", lambda: 1)
+
+    @app.function(id="def-nested", trigger="def/nested")
+    def def_nested(ctx: stepstone.Context) -> Any:
+        try:
+            ctx.step.run("outer", nests, ctx)
+        except stepstone.StepError:
+            return "caught"  # a misuse fails the run all the same
+        return "no error"
+
+    async with app.worker():
+        run = await send_and_wait(app, "def/nested")
+    await app.close()
+    assert run.status == "failed" and run.error is not None
+    assert (
+        "step.run('inner') was called inside the handler of step 'outer'" in (run.error["message"])
+    )
+    assert [s.id for s in run.steps] == ["outer"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class InvocationState:
             1 for s in data.steps if s.status in (StepStatus.COMPLETED, StepStatus.FAILED)
         )
         self._loop = asyncio.get_running_loop()
+        self._begin_lock = threading.Lock()
         self._next_turn = 0.0  # the loop's time by which a step lets the loop run
         self._logs: list[HistoryEntry] = []
         self._logs_taken = 0
@@ -172,6 +174,12 @@ class InvocationState:
         return _Suspend(detail)
 
     def _begin(self, step_id: str) -> tuple[_StepUse, StepRecord | None]:
+        # a `def` function's step.run begins on the function's thread (executor_run),
+        # where the user's own threads may call it too; the loop's tools begin on the loop
+        with self._begin_lock:
+            return self._begin_unlocked(step_id)
+
+    def _begin_unlocked(self, step_id: str) -> tuple[_StepUse, StepRecord | None]:
         if self._abandoned:
             raise _Abandon(self._abandoned)
         if not isinstance(step_id, str) or not step_id or len(step_id) > MAX_STEP_ID:

@@ -1,7 +1,8 @@
 """The step tools used inside functions, and the context a function receives.
 
 The async `Step` is the one implementation; `SyncStep` hands each call to the run's
-event loop and blocks the calling thread until it is done.
+event loop and blocks the calling thread until it is done (but for a step.run of a `def`
+handler, which runs on the calling thread, its checkpoint on the loop).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class StepHost(Protocol):
     ) -> asyncio.Future[Any]: ...
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> asyncio.Future[Any]: ...
+
+    def run_step_here(
+        self, step_id: str, handler: Callable[..., Any], args: tuple[Any, ...], output_type: Any
+    ) -> Any: ...
 
     def check_not_in_step(self, tool: str, step_id: str) -> None: ...
 
@@ -128,8 +133,9 @@ class SyncStep:
         return asyncio.run_coroutine_threadsafe(started(), self._loop).result()
 
     def run(self, id: str, handler: Callable[..., T], *args: Any, output_type: Any = None) -> T:
-        self._step._host.check_not_in_step("step.run", id)
-        return self._call(lambda: self._step.run(id, handler, *args, output_type=output_type))
+        host = self._step._host
+        host.check_not_in_step("step.run", id)
+        return host.run_step_here(id, handler, args, output_type)  # type: ignore[no-any-return]
 
     def sleep(self, id: str, duration: Duration) -> None:
         self._step._host.check_not_in_step("step.sleep", id)
