@@ -304,6 +304,8 @@ class Worker:
             nonlocal follow_ups
             assert watch is not None
             watch.drain()
+            if watch.writing_here():
+                return  # most likely our own write (a send of this process): the timer
             if handle is not None:
                 handle.cancel()
             follow_ups = FOLLOW_UPS

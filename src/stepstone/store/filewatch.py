@@ -18,6 +18,7 @@ import ctypes.util
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger("stepstone.store")
 
@@ -32,6 +33,9 @@ class FileWatch:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        # set by the store: True while this process's own writer may be the one writing,
+        # when a write tells nothing (the probe learns of our commits from the writer)
+        self.writing_here: Callable[[], bool] = lambda: False
 
     def fileno(self) -> int:
         return self._fd

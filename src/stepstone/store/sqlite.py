@@ -376,8 +376,13 @@ class SQLiteStore(SqlStore):
             return None
         watch = watch_writes(self.path + "-wal")
         if watch is not None:
+            watch.writing_here = self._writing
             self._watches.append(watch)
         return watch
+
+    def _writing(self) -> bool:
+        """Whether this process's writer (or an inline commit) is at work or has work."""
+        return self._batch_lock.locked() or not self._requests.empty()
 
     # -- dispatch ------------------------------------------------------------------------
     async def _write(self, script: Callable[[Tx], T]) -> T:
