@@ -51,14 +51,12 @@ BREAKAGES = [
         "a replay runs a finished step's handler again instead of returning its result",
         (
             (
-                "src/stepstone/executor.py",
-                # step.run's replay (the other kinds of step have the same line)
-                "output_type: Any\n    ) -> asyncio.Future[Any]:\n"
-                "        use, prior = self._begin(step_id)\n"
-                "        if prior is not None and prior.status is StepStatus.COMPLETED:",
-                "output_type: Any\n    ) -> asyncio.Future[Any]:\n"
-                "        use, prior = self._begin(step_id)\n"
-                "        if prior is not None and prior.status is StepStatus.COMPLETED and False:",
+                "src/stepstone/executor_run.py",
+                # step.run's replay, on the loop and on a def function's thread
+                "        if prior.status is StepStatus.COMPLETED:\n"
+                "            return True, convert(prior.output, output_type)",
+                "        if prior.status is StepStatus.COMPLETED and False:\n"
+                "            return True, convert(prior.output, output_type)",
             ),
         ),
     ),
@@ -93,13 +91,19 @@ BREAKAGES = [
         "a worker starts a step's handler though its lease ran out by its own clock",
         (
             (
-                "src/stepstone/executor.py",
+                "src/stepstone/executor_run.py",
                 "            if self._lease_held is not None and not self._lease_held():\n"
                 "                await self._renew_or_stop()\n",
                 "            if False:\n                await self._renew_or_stop()\n",
             ),
             (
-                "src/stepstone/executor.py",
+                "src/stepstone/executor_run.py",
+                "            if self._lease_held is not None and not self._lease_held():\n"
+                "                _on_loop(self._renew_or_stop(), loop)\n",
+                "            if False:\n                _on_loop(self._renew_or_stop(), loop)\n",
+            ),
+            (
+                "src/stepstone/executor_run.py",
                 "        if self._lease_held is not None and not self._lease_held():\n"
                 "            self.stop(",
                 "        if False:\n            self.stop(",
