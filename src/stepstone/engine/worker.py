@@ -304,8 +304,10 @@ class Worker:
             nonlocal follow_ups
             assert watch is not None
             watch.drain()
-            if watch.writing_here():
-                return  # most likely our own write (a send of this process): the timer
+            if watch.writing_here() or self._active:
+                # most likely our own write (a send of this process, a run handed to this
+                # worker since the wait began): the timer finds any other
+                return
             if handle is not None:
                 handle.cancel()
             follow_ups = FOLLOW_UPS
