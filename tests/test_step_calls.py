@@ -122,12 +122,14 @@ async def test_errors_reach_the_awaiter_and_are_never_logged_as_unretrieved(
     with pytest.raises(ValueError, match="no"):
         await inline
     assert isinstance(inline.exception(), ValueError)
-    StepCall(loop, failing(), ended)  # never awaited: fails as a task, nobody looks
-    await asyncio.sleep(0.01)
+    assert ended.calls == [inline]
+    ended_unawaited: list[bool] = []  # no reference kept: the call must be collected
+    StepCall(loop, failing(), lambda _call: ended_unawaited.append(True))  # never awaited
     with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await asyncio.sleep(0.01)  # it fails as a task; nobody looks
         gc.collect()
+    assert ended_unawaited == [True]
     assert "never retrieved" not in caplog.text
-    assert len(ended.calls) == 2
 
 
 async def test_a_run_of_inline_steps_lets_the_event_loop_run(sqlite_url: str) -> None:

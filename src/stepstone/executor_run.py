@@ -144,7 +144,7 @@ class StepRunner(StepTools):
                 _on_loop(self._renew_or_stop(), loop)
             value = self._start_handler(handler, *args)
             if inspect.isawaitable(value):
-                value = _on_loop(_awaited(value), loop)
+                value = _on_loop(value, loop)
             output_json, size = self._checked_output(use, value)
         except (_Suspend, _Abandon):
             raise

@@ -35,6 +35,7 @@ from .scripts.checkpoints import StepSave
 from .scripts.claim import ClaimScript
 from .scripts.run_end import RunEnd
 from .sql_store import SqlStore
+from .sqlite_space import give_space_back
 from .tx import Many, Tx, checking_params, resolved
 
 # a `Many` parameter reaches SQLite as JSON text, which the queries read with json_each
@@ -45,9 +46,6 @@ log = logging.getLogger("stepstone.store")
 READER_CACHE_KIB = 512
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
-VACUUM_PAGES = 65536  # pages a prune gives back at most (256 MiB of 4 KiB pages) ...
-VACUUM_STEP = 256  # ... this many a write (1 MiB): a few milliseconds of the write lock
-VACUUM_PAUSE = 0.02  # seconds between two of those writes: the writers' turn
 UNSURE_EVERY = 0.05  # seconds: see change_probe
 
 
@@ -494,12 +492,7 @@ class SQLiteStore(SqlStore):
         the connection under a step."""
         conn = self._connect()
         try:
-            more = _free_pages(conn)
-            for _ in range(VACUUM_PAGES // VACUUM_STEP):
-                if not more:
-                    return
-                more = _vacuum_step(conn)
-                time.sleep(VACUUM_PAUSE)
+            give_space_back(conn)
         finally:
             conn.close()
 
@@ -546,25 +539,6 @@ def _roll_back(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-
-
-def _free_pages(conn: sqlite3.Connection) -> bool:
-    """Whether the file has free pages to give back."""
-    try:
-        return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    except sqlite3.Error as exc:  # busy: the next prune gives it back
-        log.debug("incremental vacuum skipped: %s", exc)
-        return False
-
-
-def _vacuum_step(conn: sqlite3.Connection) -> bool:
-    """Gives up to VACUUM_STEP free pages back; True while more are free."""
-    try:
-        conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP});")
-    except sqlite3.Error as exc:  # busy: the next prune gives it back
-        log.debug("incremental vacuum skipped: %s", exc)
-        return False
-    return _free_pages(conn)
 
 
 class _Rows:
