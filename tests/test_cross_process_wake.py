@@ -4,9 +4,15 @@ not after its poll interval (it watches SQLite's data_version)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import stepstone
+from stepstone.engine.changewait import wait_for_change
+from stepstone.store.filewatch import watch_writes
 
 from .helpers import make_app
 
@@ -70,3 +76,59 @@ async def test_a_write_wakes_the_idle_worker_before_its_next_probe(sqlite_url: s
     finally:
         await sender_app.close()
         await worker_app.close()
+
+
+async def test_a_commits_many_writes_wake_the_wait_once(tmp_path: Path) -> None:
+    """A commit writes the WAL file once per frame header and page; the wait stops
+    listening at the first notice and listens again at its next probe, so a burst of
+    writes costs the loop one or two wake-ups, not one per write."""
+    path = tmp_path / "db-wal"
+    path.write_bytes(b"")
+    watch = watch_writes(str(path))
+    assert watch is not None, "inotify is available on the CI machine"
+    loop = asyncio.get_running_loop()
+    notices = 0
+    plain_add_reader = loop.add_reader
+
+    def counting_add_reader(fd: Any, callback: Callable[[], None]) -> None:
+        def counted() -> None:
+            nonlocal notices
+            notices += 1
+            callback()
+
+        plain_add_reader(fd, counted)
+
+    committed = threading.Event()
+    bursts, writes_per_burst = 8, 30
+
+    def commit_like_sqlite() -> None:
+        with open(path, "ab", buffering=0) as wal:
+            for _ in range(bursts):
+                for _ in range(writes_per_burst):
+                    wal.write(b"x" * 64)
+                    time.sleep(0.0003)  # a frame at a time, as a commit writes them
+                time.sleep(0.01)
+        committed.set()
+
+    wake = asyncio.Event()
+    loop.add_reader = counting_add_reader  # type: ignore[method-assign]
+    try:
+        writer = threading.Thread(target=commit_like_sqlite)
+        writer.start()
+        started = time.monotonic()
+        await wait_for_change(
+            wake,
+            committed.is_set,  # the probe: "the commit is visible" once the writes end
+            watch,
+            change_poll=10.0,  # the timer alone would not find it within the test
+            timeout=10.0,
+            busy=lambda: False,
+        )
+        writer.join()
+    finally:
+        del loop.add_reader
+        watch.close()
+    assert wake.is_set() and time.monotonic() - started < 5
+    # a notice where a burst begins, at most one more as its follow-ups end; listening
+    # throughout, each of the 240 writes could wake the loop
+    assert 1 <= notices <= 2 * bursts, notices

@@ -21,6 +21,7 @@ from ..ids import new_id
 from ..runtime import Runtime
 from ..store import Claim, Handoff, Store, redact_url
 from ..store.filewatch import FileWatch
+from .changewait import wait_for_change
 from .cron import CronScheduler
 from .invocations import Invocations
 from .leases import ActiveRun, LeaseKeeper
@@ -30,10 +31,6 @@ from .pruning import prune_forever
 from .stopping import RunStops
 
 log = logging.getLogger("stepstone.worker")
-
-# after a write another process is making, the probe is asked this often (seconds) ...
-FOLLOW_UP = 0.0002
-FOLLOW_UPS = 25  # ... this many times (5 ms: a slow disk's fsync), then at change_poll
 
 
 class Worker:
@@ -271,65 +268,18 @@ class Worker:
                 timeout = max(0.0, min(timeout, soon))
         if timeout > 0:
             if self._probe is not None and can_claim:
-                await self._wait_or_change(self._probe, timeout)
+                await wait_for_change(
+                    self._wake,
+                    self._probe,
+                    self._watch,
+                    change_poll=self.change_poll,
+                    timeout=timeout,
+                    busy=lambda: bool(self._active),
+                )
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
-
-    async def _wait_or_change(self, probe: Callable[[], bool], timeout: float) -> None:
-        """Until woken, `timeout` passes, or another process commits (the probe says so).
-
-        A timer checks the probe every `change_poll` seconds and sets the wake event: no
-        task or future per check, so an idle worker stays cheap. Where the store can watch
-        for writes, a write makes a worker with no run in flight check at once, then every
-        FOLLOW_UP seconds a few times: the write comes before its commit is visible (the
-        commit's fsync)."""
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
-        follow_ups = 0
-
-        def check() -> None:
-            nonlocal handle, follow_ups
-            if probe():
-                self._wake.set()
-                return
-            if follow_ups:
-                follow_ups -= 1
-                handle = loop.call_later(FOLLOW_UP, check)
-            else:
-                handle = loop.call_later(self.change_poll, check)
-
-        def written() -> None:
-            nonlocal follow_ups
-            assert watch is not None
-            watch.drain()
-            if watch.writing_here() or self._active:
-                # most likely our own write (a send of this process, a run handed to this
-                # worker since the wait began): the timer finds any other
-                return
-            if handle is not None:
-                handle.cancel()
-            follow_ups = FOLLOW_UPS
-            check()
-
-        # only with no run in flight: its own commits would each set off the follow-ups
-        watch = None if self._active else self._watch
-        if watch is not None:
-            watch.drain()  # writes from before this wait: the probe below sees them
-            loop.add_reader(watch.fileno(), written)
-        # asked now, too: it takes in this worker's own commits since it was last asked
-        # (a run that just ended), so that the next foreign one is reported at once
-        if probe():
-            self._wake.set()
-        handle = loop.call_later(self.change_poll, check)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-        finally:
-            handle.cancel()
-            if watch is not None:
-                loop.remove_reader(watch.fileno())
 
     def _free_slots(self) -> int:
         """Runs it may take on: held runs (claimed ahead, not executing) do not count."""
