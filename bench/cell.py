@@ -58,13 +58,16 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         from . import floor
 
         url = fresh("floor")
-        if spec["backend"] == "sqlite":
-            return {
-                "sequential": floor.sqlite_sequential(
-                    url[len("sqlite:///") :], sizes.sequential_steps
-                )
-            }
-        return {"sequential": floor.postgres_sequential(url, sizes.sequential_steps)}
+        on_sqlite = spec["backend"] == "sqlite"
+        target = url[len("sqlite:///") :] if on_sqlite else url
+        results: dict[str, Any] = {}
+        if "sequential" in workloads:
+            sequential = floor.sqlite_sequential if on_sqlite else floor.postgres_sequential
+            results["sequential"] = sequential(target, sizes.sequential_steps)
+        if "latency" in workloads:
+            idle_commit = floor.sqlite_idle_commit if on_sqlite else floor.postgres_idle_commit
+            results["latency"] = idle_commit(target, sizes.latency_samples, sizes.latency_gap)
+        return results
     raise ValueError(f"unknown system {system!r}")
 
 

@@ -2,6 +2,11 @@
 
 Nothing can checkpoint a step durably with fewer round trips than this, so it bounds
 what any durable-step engine on the same database can do, one step after another.
+
+`*_idle_commit` is the floor of the latency workload: one INSERT + COMMIT after the same
+idle gap as its events. An event's way to its first step holds at least one durable
+commit (its own), made by a process that was idle; on a machine whose caches go cold
+within milliseconds, that commit costs several times what it does in a tight loop.
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
+
+from .common import latency_summary
 
 
 def sqlite_sequential(path: str, steps: int, output: str | None = None) -> dict[str, Any]:
@@ -68,6 +76,52 @@ def postgres_sequential(url: str, steps: int, output: str | None = None) -> dict
         "fsync": fsync[0] if fsync else None,
     }
     return _result(steps, seconds, settings)
+
+
+def sqlite_idle_commit(path: str, samples: int, gap: float) -> dict[str, Any]:
+    """One INSERT + COMMIT after each idle `gap`, `samples` times: its p50/p99."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, data TEXT)")
+
+        def commit(i: int) -> None:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO events (data) VALUES (?)", (f'{{"i":{i}}}',))
+            conn.execute("COMMIT")
+
+        return _idle_commits(commit, samples, gap)
+    finally:
+        conn.close()
+
+
+def postgres_idle_commit(url: str, samples: int, gap: float) -> dict[str, Any]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS floor_events (id BIGSERIAL PRIMARY KEY, data TEXT)"
+        )
+        conn.commit()
+
+        def commit(i: int) -> None:
+            conn.execute("INSERT INTO floor_events (data) VALUES (%s)", (f'{{"i":{i}}}',))
+            conn.commit()
+
+        return _idle_commits(commit, samples, gap)
+
+
+def _idle_commits(commit: Callable[[int], None], samples: int, gap: float) -> dict[str, Any]:
+    for i in range(5):  # warm up, as every system
+        commit(i)
+    took: list[float] = []
+    for i in range(samples):
+        time.sleep(gap)
+        start = time.perf_counter()
+        commit(i)
+        took.append(time.perf_counter() - start)
+    return {"commit": latency_summary(took), "gap_s": gap, "pid": os.getpid()}
 
 
 def _result(steps: int, seconds: float, settings: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def plan(
     for backend in backends:
         for system in systems:
             if system == "floor":
-                lanes.append((system, backend, ["sequential"], []))
+                # the latency workload's floor: one commit after the same idle gap
+                lanes.append((system, backend, ["sequential", "latency"], []))
             elif system == "dbos":
                 lanes.append((system, backend, CORE, ["dbwork"] if extras else []))
             elif system == "sdk":

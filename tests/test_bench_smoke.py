@@ -218,3 +218,43 @@ def test_the_prune_workload_runs_on_sqlite(sqlite_fresh: Fresh) -> None:
 def test_the_prune_workload_runs_on_postgres(postgres_fresh: Fresh) -> None:
     results = asyncio.run(bench.run_all(postgres_fresh, common.TINY, ["prune"]))
     _check_prune(results, common.TINY, "postgres")
+
+
+def test_the_floor_measures_one_commit_after_the_latency_workloads_idle_gap(
+    tmp_path: Path, postgres_fresh: Fresh
+) -> None:
+    """The latency workload's floor (one INSERT + COMMIT after the same idle gap) runs on
+    both databases, and the event→first step targets show it beside their figure."""
+    cell = pytest.importorskip("bench.cell")
+    floor = pytest.importorskip("bench.floor")
+    sizes = common.TINY
+    spec = {
+        "system": "floor",
+        "backend": "sqlite",
+        "workloads": ["sequential", "latency"],
+        "sizes": sizes.to_dict(),
+        "dir": str(tmp_path),
+        "rep": 0,
+    }
+    on_sqlite = cell.run(spec)  # the floor's cell, as the harness runs it
+    assert on_sqlite["sequential"]["steps"] == sizes.sequential_steps
+    on_postgres = {
+        "latency": floor.postgres_idle_commit(
+            postgres_fresh("floor"), sizes.latency_samples, sizes.latency_gap
+        )
+    }
+    cells = []
+    first_step = {"first_step": {"p50_ms": 2.0, "p99_ms": 4.0, "n": 1}}
+    for backend, results in (("sqlite", on_sqlite), ("postgres", on_postgres)):
+        assert results["latency"]["commit"]["n"] == sizes.latency_samples
+        assert results["latency"]["commit"]["p50_ms"] > 0
+        cells.append({"system": "floor", "backend": backend, "results": results, "rep": 0})
+        ours = {"latency": first_step}
+        cells.append({"system": "stepstone", "backend": backend, "results": ours, "rep": 0})
+    raw = {"sizes": sizes.to_dict(), "cells": cells}
+    shown = [
+        goal["shown"]
+        for goal in report.targets(report.aggregate(raw), raw)
+        if goal["target"].startswith("event→first step p50 (in process")
+    ]
+    assert len(shown) == 2 and all("floor's 1 commit" in text for text in shown), shown
