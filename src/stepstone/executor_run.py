@@ -106,9 +106,12 @@ class StepRunner(StepTools):
         except (_Suspend, _Abandon):
             raise
         except Exception as exc:
-            # a misuse that the handler turned into another error is still what failed it
-            failure: Exception = self._misuses.get(use.hashed, exc)
-            return await self._step_failed(use, failure, attempt, started)
+            # a misuse that the handler turned into another error is still what failed it;
+            # passed on, not kept in a local: this frame is in the error's traceback, and
+            # a local holding the error would make a cycle of them
+            return await self._step_failed(
+                use, self._misuses.get(use.hashed, exc), attempt, started
+            )
         finally:
             running_step.reset(token)
             span.end()
@@ -149,8 +152,8 @@ class StepRunner(StepTools):
         except (_Suspend, _Abandon):
             raise
         except Exception as exc:
-            failure: Exception = self._misuses.get(use.hashed, exc)
-            return _on_loop(self._step_failed(use, failure, attempt, started), loop)
+            failed = self._step_failed(use, self._misuses.get(use.hashed, exc), attempt, started)
+            return _on_loop(failed, loop)
         finally:
             running_step.reset(token)
             span.end()

@@ -94,6 +94,9 @@ class StepCall(asyncio.Future[T]):
             if not self.done():
                 self.set_exception(exc)
                 self.exception()  # raised to the awaiter here: not "never retrieved"
+            # the error's traceback holds this frame: without `self` in it, the future
+            # holding the error is no cycle, and is freed when its awaiter lets go
+            del self
             raise
         self._ended(self)
         if not self.done():

@@ -36,58 +36,74 @@ async def wait_for_change(
     """Until `wake` is set, `timeout` passes, or the probe says another process
     committed (then `wake` is set). `busy()`: this worker has runs in flight, whose own
     commits are most of the writes the watch would tell of; the timer finds the rest."""
-    loop = asyncio.get_running_loop()
-    handle: asyncio.TimerHandle | None = None
-    follow_ups = 0
-    listening = False
-
-    def listen() -> None:
-        nonlocal listening
-        if watch is None or listening or watch.writing_here() or busy():
-            return
-        watch.drain()  # writes from before: the probe asked next sees their commits
-        loop.add_reader(watch.fileno(), written)
-        listening = True
-
-    def deaf() -> None:
-        nonlocal listening
-        if watch is not None and listening:
-            loop.remove_reader(watch.fileno())
-            listening = False
-
-    def check() -> None:
-        nonlocal handle, follow_ups
-        if not follow_ups:
-            listen()  # before the probe: a write after it is noticed
-        if probe():
-            wake.set()
-            return
-        if follow_ups:
-            follow_ups -= 1
-            handle = loop.call_later(FOLLOW_UP, check)
-        else:
-            handle = loop.call_later(change_poll, check)
-
-    def written() -> None:
-        nonlocal follow_ups
-        assert watch is not None
-        deaf()
-        if watch.writing_here() or busy():
-            # most likely our own write (a send of this process, a run handed to this
-            # worker since the wait began): the timer's next tick listens again
-            return
-        if handle is not None:
-            handle.cancel()
-        follow_ups = FOLLOW_UPS
-        check()
-
+    waiting = _Wait(asyncio.get_running_loop(), wake, probe, watch, change_poll, busy)
     # asked now, too: it takes in this worker's own commits since it was last asked (a
     # run that just ended), so that the next foreign one is reported at once
-    check()
+    waiting.check()
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)
     finally:
-        if handle is not None:
-            handle.cancel()
-        deaf()
+        waiting.close()
+
+
+class _Wait:
+    """One wait's timer and watch (a class, not closures: closures that schedule
+    themselves are reference cycles, left to the cyclic collector)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        wake: asyncio.Event,
+        probe: Callable[[], bool],
+        watch: FileWatch | None,
+        change_poll: float,
+        busy: Callable[[], bool],
+    ) -> None:
+        self.loop, self.wake, self.probe, self.watch = loop, wake, probe, watch
+        self.change_poll, self.busy = change_poll, busy
+        self.handle: asyncio.TimerHandle | None = None
+        self.follow_ups = 0
+        self.listening = False
+
+    def listen(self) -> None:
+        watch = self.watch
+        if watch is None or self.listening or watch.writing_here() or self.busy():
+            return
+        watch.drain()  # writes from before: the probe asked next sees their commits
+        self.loop.add_reader(watch.fileno(), self.written)
+        self.listening = True
+
+    def deaf(self) -> None:
+        if self.watch is not None and self.listening:
+            self.loop.remove_reader(self.watch.fileno())
+            self.listening = False
+
+    def check(self) -> None:
+        if not self.follow_ups:
+            self.listen()  # before the probe: a write after it is noticed
+        if self.probe():
+            self.wake.set()
+            return
+        if self.follow_ups:
+            self.follow_ups -= 1
+            self.handle = self.loop.call_later(FOLLOW_UP, self.check)
+        else:
+            self.handle = self.loop.call_later(self.change_poll, self.check)
+
+    def written(self) -> None:
+        assert self.watch is not None
+        self.deaf()
+        if self.watch.writing_here() or self.busy():
+            # most likely our own write (a send of this process, a run handed to this
+            # worker since the wait began): the timer's next tick listens again
+            return
+        if self.handle is not None:
+            self.handle.cancel()
+        self.follow_ups = FOLLOW_UPS
+        self.check()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.deaf()
