@@ -129,6 +129,7 @@ async def test_a_commits_many_writes_wake_the_wait_once(tmp_path: Path) -> None:
         del loop.add_reader
         watch.close()
     assert wake.is_set() and time.monotonic() - started < 5
-    # a notice where a burst begins, at most one more as its follow-ups end; listening
-    # throughout, each of the 240 writes could wake the loop
-    assert 1 <= notices <= 2 * bursts, notices
+    # a notice where a burst begins, one or two more as its follow-ups end (more on a
+    # loaded machine, whose writes come slower); listening throughout, each of the 240
+    # writes could wake the loop (236 did)
+    assert 1 <= notices <= 3 * bursts, notices
