@@ -20,12 +20,18 @@ from typing import Any
 from .common import latency_summary
 
 
+def _sqlite(path: str) -> sqlite3.Connection:
+    """A connection with the durability stepstone's store uses: WAL, synchronous=FULL."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
 def sqlite_sequential(path: str, steps: int, output: str | None = None) -> dict[str, Any]:
     """`output`: the text every step writes (default: its index)."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = _sqlite(path)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS steps "
             "(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, output TEXT)"
@@ -80,10 +86,8 @@ def postgres_sequential(url: str, steps: int, output: str | None = None) -> dict
 
 def sqlite_idle_commit(path: str, samples: int, gap: float) -> dict[str, Any]:
     """One INSERT + COMMIT after each idle `gap`, `samples` times: its p50/p99."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = _sqlite(path)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, data TEXT)")
 
         def commit(i: int) -> None:
