@@ -51,7 +51,7 @@ class Sizes:
     backlog_runs: int = 1000
     backlog_queued: int = 1_000_000
     backlog_sleeping: int = 100_000
-    backlog_rounds: int = 3  # alternating drains of each database; medians
+    backlog_rounds: int = 5  # alternating drains of each database; medians
     # prune: checkpoint latency alone for prune_baseline seconds, then while prune_runs
     # finished runs are pruned (bench/prune.py)
     prune_runs: int = 50_000
