@@ -6,13 +6,14 @@ the bench's timer burst measures what both are for (bench/FINDINGS.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 
 import stepstone
-from stepstone.engine.pacing import StartPacer
+from stepstone.engine.pacing import OVERLOADED_AHEAD, StartPacer
 from tests.helpers import make_app, send_and_wait
 
 T0 = 1000.0
@@ -119,6 +120,47 @@ async def test_a_run_claimed_ahead_of_its_wake_up_waits_for_it(database_url: str
     assert at >= until
     nap = run.step("nap")
     assert nap is not None and nap.ended_at is not None and nap.ended_at >= until
+
+
+def test_an_overloaded_worker_claims_wake_ups_further_ahead() -> None:
+    pacer, _ = overloaded_pacer()
+    assert pacer.look_ahead(0.02) == OVERLOADED_AHEAD
+    assert pacer.look_ahead(0.9) == 0.9  # a longer look-ahead of its own stays
+    pacer.claimed(asked=50, got=3, started=3, allowed=None)  # it keeps up again
+    assert pacer.look_ahead(0.02) == 0.02
+
+
+async def test_under_load_a_wake_up_is_claimed_ahead_and_held(database_url: str) -> None:
+    """A worker busy with more runs than its slots: the sleeping run's wake-up is claimed
+    well before its time (its second "started" entry), not when a slot frees after it,
+    and it still wakes no earlier than its time."""
+    app = make_app(database_url)
+    woke: list[float] = []
+
+    @app.function(id="napper", trigger="load/nap")
+    async def napper(ctx: stepstone.Context) -> Any:
+        await ctx.step.sleep("nap", 0.5)
+        await ctx.step.run("woke", lambda: woke.append(time.time()))
+
+    @app.function(id="busy", trigger="load/busy")
+    async def busy(ctx: stepstone.Context) -> Any:
+        await ctx.step.run("work", asyncio.sleep, 0.05)
+
+    # 2 slots and 60 runs of 50 ms: busy for ~1.5 s, through the nap's end
+    async with app.worker(concurrency=2):
+        [event] = await app.send({"name": "load/nap"})
+        await app.send([{"name": "load/busy"} for _ in range(60)])
+        [run] = await app.runs_for_event(event)
+        run = await app.wait_for_run(run.id, timeout=30)
+    await app.close()
+    assert run.status == "completed"
+    nap = run.step("nap")
+    assert nap.wake_at is not None
+    claims = [entry.at for entry in run.history if entry.kind == "started"]
+    assert len(claims) == 2, run.history
+    # the stores' own look-ahead is 0.02 s (SQLite, memory) or 0.1 s (PostgreSQL)
+    assert nap.wake_at - claims[1] >= 0.15, (nap.wake_at, claims)
+    assert woke and woke[0] >= nap.wake_at
 
 
 def test_claim_ahead_is_checked() -> None:

@@ -12,6 +12,9 @@ start, and the runs already going keep their time.
 That rate is measured in invocations per second of the process's CPU time, so it is
 known at any load: a worker that keeps up (its claims get less than they ask for) is
 never paced, and one that is paced does not mistake its own pacing for slowness.
+
+While overloaded, its claims also take wake-ups further ahead of their time (see
+`look_ahead`), so that a wake-up does not wait for a free slot.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Callable
 WINDOW = 0.1  # seconds between measurements of the cost of an invocation
 MIN_SAMPLE = 20  # invocations a measurement needs (fewer: idle polling would dominate)
 COMPACT_AT = 1024  # heap entries past which stale ones are dropped
+# seconds: how far ahead of their time an overloaded worker's claims take wake-ups
+OVERLOADED_AHEAD = 0.25
 
 
 class StartPacer:
@@ -54,6 +59,14 @@ class StartPacer:
     def overloaded(self) -> bool:
         """Its last claim got all it asked for: more may be due than it takes."""
         return self._overloaded
+
+    def look_ahead(self, usual: float) -> float:
+        """How far ahead of their time the next claim takes wake-ups: `usual`, but at
+        least OVERLOADED_AHEAD while overloaded. A claim then waits for a free slot and
+        behind the writer's queue, tens to hundreds of milliseconds, and a wake-up
+        claimed only once due comes that late; one claimed ahead is held (it takes no
+        slot) and starts on the worker's own timer, at its time."""
+        return max(usual, OVERLOADED_AHEAD) if self._overloaded else usual
 
     def suspended(self, run_id: str, until: float, now: float) -> None:
         """A run of this worker sleeps or waits until `until`."""

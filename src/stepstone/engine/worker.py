@@ -226,7 +226,7 @@ class Worker:
                         now,
                         self.lease_seconds,
                         starts=allowed,
-                        ahead=self.claim_ahead,
+                        ahead=self._pacer.look_ahead(self.claim_ahead),
                     )
                 except Exception:
                     log.exception("worker %s could not claim runs; retrying", self.id)
