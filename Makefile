@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The benchmarks' own dependencies (DBOS, matplotlib, psutil, py-spy): the `bench` extra,
+# never a dependency of stepstone itself. `make bench-quick` runs in a few minutes.
+# `make test` installs it too: the bench's smoke tests count DBOS's database work.
+BENCH_STAMP := $(VENV)/.bench-installed
+
 .PHONY: install dev test lint typecheck unit system-deps bench bench-quick chaos clean
 
 install: $(STAMP)
@@ -32,12 +37,8 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q
 
-test: install system-deps lint typecheck
+test: install $(BENCH_STAMP) system-deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
-
-# The benchmarks' own dependencies (DBOS, matplotlib, psutil, py-spy): the `bench` extra,
-# never a dependency of stepstone itself. `make bench-quick` runs in a few minutes.
-BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -158,8 +158,9 @@ async def test_under_load_a_wake_up_is_claimed_ahead_and_held(database_url: str)
     assert nap.wake_at is not None
     claims = [entry.at for entry in run.history if entry.kind == "started"]
     assert len(claims) == 2, run.history
-    # the stores' own look-ahead is 0.02 s (SQLite, memory) or 0.1 s (PostgreSQL)
-    assert nap.wake_at - claims[1] >= 0.15, (nap.wake_at, claims)
+    # the stores' own look-ahead is 0.02 s (SQLite, memory) or 0.1 s (PostgreSQL): a
+    # claim made with it is at most that far ahead
+    assert nap.wake_at - claims[1] >= 0.12, (nap.wake_at, claims)
     assert woke and woke[0] >= nap.wake_at
 
 
