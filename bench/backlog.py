@@ -141,7 +141,7 @@ class Loader:
         SQLite: the copies were written with `synchronous=OFF`, so they sit in the page
         cache, dirty, and the first fsync of the database file (the first checkpoint of
         the WAL by the drain's commits) would write them all, in the middle of the
-        first round, which then ran at 40-50% of the others. Had stepstone
+        first round, which then ran at 30-50% of the others. Had stepstone
         written them, its own commits would have synced them as they went, so the files
         are synced here. PostgreSQL: VACUUM ANALYZE the loaded tables, as autovacuum
         would soon after a bulk load (and so that it does not start in the middle of a
