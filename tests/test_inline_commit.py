@@ -200,3 +200,66 @@ async def test_claims_commit_without_fsync_and_every_other_write_with_it(
     checkpoints = [m for m, sqls in commits if any("steps" in s for s in sqls)]
     assert len(leased) >= 3 and set(leased) == {"normal"}
     assert checkpoints and set(others) == {"full"}
+
+
+def _count_intake_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many intake writes (sends) committed inline, and how many were queued."""
+    counts = {"inline": 0, "queued": 0}
+    inline, queued = SQLiteStore._commit_inline, SQLiteStore._write
+
+    def is_intake(script: Any) -> bool:
+        return "ingest" in getattr(script, "__qualname__", "")
+
+    def count_inline(self: SQLiteStore, script, *, statement):  # type: ignore[no-untyped-def]
+        done, value = inline(self, script, statement=statement)
+        counts["inline"] += done and is_intake(script)
+        return done, value
+
+    async def count_queued(self: SQLiteStore, script):  # type: ignore[no-untyped-def]
+        counts["queued"] += is_intake(script)
+        return await queued(self, script)
+
+    monkeypatch.setattr(SQLiteStore, "_commit_inline", count_inline)
+    monkeypatch.setattr(SQLiteStore, "_write", count_queued)
+    return counts
+
+
+async def test_a_send_to_an_idle_worker_commits_inline(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run an idle worker of the sending process takes is stored and leased on the
+    event loop's thread; a send to a busy worker, or one that starts no run it takes,
+    goes through the group commit. Either way the event and its run are durable."""
+    counts = _count_intake_paths(monkeypatch)
+    app = make_app(sqlite_url)
+    release = asyncio.Event()
+
+    @app.function(id="hold", trigger="t/hold")
+    async def hold(ctx: stepstone.Context) -> str:
+        await ctx.step.run("wait", release.wait)
+        return "held"
+
+    @app.function(id="quick", trigger="t/quick")
+    async def quick(ctx: stepstone.Context) -> str:
+        return "quick"
+
+    try:
+        async with app.worker(poll_interval=0.5):
+            await app.send({"name": "t/nobody"})  # no run: nothing for the worker to take
+            assert counts == {"inline": 0, "queued": 1}
+            [held_event] = await app.send({"name": "t/hold"})  # idle: inline
+            assert counts == {"inline": 1, "queued": 1}
+            [held] = await app.runs_for_event(held_event)
+            assert held.status.value == "running"  # leased in the send's own transaction
+            [busy_event] = await app.send({"name": "t/quick"})  # busy with `hold`: queued
+            assert counts == {"inline": 1, "queued": 2}
+            [busy] = await app.runs_for_event(busy_event)
+            assert (await app.wait_for_run(busy.id, timeout=10)).output == "quick"
+            release.set()
+            assert (await app.wait_for_run(held.id, timeout=10)).output == "held"
+    finally:
+        await app.close()
+    path = sqlite_url[len("sqlite:///") :]
+    with sqlite3.connect(path) as conn:  # another connection sees what the sends stored
+        names = {row[0] for row in conn.execute("SELECT name FROM events")}
+    assert {"t/nobody", "t/hold", "t/quick"} <= names

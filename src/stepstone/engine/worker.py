@@ -300,7 +300,8 @@ class Worker:
         if free <= 0:
             return None
         until = self.clock.now() + self.lease_seconds
-        return Handoff(self.id, min(free, 50), frozenset(self.runtime.registry.local), until)
+        local = frozenset(self.runtime.registry.local)
+        return Handoff(self.id, min(free, 50), local, until, idle=not self._active)
 
     def accept(self, claims: list[Claim]) -> None:
         """Runs a send leased to this worker (see handoff), as if it had claimed them."""

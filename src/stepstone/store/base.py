@@ -123,13 +123,22 @@ class Handoff:
     """An idle worker of the sending process takes the runs a send creates in the send's
     own transaction: up to `limit` runs of its `functions` without flow control, leased to
     `owner` until `lease_until` and marked started, as a claim would. It saves the claim's
-    transaction between an event and its run's first step. The store fills `claims`."""
+    transaction between an event and its run's first step. The store fills `claims`.
+
+    `idle`: the worker has nothing in flight, so nothing else on its event loop waits
+    while a send that starts one of its runs commits there (SQLite: no thread hand-off to
+    the writer and back, which after an idle spell costs as much as the commit)."""
 
     owner: str
     limit: int
     functions: frozenset[str]
     lease_until: float
+    idle: bool = False
     claims: list[Claim] = field(default_factory=list)
+
+    def takes_any(self, events: Sequence[NewEvent]) -> bool:
+        """Whether these events start a run this worker would take."""
+        return any(run.function_id in self.functions for item in events for run in item.runs)
 
 
 RunPage = Page[Run]

@@ -86,6 +86,10 @@ class SqlStore(Store, abc.ABC):
             ingest(tx, events, report, want_new=True, handoff=handoff)
             return report
 
+        if handoff is not None and handoff.idle and handoff.takes_any(events):
+            # the sender's worker is idle and takes the run: nothing else waits for the
+            # loop, and nothing may group-commit with it but another send
+            return await self._write_inline(script)
         return await self._write(script)
 
     async def create_runs(
