@@ -32,7 +32,6 @@ from ..tx import (
     to_json,
 )
 from . import flow
-from .claim import lease_and_start
 from .endings import cancel_run
 
 match_wait = WaitMatcher()
@@ -89,25 +88,69 @@ def ingest(
                 insert_run(tx, run, report)
         resume_waits(tx, item.event, item.received_at, known, report)
     if plain:
-        insert_plain_runs(tx, plain)
-        if handoff is not None:
-            hand_off(tx, plain, events, handoff)
+        insert_plain_runs(tx, plain, events, handoff)
 
 
-def hand_off(tx: Tx, plain: list[NewRun], events: Sequence[NewEvent], handoff: Handoff) -> None:
-    """Leases new runs to the sending process's worker, as a claim would (fence 1, the
-    same "started" status and entry), and gives it their claims."""
-    taken = [
+def insert_plain_runs(
+    tx: Tx,
+    runs: list[NewRun],
+    events: Sequence[NewEvent] = (),
+    handoff: Handoff | None = None,
+) -> None:
+    """`insert_run` for many runs without flow control, one statement per table. Those
+    `handoff` takes are stored as a claim leaves them (leased with fence 1, started, a
+    "started" entry), so its worker runs them with no update after the inserts, and their
+    claims are given to it."""
+    taken = [] if handoff is None else _taken(runs, handoff)
+    now = taken[0].created_at if taken else 0.0
+    owner = None if handoff is None else handoff.owner
+    leased = {run.id for run in taken}
+    runs_rows, jobs_rows, history_rows = [], [], []
+    for r in runs:
+        started = r.id in leased
+        runs_rows.append(
+            [
+                r.id,
+                r.function_id,
+                RunStatus.RUNNING.value if started else r.status.value,
+                to_json(r.event_ids),
+                r.created_at,
+                r.parent_run_id,
+                r.parent_step,
+                r.reason,
+                now if started else None,
+            ]
+        )
+        until = handoff.lease_until if started and handoff is not None else r.available_at
+        jobs_rows.append(
+            [r.id, r.function_id, until, r.holds, r.available_at]
+            + ([owner, 1] if started else [None, 0])
+        )
+        history_rows.append([r.id, r.created_at, "queued", to_json(queued_reason(r) or None)])
+    started_entry = to_json({"worker": owner})
+    history_rows.extend([run.id, now, "started", started_entry] for run in taken)
+    tx("insert_runs", rows=to_json(runs_rows))
+    tx("link_run_events", rows=to_json([[e, r.id] for r in runs for e in r.event_ids]))
+    tx("insert_jobs", rows=to_json(jobs_rows))
+    tx("insert_history_rows", rows=to_json(history_rows))
+    if handoff is not None and taken:
+        handoff.claims = _claims(taken, events, handoff, now)
+
+
+def _taken(runs: list[NewRun], handoff: Handoff) -> list[NewRun]:
+    """The runs a send's hand-off takes: its worker's functions, due now, up to its limit."""
+    return [
         run
-        for run in plain
+        for run in runs
         if run.function_id in handoff.functions and run.available_at <= run.created_at
     ][: handoff.limit]
-    if not taken:
-        return
-    now = taken[0].created_at
-    lease_and_start(tx, handoff.owner, handoff.lease_until, now, Many(run.id for run in taken))
+
+
+def _claims(
+    taken: list[NewRun], events: Sequence[NewEvent], handoff: Handoff, now: float
+) -> list[Claim]:
     by_id = {item.event.id: item.event for item in events}
-    handoff.claims = [
+    return [
         Claim(
             Lease(run.id, 1, handoff.owner),
             Run(
@@ -122,28 +165,6 @@ def hand_off(tx: Tx, plain: list[NewRun], events: Sequence[NewEvent], handoff: H
         )
         for run in taken
     ]
-
-
-def insert_plain_runs(tx: Tx, runs: list[NewRun]) -> None:
-    """`insert_run` for many runs without flow control, one statement per table."""
-    columns = [
-        [
-            r.id,
-            r.function_id,
-            r.status.value,
-            to_json(r.event_ids),
-            r.created_at,
-            r.parent_run_id,
-            r.parent_step,
-            r.reason,
-        ]
-        for r in runs
-    ]
-    tx("insert_runs", rows=to_json(columns))
-    tx("link_run_events", rows=to_json([[e, r.id] for r in runs for e in r.event_ids]))
-    tx("insert_jobs", rows=to_json([[r.id, r.function_id, r.available_at, r.holds] for r in runs]))
-    queued = [[r.id, r.created_at, "queued", to_json(queued_reason(r) or None)] for r in runs]
-    tx("insert_history_rows", rows=to_json(queued))
 
 
 def insert_run(tx: Tx, run: NewRun, report: IntakeReport) -> None:

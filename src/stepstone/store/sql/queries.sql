@@ -18,12 +18,12 @@ RETURNING id;
 
 -- name: insert_runs
 -- Runs without flow control: JSON rows (id, function_id, status, event_ids, created_at,
--- parent_run_id, parent_step, reason).
+-- parent_run_id, parent_step, reason, started_at: set for a run handed off as it is sent).
 INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
-                  reason)
+                  reason, started_at)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-       json_extract(value, '$[6]'), json_extract(value, '$[7]')
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')
 FROM json_each(:rows);
 
 -- name: link_run_events
@@ -32,10 +32,13 @@ SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:
 ON CONFLICT DO NOTHING;
 
 -- name: insert_jobs
--- Jobs of runs without flow control: JSON rows (run_id, function_id, available_at, holds).
-INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds)
+-- Jobs of runs without flow control: JSON rows (run_id, function_id, available_at, holds,
+-- queued_at, owner, fence). A run handed off as it is sent is leased already: its owner,
+-- fence 1, and available_at its lease's end, as a claim leaves it.
+INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds, owner, fence)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-       json_extract(value, '$[2]'), json_extract(value, '$[3]')
+       json_extract(value, '$[4]'), json_extract(value, '$[3]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]')
 FROM json_each(:rows);
 
 -- name: insert_history_rows

@@ -66,8 +66,9 @@ RETURNING id;
 
 -- name: insert_runs
 INSERT INTO runs (id, function_id, status, event_ids, created_at, parent_run_id, parent_step,
-                  reason)
-SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::double precision, r->>5, r->>6, r->>7
+                  reason, started_at)
+SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::double precision, r->>5, r->>6, r->>7,
+       (r->>8)::double precision
 FROM json_array_elements(:rows::json) AS r;
 
 -- name: link_run_events
@@ -76,8 +77,9 @@ SELECT r->>0, r->>1 FROM json_array_elements(:rows::json) AS r
 ON CONFLICT DO NOTHING;
 
 -- name: insert_jobs
-INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds)
-SELECT r->>0, r->>1, (r->>2)::double precision, (r->>2)::double precision, (r->>3)::integer
+INSERT INTO jobs (run_id, function_id, available_at, queued_at, holds, owner, fence)
+SELECT r->>0, r->>1, (r->>2)::double precision, (r->>4)::double precision, (r->>3)::integer,
+       r->>5, (r->>6)::integer
 FROM json_array_elements(:rows::json) AS r;
 
 -- name: insert_history_rows
