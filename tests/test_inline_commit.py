@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,8 +104,9 @@ async def test_parallel_steps_use_the_group_commit(
     assert len(flags) == 2 and flags[0] is False
 
 
-async def test_an_inline_commit_is_fenced(tmp_path: Path) -> None:
-    app = make_app(f"sqlite:///{tmp_path / 'fence.db'}")
+async def test_an_inline_commit_is_fenced(shared_database_url: str) -> None:
+    """On either database: a stale lease's inline write is refused, a live one's saved."""
+    app = make_app(shared_database_url)
 
     @app.function(id="f", trigger="t/f")
     async def f(ctx: stepstone.Context) -> None:
@@ -115,7 +115,6 @@ async def test_an_inline_commit_is_fenced(tmp_path: Path) -> None:
     try:
         await app.send({"name": "t/f"})
         store = await app.store()
-        assert isinstance(store, SQLiteStore)
         [claim] = await store.claim("me", 1, time.time(), 30.0)
         step = StepRecord(
             id="s", hashed_id="h", status=StepStatus.COMPLETED, attempts=1, started_at=1.0
@@ -244,7 +243,9 @@ async def test_a_send_to_an_idle_worker_commits_inline(
         return "quick"
 
     try:
-        async with app.worker(poll_interval=0.5):
+        # no poll's claim meanwhile: sends wake the worker
+        async with app.worker(poll_interval=5.0):
+            await asyncio.sleep(0.2)  # the worker's start-up writes are done: it is idle
             await app.send({"name": "t/nobody"})  # no run: nothing for the worker to take
             assert counts == {"inline": 0, "queued": 1}
             [held_event] = await app.send({"name": "t/hold"})  # idle: inline

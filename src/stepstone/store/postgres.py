@@ -43,6 +43,7 @@ from ..errors import ConfigError, StorageError
 from . import queries, redact_url, run_search
 from .batching import STOP, fail_pending, settle_by_loop, take_batch
 from .merges import merge_writes
+from .postgres_inline import NOT_DONE, InlineCommits
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .scripts.claim import ClaimScript
@@ -148,6 +149,7 @@ class PostgresStore(SqlStore):
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
+        self._inline: InlineCommits | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -181,6 +183,9 @@ class PostgresStore(SqlStore):
             self._threads = ThreadPoolExecutor(
                 self.max_size - self.writers, thread_name_prefix="stepstone-pg"
             )
+            # connected for a worker (subscribe) or on first use: not for a process that
+            # only sends or reads
+            self._inline = InlineCommits(self.conninfo, rows_by_name, self._tx, self._pipelined_tx)
             self._pool = pool
             self._closing = False
             self._writer_threads = [
@@ -197,6 +202,9 @@ class PostgresStore(SqlStore):
             self._closing = True  # no new write is queued from now on
             writers, self._writer_threads = self._writer_threads, []
             listener, self._listener = self._listener, None
+            inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
         if listener is not None:
             await listener.close()
         loop = asyncio.get_running_loop()
@@ -215,6 +223,8 @@ class PostgresStore(SqlStore):
 
     # -- wake-ups ------------------------------------------------------------------------
     async def subscribe(self, wake: Callable[[], None], cancel: Callable[[str], None]) -> None:
+        if self._inline is not None and self._threads is not None:
+            self._inline.connect_later(self._threads)  # a worker's lone runs commit inline
         if self._listener is None:
             self._listener = Listener(self.conninfo)
         await self._listener.add(wake, cancel)
@@ -228,7 +238,26 @@ class PostgresStore(SqlStore):
         return await self._enqueue(script, single=False)
 
     async def _write_statement(self, script: Callable[[Tx], T], *, inline: bool = False) -> T:
+        if inline:
+            done, value = self._commit_inline(script, statement=True)
+            if done:
+                return value
         return await self._enqueue(script, single=True)
+
+    async def _write_inline(self, script: Callable[[Tx], T]) -> T:
+        done, value = self._commit_inline(script, statement=False)
+        return value if done else await self._enqueue(script, single=False)
+
+    def _commit_inline(self, script: Callable[[Tx], T], *, statement: bool) -> tuple[bool, T]:
+        """The write committed on the loop's own connection (postgres_inline.py) when no
+        write is queued: (True, its result), else (False, None) for the queue."""
+        inline, threads = self._inline, self._threads
+        if inline is None or threads is None or self._closing or not self._requests.empty():
+            return NOT_DONE
+        done, value = inline.run(script, statement=statement)
+        if not done:
+            inline.connect_later(threads)  # not yet, or lost: there for a later write
+        return done, value
 
     async def _read(self, script: Callable[[Tx], T]) -> T:
         return await self._dispatch(script, transaction=False)

@@ -219,8 +219,13 @@ class SQLiteStore(SqlStore):
                 batch, stop = take_batch(self._requests, MAX_BATCH)
                 if batch:
                     with self._batch_lock:
-                        if not self._run_batch(conn, tx, batch):
+                        healthy, results = self._run_batch(conn, tx, batch)
+                        if not healthy:
                             conn, tx = self._reconnect(conn, tx)
+                    # settled once the lock is free: a caller woken by it may commit its
+                    # next write inline at once (else it finds the lock held and queues,
+                    # and so would each write after it)
+                    settle_by_loop(batch, results)  # one wake-up per event loop
                 if stop:
                     return
         finally:
@@ -228,8 +233,11 @@ class SQLiteStore(SqlStore):
                 self._writer_conn = None
                 conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> bool:
-        """Run and commit a batch; settle every caller. False if the connection failed."""
+    def _run_batch(
+        self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]
+    ) -> tuple[bool, list[tuple[bool, Any]]]:
+        """Run and commit a batch: (False if the connection failed, each caller's (ok,
+        value or exception))."""
         changes_before = conn.total_changes
         lazy = self._lazy_claims and all(isinstance(script, ClaimScript) for script, *_ in batch)
         try:
@@ -250,8 +258,7 @@ class SQLiteStore(SqlStore):
             healthy = False
         if conn.total_changes != changes_before:
             self._own_changes += 1
-        settle_by_loop(batch, results)  # one wake-up per event loop, not one per request
-        return healthy
+        return healthy, results
 
     def _apply(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> list[tuple[bool, Any]]:
         conn.execute("BEGIN IMMEDIATE")
