@@ -1,8 +1,8 @@
 """The floor: one INSERT committed by itself per step, same driver and durability settings
 (on PostgreSQL in autocommit mode: one round trip a step, as a lone step's checkpoint is).
 
-Nothing can checkpoint a step durably with fewer round trips or commits than this, so it bounds
-what any durable-step engine on the same database can do, one step after another.
+Nothing can checkpoint a step durably with fewer round trips or commits than this, so it
+bounds what any durable-step engine on the same database can do, one step after another.
 
 `*_idle_commit` is the floor of the latency workload: one INSERT + COMMIT after the same
 idle gap as its events. An event's way to its first step holds at least one durable

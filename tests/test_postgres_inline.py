@@ -152,3 +152,23 @@ async def test_the_inline_connection_cannot_block_the_loop_for_long(postgres_url
         assert own._inline._conn.info.get_parameters()["tcp_user_timeout"] == "1234"
     finally:
         await own.close()
+
+
+async def test_a_write_while_the_connection_is_in_use_goes_through_the_queue(
+    postgres_url: str,
+) -> None:
+    """Two event loops sharing one store never interleave on the loop's connection: the
+    second one's write is left to the queue."""
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        assert store._inline is not None
+        await asyncio.to_thread(store._inline.connect)
+        ran: list[str] = []
+        with store._inline._in_use:  # another loop's write in flight
+            done, _ = store._commit_inline(lambda tx: ran.append("second"), statement=True)
+        assert not done and ran == []
+        done, _ = store._commit_inline(lambda tx: ran.append("alone"), statement=True)
+        assert done and ran == ["alone"]
+    finally:
+        await store.close()

@@ -62,6 +62,9 @@ class InlineCommits:
         self._connecting = False
         self._closed = False
         self._lock = threading.Lock()  # _conn and _connecting, between the loop and a thread
+        # one write at a time on the connection: a second event loop sharing the store (a
+        # rare set-up) finds it taken and queues, never interleaves with a transaction
+        self._in_use = threading.Lock()
 
     def connect(self) -> None:
         """Opens the connection (blocking: on a thread); a failure leaves it closed, and
@@ -99,6 +102,14 @@ class InlineCommits:
         """(True, the script's result) once committed; (False, None) when the connection
         is missing or the write failed before COMMIT (rolled back): the caller queues it.
         A statement runs in autocommit mode, its own transaction."""
+        if not self._in_use.acquire(blocking=False):
+            return NOT_DONE
+        try:
+            return self._run(script, statement=statement)
+        finally:
+            self._in_use.release()
+
+    def _run(self, script: Callable[[Tx], T], *, statement: bool) -> tuple[bool, T]:
         conn = self._conn
         if conn is None:
             return NOT_DONE

@@ -223,8 +223,7 @@ class SQLiteStore(SqlStore):
                         if not healthy:
                             conn, tx = self._reconnect(conn, tx)
                     # settled once the lock is free: a caller woken by it may commit its
-                    # next write inline at once (else it finds the lock held and queues,
-                    # and so would each write after it)
+                    # next write inline at once (else it would find the lock held, and queue)
                     settle_by_loop(batch, results)  # one wake-up per event loop
                 if stop:
                     return
