@@ -13,6 +13,23 @@ def make_app(database_url: str, **options: Any) -> stepstone.App:
     return stepstone.App("test", database=database_url, **options)
 
 
+def count_inline_commits(monkeypatch: Any, store_class: type) -> dict[str, int]:
+    """Writes the stores of `store_class` committed inline (`_commit_inline`, on the event
+    loop's thread), by kind: sends (intake scripts) and the rest."""
+    counts = {"sends": 0, "others": 0}
+    commit_inline = store_class._commit_inline
+
+    def counting(self: Any, script: Any, *, statement: bool) -> tuple[bool, Any]:
+        done, value = commit_inline(self, script, statement=statement)
+        if done:
+            send = "ingest" in getattr(script, "__qualname__", "")
+            counts["sends" if send else "others"] += 1
+        return done, value
+
+    monkeypatch.setattr(store_class, "_commit_inline", counting)
+    return counts
+
+
 async def send_and_wait(
     app: stepstone.App, name: str, data: dict[str, Any] | None = None, *, timeout: float = 20.0
 ) -> stepstone.Run:

@@ -17,33 +17,14 @@ from stepstone.records import StepRecord, StepStatus
 from stepstone.store import Lease, queries
 from stepstone.store.sqlite import SQLiteStore
 
-from .helpers import make_app
+from .helpers import count_inline_commits, make_app, read_run
 
 
-def _count_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How many writes committed inline, and how many went through the writer's queue."""
-    counts = {"inline": 0, "queued": 0}
-    inline, queued = SQLiteStore._commit_inline, SQLiteStore._write
-
-    def count_inline(self: SQLiteStore, script, *, statement):  # type: ignore[no-untyped-def]
-        done, value = inline(self, script, statement=statement)
-        counts["inline"] += done
-        return done, value
-
-    async def count_queued(self: SQLiteStore, script):  # type: ignore[no-untyped-def]
-        counts["queued"] += 1
-        return await queued(self, script)
-
-    monkeypatch.setattr(SQLiteStore, "_commit_inline", count_inline)
-    monkeypatch.setattr(SQLiteStore, "_write", count_queued)
-    return counts
-
-
-async def test_a_lone_run_commits_inline_and_durably(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_a_lone_run_and_its_send_commit_inline_and_durably(
+    shared_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts = _count_paths(monkeypatch)
-    app = make_app(sqlite_url)
+    app = make_app(shared_database_url)
+    counts = count_inline_commits(monkeypatch, type(await app.store()))
 
     @app.function(id="steps", trigger="t/steps")
     async def steps(ctx: stepstone.Context) -> int:
@@ -55,19 +36,19 @@ async def test_a_lone_run_commits_inline_and_durably(
     try:
         # a slow poll: the send wakes the worker, and fewer claims share the writer
         async with app.worker(poll_interval=0.5):
+            await asyncio.sleep(0.2)  # the worker's start-up writes are done: it is idle
             [event_id] = await app.send({"name": "t/steps"})
             [run] = await app.runs_for_event(event_id)
             done = await app.wait_for_run(run.id, timeout=10)
     finally:
         await app.close()
     assert done.output == sum(range(20))
+    assert counts["sends"] == 1, counts
     # most steps (a claim or the registry's refresh may sit in the queue at times, more
     # often on a loaded machine); without the inline path, none
-    assert counts["inline"] >= 14, counts
-    path = sqlite_url[len("sqlite:///") :]
-    with sqlite3.connect(path) as conn:  # another connection sees every step
-        saved = conn.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (run.id,)).fetchone()
-    assert saved[0] == 20
+    assert counts["others"] >= 14, counts
+    seen = await read_run(shared_database_url, run.id)  # another App sees every step
+    assert len(seen.steps) == 20
 
 
 async def test_parallel_steps_use_the_group_commit(

@@ -1,67 +1,20 @@
-"""On PostgreSQL too, a run that executes alone commits on the event loop's own connection
-(no writer-thread round trip), a send to an idle worker of the same process as well; a
-lost connection sends the write through the queue and comes back by itself."""
+"""PostgreSQL's inline commits (a lone run's, on the event loop's own connection: both
+stores' are tested in test_inline_commit.py): a lost connection sends the write through
+the queue and comes back by itself; it never blocks the loop for long, nor serves two."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import psycopg
 import pytest
 
 import stepstone
 from stepstone.store.postgres import PostgresStore
-from stepstone.store.postgres_inline import TCP_USER_TIMEOUT_MS, InlineCommits
+from stepstone.store.postgres_inline import TCP_USER_TIMEOUT_MS
 
-from .helpers import make_app
-
-
-def _count_inline(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Writes committed inline, by kind: sends (intake scripts) and the rest."""
-    counts = {"sends": 0, "others": 0}
-    run = InlineCommits.run
-
-    def counting(self: InlineCommits, script: Any, *, statement: bool) -> tuple[bool, Any]:
-        done, value = run(self, script, statement=statement)
-        if done:
-            send = "ingest" in getattr(script, "__qualname__", "")
-            counts["sends" if send else "others"] += 1
-        return done, value
-
-    monkeypatch.setattr(InlineCommits, "run", counting)
-    return counts
-
-
-async def test_a_lone_run_and_its_send_commit_inline_and_durably(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    counts = _count_inline(monkeypatch)
-    app = make_app(postgres_url)
-
-    @app.function(id="steps", trigger="t/steps")
-    async def steps(ctx: stepstone.Context) -> int:
-        total = 0
-        for i in range(20):
-            total += await ctx.step.run(f"s{i}", lambda i=i: i)
-        return total
-
-    try:
-        async with app.worker(poll_interval=0.5):
-            await asyncio.sleep(0.2)  # the worker's start-up writes are done: it is idle
-            [event_id] = await app.send({"name": "t/steps"})
-            [run] = await app.runs_for_event(event_id)
-            done = await app.wait_for_run(run.id, timeout=10)
-    finally:
-        await app.close()
-    assert done.output == sum(range(20))
-    assert counts["sends"] == 1, counts
-    # most steps (a claim or a refresh may sit in the queue at times); without it, none
-    assert counts["others"] >= 14, counts
-    with psycopg.connect(postgres_url) as conn:  # another connection sees every step
-        saved = conn.execute("SELECT COUNT(*) FROM steps WHERE run_id = %s", (run.id,))
-        assert saved.fetchone() == (20,)
+from .helpers import count_inline_commits, make_app
 
 
 async def test_a_lost_inline_connection_loses_no_step_and_comes_back(
@@ -69,7 +22,7 @@ async def test_a_lost_inline_connection_loses_no_step_and_comes_back(
 ) -> None:
     """Its server process is killed between two steps: the next checkpoint goes through
     the queue, every step is saved once, and later writes are inline again."""
-    counts = _count_inline(monkeypatch)
+    counts = count_inline_commits(monkeypatch, PostgresStore)
     app = make_app(postgres_url)
     runs: dict[str, int] = {}
     killed: list[int] = []
