@@ -131,8 +131,9 @@ async def test_claims_commit_without_fsync_and_every_other_write_with_it(
     sqlite_url: str,
 ) -> None:
     """A batch of claims alone is committed with synchronous=NORMAL (no fsync: a claim lost
-    to a power cut only makes its runs due again); every other write on the writer's
-    connection commits at the store's FULL, the checkpoints above all."""
+    to a power cut only makes its runs due again), on the writer's connection or inline
+    (an idle worker's); every other write on either connection commits at the store's
+    FULL, the checkpoints above all."""
     worker_app, sender_app = make_app(sqlite_url), make_app(sqlite_url)
     for app in (worker_app, sender_app):
 
@@ -145,8 +146,11 @@ async def test_claims_commit_without_fsync_and_every_other_write_with_it(
     store = await worker_app.store()
     assert isinstance(store, SQLiteStore)
     assert store._writer_conn is not None
-    statements: list[str] = []
-    store._writer_conn.set_trace_callback(statements.append)
+    inline_conn = store._inline_connection()  # an idle worker's claims commit on it
+    assert inline_conn is not None
+    by_connection: tuple[list[str], list[str]] = ([], [])
+    store._writer_conn.set_trace_callback(by_connection[0].append)
+    inline_conn.set_trace_callback(by_connection[1].append)
     try:
         async with worker_app.worker():
             runs = []
@@ -162,24 +166,36 @@ async def test_claims_commit_without_fsync_and_every_other_write_with_it(
     def flat(sql: str) -> str:
         return " ".join(line for line in sql.lower().split() if line)
 
+    def commits_of(statements: list[str]) -> list[tuple[str, list[str]]]:
+        """Each commit on one connection, with the synchronous mode it committed at: a
+        transaction's statements, or a statement run alone (autocommit)."""
+        mode, transaction, commits = "full", None, []
+        for sql in statements:
+            text = flat(sql)
+            if text.startswith("pragma synchronous="):
+                mode = text.split("=", 1)[1]
+            elif text.startswith("begin"):
+                transaction = []
+            elif text == "commit" and transaction is not None:
+                commits.append((mode, transaction))
+                transaction = None
+            elif transaction is not None:
+                transaction.append(text)
+            else:
+                commits.append((mode, [text]))
+        return commits
+
     claim_sql = flat(queries.load("sqlite")["claim_due"])
-    mode, transaction, commits = "full", [], []
-    for sql in statements:
-        text = flat(sql)
-        if text.startswith("pragma synchronous="):
-            mode = text.split("=", 1)[1]
-        elif text.startswith("begin"):
-            transaction = []
-        elif text == "commit":
-            commits.append((mode, transaction))
-        else:
-            transaction.append(text)
+    commits = commits_of(by_connection[0]) + commits_of(by_connection[1])
     claims = [(m, sqls) for m, sqls in commits if any(claim_sql[:200] in s for s in sqls)]
     leased = [m for m, sqls in claims if any("update jobs set owner" in s for s in sqls)]
     others = [m for m, sqls in commits if not any(claim_sql[:200] in s for s in sqls)]
     checkpoints = [m for m, sqls in commits if any("steps" in s for s in sqls)]
     assert len(leased) >= 3 and set(leased) == {"normal"}
     assert checkpoints and set(others) == {"full"}
+    # the idle worker's claims went inline, and that connection went back to FULL after
+    inline_claims = [sqls for m, sqls in commits_of(by_connection[1]) if m == "normal"]
+    assert any("update jobs set owner" in s for sqls in inline_claims for s in sqls)
 
 
 def _count_intake_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:

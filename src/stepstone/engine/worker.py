@@ -227,6 +227,8 @@ class Worker:
                         self.lease_seconds,
                         starts=allowed,
                         ahead=self._pacer.look_ahead(self.claim_ahead),
+                        # nothing in flight: no checkpoint to group-commit with
+                        inline=not self._active,
                     )
                 except Exception:
                     log.exception("worker %s could not claim runs; retrying", self.id)

@@ -271,10 +271,13 @@ class Store(abc.ABC):
         *,
         starts: int | None = None,
         ahead: float = 0.0,
+        inline: bool = False,
     ) -> list[Claim]:
         """Lease up to `limit` runs that are due, oldest first, with their steps and events:
         runs already started first, then at most `starts` (default: `limit`) not started.
-        A released run due within `ahead` seconds is leased too, with its `due` time."""
+        A released run due within `ahead` seconds is leased too, with its `due` time.
+        `inline`: the caller has nothing else in flight (an idle worker), so a store may
+        commit on the caller's thread rather than queue for a group commit."""
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:

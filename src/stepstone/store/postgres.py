@@ -46,6 +46,7 @@ from .merges import merge_writes
 from .postgres_inline import NOT_DONE, InlineCommits
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
+from .postgres_pipeline import pipelined_transaction, pipelined_tx
 from .scripts.claim import ClaimScript
 from .sql_store import SqlStore
 from .tx import Tx, checking_params, resolved
@@ -254,7 +255,8 @@ class PostgresStore(SqlStore):
         inline, threads = self._inline, self._threads
         if inline is None or threads is None or self._closing or not self._requests.empty():
             return NOT_DONE
-        done, value = inline.run(script, statement=statement)
+        lazy = isinstance(script, ClaimScript)  # as the writers commit a batch of claims
+        done, value = inline.run(script, statement=statement, lazy=lazy)
         if not done:
             inline.connect_later(threads)  # not yet, or lost: there for a later write
         return done, value
@@ -328,9 +330,7 @@ class PostgresStore(SqlStore):
                 with pool.connection() as conn:
                     if not transaction:
                         return resolved(script(self._tx(conn)))
-                    with conn.pipeline() as pipeline, conn.transaction():
-                        if lazy:  # sent with the script: no round trip of its own
-                            conn.execute("SET LOCAL synchronous_commit = off")
+                    with pipelined_transaction(conn, lazy=lazy) as pipeline:
                         result = resolved(script(self._pipelined_tx(conn, pipeline)))
                         committing = True  # the block's end sends COMMIT
                     return result
@@ -374,45 +374,7 @@ class PostgresStore(SqlStore):
         return run if self._params is None else checking_params(run, self._params)
 
     def _pipelined_tx(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline) -> Tx:
-        """Statements are sent without waiting for their results; reading a result waits
-        for everything sent before it. A script's writes whose results it never reads (an
-        insert into the history, a delete) then cost no round trip of their own: BEGIN,
-        the writes up to the next read, and COMMIT travel together."""
-        named = self._queries
-        sent = [0, 0]  # statements sent, statements whose results have arrived
-
-        def sync(seq: int) -> None:
-            if seq > sent[1]:
-                pipeline.sync()
-                sent[1] = sent[0]
-
-        def run(name: str, /, **params: Any) -> _PipelinedCursor:
-            sent[0] += 1
-            return _PipelinedCursor(conn.execute(named[name], params), sync, sent[0])
-
-        return run if self._params is None else checking_params(run, self._params)
-
-
-class _PipelinedCursor:
-    """A statement's cursor in pipeline mode: its result is awaited when first read."""
-
-    __slots__ = ("_cursor", "_seq", "_sync")
-
-    def __init__(self, cursor: psycopg.Cursor[Any], sync: Callable[[int], None], seq: int) -> None:
-        self._cursor, self._sync, self._seq = cursor, sync, seq
-
-    @property
-    def rowcount(self) -> int:
-        self._sync(self._seq)
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        self._sync(self._seq)
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        self._sync(self._seq)
-        return self._cursor.fetchall()
+        return pipelined_tx(conn, pipeline, self._queries, self._params)
 
 
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")

@@ -27,6 +27,7 @@ import psycopg
 import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 
+from .postgres_pipeline import pipelined_transaction
 from .tx import Tx, resolved
 
 T = TypeVar("T")
@@ -98,18 +99,21 @@ class InlineCommits:
         if conn is not None:
             conn.close()
 
-    def run(self, script: Callable[[Tx], T], *, statement: bool) -> tuple[bool, T]:
+    def run(
+        self, script: Callable[[Tx], T], *, statement: bool, lazy: bool = False
+    ) -> tuple[bool, T]:
         """(True, the script's result) once committed; (False, None) when the connection
         is missing or the write failed before COMMIT (rolled back): the caller queues it.
-        A statement runs in autocommit mode, its own transaction."""
+        A statement runs in autocommit mode, its own transaction; `lazy`, a transaction
+        commits without waiting for the WAL's flush (pipelined_transaction)."""
         if not self._in_use.acquire(blocking=False):
             return NOT_DONE
         try:
-            return self._run(script, statement=statement)
+            return self._run(script, statement=statement, lazy=lazy)
         finally:
             self._in_use.release()
 
-    def _run(self, script: Callable[[Tx], T], *, statement: bool) -> tuple[bool, T]:
+    def _run(self, script: Callable[[Tx], T], *, statement: bool, lazy: bool) -> tuple[bool, T]:
         conn = self._conn
         if conn is None:
             return NOT_DONE
@@ -120,7 +124,7 @@ class InlineCommits:
         try:
             if statement:  # idempotent: run again through the queue if its answer is lost
                 return True, resolved(script(self._tx(conn)))
-            with conn.pipeline() as pipeline, conn.transaction():
+            with pipelined_transaction(conn, lazy=lazy) as pipeline:
                 value = resolved(script(self._pipelined_tx(conn, pipeline)))
                 committing = True  # the block's end sends COMMIT
             return True, value

@@ -165,13 +165,15 @@ class SqlStore(Store, abc.ABC):
         *,
         starts: int | None = None,
         ahead: float = 0.0,
+        inline: bool = False,
     ) -> list[Claim]:
         new_limit = limit if starts is None else max(0, min(starts, limit))
 
         def script(tx: Tx) -> list[Claim]:
             return claim_runs(tx, owner, limit, new_limit, now, lease_for, ahead)
 
-        return await self._write(ClaimScript(script))
+        claim = ClaimScript(script)
+        return await (self._write_inline(claim) if inline else self._write(claim))
 
     async def renew(self, leases: Sequence[Lease], until: float) -> tuple[list[str], list[str]]:
         def script(tx: Tx) -> tuple[list[str], list[str]]:

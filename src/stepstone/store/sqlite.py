@@ -101,6 +101,7 @@ class SQLiteStore(SqlStore):
         self._batch_lock = threading.Lock()  # one transaction at a time on the writer's
         self._writer_conn: sqlite3.Connection | None = None
         self._inline_conn: sqlite3.Connection | None = None  # see _commit_inline
+        self._inline_lazy = False  # whether it commits without the fsync now (a claim's)
         self._own_changes = 0  # commits by this process's writer that changed rows
         # a batch of claims alone commits without the WAL's fsync (see ClaimScript): the
         # next durable commit, a checkpoint under the lease, syncs the WAL up to it first
@@ -429,6 +430,11 @@ class SQLiteStore(SqlStore):
                 return nothing
             before = conn.total_changes
             try:
+                lazy = self._lazy_claims and isinstance(script, ClaimScript)
+                if lazy is not self._inline_lazy:  # as the writer's connection does
+                    self._inline_lazy = True  # unknown until the pragma is known to be set
+                    conn.execute(f"PRAGMA synchronous={'normal' if lazy else self.synchronous}")
+                    self._inline_lazy = lazy
                 if statement:
                     value = resolved(script(self._tx(conn)))
                 else:
@@ -469,6 +475,7 @@ class SQLiteStore(SqlStore):
 
     def _drop_inline_connection(self) -> None:
         conn, self._inline_conn = self._inline_conn, None
+        self._inline_lazy = False  # a new connection has the store's synchronous setting
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
