@@ -14,7 +14,7 @@ import pytest
 import stepstone
 from stepstone.errors import LeaseLostError
 from stepstone.records import StepRecord, StepStatus
-from stepstone.store import Lease, queries
+from stepstone.store import Lease, queries, sql_store
 from stepstone.store.sqlite import SQLiteStore
 
 from .helpers import count_inline_commits, make_app, read_run
@@ -227,6 +227,7 @@ async def test_a_send_to_an_idle_worker_commits_inline(
     event loop's thread; a send to a busy worker, or one that starts no run it takes,
     goes through the group commit. Either way the event and its run are durable."""
     counts = _count_intake_paths(monkeypatch)
+    monkeypatch.setattr(sql_store, "QUIET_AFTER", float("inf"))  # a quiet store: the next test
     app = make_app(sqlite_url)
     release = asyncio.Event()
 
@@ -261,3 +262,30 @@ async def test_a_send_to_an_idle_worker_commits_inline(
     with sqlite3.connect(path) as conn:  # another connection sees what the sends stored
         names = {row[0] for row in conn.execute("SELECT name FROM events")}
     assert {"t/nobody", "t/hold", "t/quick"} <= names
+
+
+async def test_a_send_to_a_quiet_store_commits_inline_and_a_burst_queues(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with no worker (a web app that only sends): a send after a quiet spell
+    commits on the loop's thread, and the sends of a burst after it go through the group
+    commit. Every event is durable either way."""
+    counts = _count_intake_paths(monkeypatch)
+    monkeypatch.setattr(sql_store, "QUIET_AFTER", 0.5)  # wide margins for a loaded machine
+    app = make_app(sqlite_url)
+    await app.store()
+    try:
+        await asyncio.sleep(0.6)  # the store's opening writes are past
+        await app.send({"name": "t/first"})
+        assert counts == {"inline": 1, "queued": 0}
+        await asyncio.gather(*(app.send({"name": f"t/burst{i}"}) for i in range(20)))
+        assert counts == {"inline": 1, "queued": 20}
+        await asyncio.sleep(0.6)
+        await app.send({"name": "t/later"})
+        assert counts == {"inline": 2, "queued": 20}
+    finally:
+        await app.close()
+    path = sqlite_url[len("sqlite:///") :]
+    with sqlite3.connect(path) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM events")}
+    assert {"t/first", "t/later", *(f"t/burst{i}" for i in range(20))} <= names

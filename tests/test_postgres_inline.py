@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 import stepstone
+from stepstone.store import sql_store
 from stepstone.store.postgres import PostgresStore
 from stepstone.store.postgres_inline import TCP_USER_TIMEOUT_MS
 
@@ -125,3 +126,32 @@ async def test_a_write_while_the_connection_is_in_use_goes_through_the_queue(
         assert done and ran == ["alone"]
     finally:
         await store.close()
+
+
+async def test_a_quiet_senders_send_commits_inline(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that only sends: its first send opens the loop's connection (and queues),
+    a send after a quiet spell commits on it, and a burst's sends queue for the writers."""
+    monkeypatch.setattr(sql_store, "QUIET_AFTER", 0.5)  # wide margins for a loaded machine
+    counts = count_inline_commits(monkeypatch, PostgresStore)
+    app = make_app(postgres_url)
+    try:
+        store = await app.store()
+        assert isinstance(store, PostgresStore)
+        await asyncio.sleep(0.6)
+        await app.send({"name": "t/first"})  # no connection yet: asked for, queued
+        deadline = time.monotonic() + 10
+        while store._inline is None or store._inline._conn is None:
+            assert time.monotonic() < deadline, "the inline connection did not open"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        await app.send({"name": "t/quiet"})
+        assert counts["sends"] == 1
+        await asyncio.gather(*(app.send({"name": f"t/burst{i}"}) for i in range(20)))
+        assert counts["sends"] == 1
+    finally:
+        await app.close()
+    with psycopg.connect(postgres_url) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM events")}
+    assert {"t/first", "t/quiet", *(f"t/burst{i}" for i in range(20))} <= names

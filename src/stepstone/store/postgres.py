@@ -29,6 +29,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
@@ -257,6 +258,7 @@ class PostgresStore(SqlStore):
             return NOT_DONE
         lazy = isinstance(script, ClaimScript)  # as the writers commit a batch of claims
         done, value = inline.run(script, statement=statement, lazy=lazy)
+        self._last_write_at = time.monotonic()
         if not done:
             inline.connect_later(threads)  # not yet, or lost: there for a later write
         return done, value
@@ -281,7 +283,10 @@ class PostgresStore(SqlStore):
         while True:
             batch, stop = take_batch(self._requests, MAX_BATCH)
             if batch:
-                settle_by_loop(batch, self._run_batch(batch))
+                self._last_write_at = time.monotonic()
+                results = self._run_batch(batch)
+                self._last_write_at = time.monotonic()
+                settle_by_loop(batch, results)
             if stop:
                 return
 

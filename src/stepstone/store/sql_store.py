@@ -38,11 +38,19 @@ from .tx import Deferred, Many, Tx, check_fence, from_json, insert_history, to_j
 
 T = TypeVar("T")
 
+# A send to a store whose writes have been quiet this long commits inline (on the event
+# loop's thread, as a lone run's checkpoints do): the process is idle enough that the
+# loop's wait for one commit holds nothing up, and there is no other write to group-commit
+# with. A busier process writes more often than this, and its sends queue as before.
+QUIET_AFTER = 0.005
+
 
 class SqlStore(Store, abc.ABC):
     """All domain operations as transaction scripts; subclasses provide `_write`/`_read`."""
 
     dialect: str  # the folder of its SQL files: "sqlite" or "postgres"
+    # time.monotonic() when a write last began or ended (set by the dialect): see _quiet
+    _last_write_at = 0.0
     # an event-name pattern as the dialect's list_runs query matches it
     name_pattern: Callable[[str], str] = staticmethod(run_search.glob_pattern)
 
@@ -62,6 +70,10 @@ class SqlStore(Store, abc.ABC):
     async def _write_inline(self, script: Callable[[Tx], T]) -> T:
         """A write for a caller that runs alone; by default the same as `_write`."""
         return await self._write(script)
+
+    def _quiet(self) -> bool:
+        """No write for QUIET_AFTER seconds: a write may as well commit inline."""
+        return time.monotonic() - self._last_write_at >= QUIET_AFTER
 
     async def _write_statement(self, script: Callable[[Tx], T], *, inline: bool = False) -> T:
         """A write of a single statement, atomic by itself: a dialect may run it without a
@@ -86,9 +98,10 @@ class SqlStore(Store, abc.ABC):
             ingest(tx, events, report, want_new=True, handoff=handoff)
             return report
 
-        if handoff is not None and handoff.idle and handoff.takes_any(events):
-            # the sender's worker is idle and takes the run: nothing else waits for the
-            # loop, and nothing may group-commit with it but another send
+        if (handoff is not None and handoff.idle and handoff.takes_any(events)) or self._quiet():
+            # the sender's worker is idle and takes the run, or the process writes nothing
+            # else: nothing waits for the loop, and nothing may group-commit with it but
+            # another send
             return await self._write_inline(script)
         return await self._write(script)
 

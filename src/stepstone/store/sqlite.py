@@ -220,7 +220,9 @@ class SQLiteStore(SqlStore):
                 batch, stop = take_batch(self._requests, MAX_BATCH)
                 if batch:
                     with self._batch_lock:
+                        self._last_write_at = time.monotonic()
                         healthy, results = self._run_batch(conn, tx, batch)
+                        self._last_write_at = time.monotonic()
                         if not healthy:
                             conn, tx = self._reconnect(conn, tx)
                     # settled once the lock is free: a caller woken by it may commit its
@@ -456,6 +458,7 @@ class SQLiteStore(SqlStore):
                 self._own_changes += 1
             return True, value
         finally:
+            self._last_write_at = time.monotonic()
             self._batch_lock.release()
 
     def _inline_connection(self) -> sqlite3.Connection | None:
