@@ -189,28 +189,37 @@ def explain(url: str, limit: int = CONCURRENCY) -> dict[str, Any]:
     """The claim's plan with the backlog present: PostgreSQL's EXPLAIN (ANALYZE, BUFFERS)
     with the parameters bound (a custom plan) and as a prepared statement's generic plan
     (psycopg prepares a statement run 5 times), each in a transaction rolled back; SQLite's
-    EXPLAIN QUERY PLAN."""
+    EXPLAIN QUERY PLAN. The query is the one the claim starts with: claim_due on SQLite,
+    claim_at_once on PostgreSQL (claim_due's rows, leased in the same statement)."""
     from stepstone.store import queries
 
-    sql = queries.named(sqlconn.dialect(url))["claim_due"]
+    dialect = sqlconn.dialect(url)
+    name = "claim_due" if dialect == "sqlite" else "claim_at_once"
+    sql = queries.named(dialect)[name]
     now = time.time()
-    params = {"now": now, "due_by": now + 0.1, "limit": limit, "new_limit": limit}
+    params: dict[str, Any] = {"now": now, "due_by": now + 0.1, "limit": limit, "new_limit": limit}
     with sqlconn.connect(url) as conn:
-        if sqlconn.dialect(url) == "sqlite":
+        if dialect == "sqlite":
             rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
-            return {"sqlite_query_plan": "\n".join(str(r[-1]) for r in rows), "params": params}
+            return {
+                "query": name,
+                "sqlite_query_plan": "\n".join(str(r[-1]) for r in rows),
+                "params": params,
+            }
+        params.update(owner="explain", until=now + 30, data='{"worker": "explain"}')
         custom = sqlconn.lines(conn, f"EXPLAIN (ANALYZE, BUFFERS) {sql}", **params)
         conn.rollback()
-        names = ["due_by", "now", "limit", "new_limit"]
+        types = {"due_by": "float8", "now": "float8", "limit": "int", "new_limit": "int"}
+        types.update(owner="text", until="float8", data="text")
         prepared = sql
-        for i, name in enumerate(names, 1):
-            prepared = prepared.replace(f":{name}", f"${i}")
-        conn.execute(f"PREPARE claim_due (float8, float8, int, int) AS {prepared}")
+        for i, each in enumerate(types, 1):
+            prepared = prepared.replace(f":{each}", f"${i}")
+        conn.execute(f"PREPARE {name} ({', '.join(types.values())}) AS {prepared}")
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        values = ", ".join(repr(params[n]) for n in names)  # numbers: EXECUTE binds none
-        generic = sqlconn.lines(conn, f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_due ({values})")
+        values = ", ".join(repr(params[n]) for n in types)  # numbers and plain strings
+        generic = sqlconn.lines(conn, f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name} ({values})")
         conn.rollback()
-    return {"postgres_custom": custom, "postgres_generic": generic, "params": params}
+    return {"query": name, "postgres_custom": custom, "postgres_generic": generic, "params": params}
 
 
 async def backlog(

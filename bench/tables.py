@@ -304,13 +304,14 @@ def claim_plans(raw: dict[str, Any]) -> list[str]:
                 continue
             plan = result["explain"]
             n = f"{result['queued']:,} queued + {result['sleeping']:,} sleeping"
+            query = plan.get("query", "claim_due")  # results from before 2026-12-03: claim_due
             if "sqlite_query_plan" in plan:
                 out.append(
-                    f"SQLite EXPLAIN QUERY PLAN of claim_due ({n}):\n" + plan["sqlite_query_plan"]
+                    f"SQLite EXPLAIN QUERY PLAN of {query} ({n}):\n" + plan["sqlite_query_plan"]
                 )
             if "postgres_custom" in plan:
                 out.append(
-                    f"PostgreSQL EXPLAIN (ANALYZE, BUFFERS) of claim_due ({n}; "
+                    f"PostgreSQL EXPLAIN (ANALYZE, BUFFERS) of {query} ({n}; "
                     "parameters bound):\n" + plan["postgres_custom"]
                 )
                 last = plan["postgres_generic"].splitlines()[-1]

@@ -70,6 +70,38 @@ async def test_concurrency_limits_steps_executing_at_once(database_url: str) -> 
     assert any(h.kind == "concurrency.waiting" for r in done for h in r.history)
 
 
+async def test_one_claim_of_runs_with_and_without_a_limit_keeps_the_limit(
+    database_url: str,
+) -> None:
+    """Runs of a limited function and of a plain one, queued together before the worker
+    starts, are found by the same claims (PostgreSQL leases the plain ones in the
+    statement that finds them, the gate decides the others): the plain ones all start at
+    once, the limited ones one at a time."""
+    app = make_app(database_url)
+    gauge = Gauge()
+
+    async def work(key: str) -> None:
+        gauge.enter(key)
+        await asyncio.sleep(0.2)
+        gauge.leave(key)
+
+    @app.function(id="limited", trigger="mix/go", concurrency=1)
+    async def limited(ctx: stepstone.Context) -> Any:
+        await ctx.step.run("work", work, "limited")
+
+    @app.function(id="plain", trigger="mix/go")
+    async def plain(ctx: stepstone.Context) -> Any:
+        await ctx.step.run("work", work, "plain")
+
+    runs = await _send_all(app, [{"name": "mix/go"} for _ in range(4)])  # 4 of each
+    async with app.worker(concurrency=20):
+        done = await _wait_all(app, runs)
+    await app.close()
+    assert len(done) == 8 and all(r.status == "completed" for r in done)
+    assert gauge.peak["limited"] == 1
+    assert gauge.peak["plain"] == 4
+
+
 async def test_keyed_concurrency_lets_other_keys_proceed(database_url: str) -> None:
     app = make_app(database_url)
     gauge = Gauge()

@@ -1,9 +1,11 @@
 """PostgreSQL write transactions in pipeline mode (store/postgres_pipeline.py): BEGIN, the
 writes and COMMIT in one round trip, a failure anywhere rolled back before it is raised;
-and an idle worker's claim committed on the loop's connection without the WAL's flush."""
+and an idle worker's claim committed on the loop's connection without the WAL's flush; a
+claim of runs without flow control found, leased and read in one round trip."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -151,3 +153,27 @@ async def test_an_idle_workers_claims_commit_inline_and_lazily(
     others = [lazy for kind, lazy in commits if kind == "other"]
     assert len(claims) >= 3 and all(claims)
     assert others and not any(others)
+
+
+async def test_a_claim_of_runs_without_flow_control_is_one_round_trip_and_commit(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found, leased, started and read in one round trip; COMMIT is the second."""
+    app = make_app(postgres_url)
+
+    @app.function(id="plain", trigger="t/plain")
+    async def plain(ctx: stepstone.Context) -> None:
+        return None
+
+    try:
+        store = await app.store()
+        assert isinstance(store, PostgresStore)
+        sent = await app.send([{"name": "t/plain"} for _ in range(3)])
+        syncs = count_syncs(monkeypatch)
+        claims = await store.claim("w1", 10, time.time(), 30.0)
+        assert syncs[0] == 2
+        assert len(claims) == 3 and {c.run.event_ids[0] for c in claims} == set(sent)
+        assert all(c.run.status.value == "running" and c.lease.fence == 1 for c in claims)
+        assert all(c.events and c.events[0].name == "t/plain" for c in claims)
+    finally:
+        await app.close()

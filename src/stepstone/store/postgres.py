@@ -48,7 +48,7 @@ from .postgres_inline import NOT_DONE, InlineCommits
 from .postgres_listen import Listener
 from .postgres_migrate import migrate
 from .postgres_pipeline import pipelined_transaction, pipelined_tx
-from .scripts.claim import ClaimScript
+from .scripts.claim import ClaimScript, claim_runs_at_once
 from .sql_store import SqlStore
 from .tx import Tx, checking_params, resolved
 
@@ -110,6 +110,7 @@ class PostgresStore(SqlStore):
     # Workers are woken by LISTEN/NOTIFY; polling only backs it up.
     poll_interval = 5.0
     name_pattern = staticmethod(run_search.like_pattern)
+    claim_script = staticmethod(claim_runs_at_once)
     claim_ahead = 0.1  # a claim travels to the server and queues behind other writes
     # a prune's batch runs on a connection of its own (_write_apart) and locks only the
     # rows it deletes: no checkpoint waits for it, and larger batches cost fewer commits

@@ -10,6 +10,7 @@ import re
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"\{\{(\w+)\}\}")
 
 # The SQL a placeholder can hide in, in the order they are tried at each position: a
 # comment, a string literal, a quoted identifier, a `::type` cast, then a parameter and
@@ -58,12 +59,25 @@ def _read(path: str) -> str:
 
 
 def named(dialect: str) -> dict[str, str]:
-    """The shared queries with the dialect's overrides, `:name` parameters as written."""
+    """The shared queries with the dialect's overrides, and the queries of its own (those
+    only its own scripts run), `:name` parameters as written."""
     found = parse(_read("sql/queries.sql"))
-    override = resources.files("stepstone.store").joinpath(f"sql/{dialect}/queries.sql")
-    if override.is_file():
-        found.update(parse(override.read_text("utf-8")))
+    found.update(_dialect_file(dialect, "queries.sql"))
+    for name, sql in own(dialect).items():
+        # another query's text where it is named, so that the two cannot drift apart
+        found[name] = _INCLUDE.sub(lambda match: found[match.group(1)], sql)
     return found
+
+
+def own(dialect: str) -> dict[str, str]:
+    """The queries only the dialect has (`sql/<dialect>/own.sql`): what a script written
+    for it alone runs, where the other dialect has no way to say the same."""
+    return _dialect_file(dialect, "own.sql")
+
+
+def _dialect_file(dialect: str, name: str) -> dict[str, str]:
+    path = resources.files("stepstone.store").joinpath(f"sql/{dialect}/{name}")
+    return parse(path.read_text("utf-8")) if path.is_file() else {}
 
 
 def load(dialect: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ...records import StepRecord
 from ..base import (
@@ -57,20 +58,65 @@ def claim_runs(
     # result: a claim costs the same few statements (and, pipelined, the same few
     # round trips) for one run as for fifty
     rows = tx("claim_due", due_by=now + ahead, now=now, limit=limit, new_limit=new_limit).fetchall()
+    return _gate_and_lease(tx, owner, rows, now, lease_for)
+
+
+def claim_runs_at_once(
+    tx: Tx, owner: str, limit: int, new_limit: int, now: float, lease_for: float, ahead: float
+) -> list[Claim]:
+    """`claim_runs` for PostgreSQL: the runs without flow control are leased, started and
+    read in the round trip that finds them (sql/postgres/own.sql); those with flow
+    control then go through the gate as in `claim_runs`."""
+    until, started = now + lease_for, to_json({"worker": owner})
+    found = tx(
+        "claim_at_once",
+        due_by=now + ahead,
+        now=now,
+        limit=limit,
+        new_limit=new_limit,
+        owner=owner,
+        until=until,
+        data=started,
+    )
+    loaded = _Loaded(
+        tx("claimed_runs", until=until, owner=owner),
+        tx("claimed_steps", until=until, owner=owner),
+        tx("claimed_events", until=until, owner=owner),
+    )
+    rows = found.fetchall()
+    leased = {r["run_id"]: (r["fence"], bool(r["cancel"])) for r in rows if r["fence"] is not None}
+    plain: dict[str, tuple[list[tuple[str, int]], int]] = {
+        r["run_id"]: ([], r["holds"]) for r in rows if r["fence"] is not None
+    }
+    claims = loaded.claims(tx, owner, plain, leased, _due(rows, now), _taken(rows, owner))
+    gated = [row for row in rows if row["fence"] is None]
+    return claims + (_gate_and_lease(tx, owner, gated, now, lease_for) if gated else [])
+
+
+def _due(rows: list[Any], now: float) -> dict[str, float]:
+    """Released runs leased ahead of their time: when each is due."""
+    return {row["run_id"]: row["available_at"] for row in rows if row["available_at"] > now}
+
+
+def _taken(rows: list[Any], owner: str) -> set[str]:
+    """Leases that expired while another worker held them (a released run has no owner)."""
+    return {row["run_id"] for row in rows if row["owner"] not in (None, owner)}
+
+
+def _gate_and_lease(
+    tx: Tx, owner: str, rows: list[Any], now: float, lease_for: float
+) -> list[Claim]:
+    """Claims of the due `rows` (claim_due's) that flow control admits: leased, started,
+    woken from a sleep that is over, and read with their steps and events."""
     gate = flow.Gate(tx, now)
     admitted: dict[str, tuple[list[tuple[str, int]], int]] = {}
-    due: dict[str, float] = {}
-    # leases that expired while another worker held them (a released run has no owner)
-    taken = {row["run_id"] for row in rows if row["owner"] not in (None, owner)}
     for row in rows:
-        run_id, throttle, at = row["run_id"], row["throttle"], row["available_at"]
+        run_id, throttle = row["run_id"], row["throttle"]
         pairs = ((row["ckey1"], row["climit1"]), (row["ckey2"], row["climit2"]))
         keys = [(k, n) for k, n in pairs if k]
         if (keys or throttle) and not gate.admit(run_id, keys, throttle):
             continue  # the gate keeps count of what it let through
         admitted[run_id] = (keys, row["holds"])
-        if at > now:
-            due[run_id] = at
     if not admitted:
         return []
     ids = Many(admitted)
@@ -81,26 +127,45 @@ def claim_runs(
     for run_id, (_, holds) in admitted.items():
         if holds & flow.HOLDS_START_KEY:
             tx("flow_release", run_id=run_id, prefix="--")  # debounce and batch keys end at start
-    run_rows, step_rows = tx("get_runs", ids=ids), tx("run_steps_many", ids=ids)
-    event_rows = tx("get_run_events", ids=ids)
+    loaded = _Loaded(
+        tx("get_runs", ids=ids), tx("run_steps_many", ids=ids), tx("get_run_events", ids=ids)
+    )
     # everything is sent: the results are read now, in one round trip
     leased = {r["run_id"]: (r["fence"], bool(r["cancel"])) for r in lease_rows.fetchall()}
-    runs = {row["id"]: row for row in run_rows.fetchall()}
-    steps: dict[str, list[StepRecord]] = {}
-    for row in step_rows.fetchall():
-        steps.setdefault(row["run_id"], []).append(step_from_row(row))
-    events = {r["id"]: event_from_row(r).event for r in event_rows.fetchall()}
-    claims = []
-    for run_id, (keys, holds) in admitted.items():
-        fence, cancel = leased[run_id]
-        row = runs.get(run_id)
-        if row is None:  # a job without its run cannot happen; drop it defensively
-            tx("delete_job", run_id=run_id)
-            continue
-        run = run_from_row(row, steps.get(run_id, []))
-        lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
-        its_events = [events[i] for i in run.event_ids if i in events]
-        claims.append(
-            Claim(lease, run, its_events, cancel, due.get(run_id), taken_over=run_id in taken)
-        )
-    return claims
+    return loaded.claims(tx, owner, admitted, leased, _due(rows, now), _taken(rows, owner))
+
+
+class _Loaded:
+    """The runs, steps and events of a claim's leases, asked for: read by `claims`."""
+
+    def __init__(self, runs: Cursor, steps: Cursor, events: Cursor) -> None:
+        self.runs, self.steps, self.events = runs, steps, events
+
+    def claims(
+        self,
+        tx: Tx,
+        owner: str,
+        admitted: dict[str, tuple[list[tuple[str, int]], int]],
+        leased: dict[str, tuple[int, bool]],
+        due: dict[str, float],
+        taken: set[str],
+    ) -> list[Claim]:
+        runs = {row["id"]: row for row in self.runs.fetchall()}
+        steps: dict[str, list[StepRecord]] = {}
+        for row in self.steps.fetchall():
+            steps.setdefault(row["run_id"], []).append(step_from_row(row))
+        events = {r["id"]: event_from_row(r).event for r in self.events.fetchall()}
+        claims = []
+        for run_id, (keys, holds) in admitted.items():
+            fence, cancel = leased[run_id]
+            row = runs.get(run_id)
+            if row is None:  # a job without its run cannot happen; drop it defensively
+                tx("delete_job", run_id=run_id)
+                continue
+            run = run_from_row(row, steps.get(run_id, []))
+            lease = Lease(run_id, fence, owner, tuple(k for k, _ in keys), holds)
+            its_events = [events[i] for i in run.event_ids if i in events]
+            claims.append(
+                Claim(lease, run, its_events, cancel, due.get(run_id), taken_over=run_id in taken)
+            )
+        return claims
