@@ -269,7 +269,7 @@ async def test_a_send_to_a_quiet_store_commits_inline_and_a_burst_queues(
 ) -> None:
     """A process with no worker (a web app that only sends): a send after a quiet spell
     commits on the loop's thread, and the sends of a burst after it go through the group
-    commit. Every event is durable either way."""
+    commit, as does a send of many events. Every event is durable either way."""
     counts = _count_intake_paths(monkeypatch)
     monkeypatch.setattr(sql_store, "QUIET_AFTER", 0.5)  # wide margins for a loaded machine
     app = make_app(sqlite_url)
@@ -283,6 +283,10 @@ async def test_a_send_to_a_quiet_store_commits_inline_and_a_burst_queues(
         await asyncio.sleep(0.6)
         await app.send({"name": "t/later"})
         assert counts == {"inline": 2, "queued": 20}
+        await asyncio.sleep(0.6)
+        many = [{"name": "t/many"} for _ in range(sql_store.QUIET_MAX_EVENTS + 1)]
+        await app.send(many)  # quiet, but long to commit: the writer takes it
+        assert counts == {"inline": 2, "queued": 21}
     finally:
         await app.close()
     path = sqlite_url[len("sqlite:///") :]

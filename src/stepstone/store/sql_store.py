@@ -41,8 +41,11 @@ T = TypeVar("T")
 # A send to a store whose writes have been quiet this long commits inline (on the event
 # loop's thread, as a lone run's checkpoints do): the process is idle enough that the
 # loop's wait for one commit holds nothing up, and there is no other write to group-commit
-# with. A busier process writes more often than this, and its sends queue as before.
+# with. A busier process writes more often than this, and its sends queue as before; so
+# does a send of many events, whose commit would hold the loop for longer, and which the
+# hop to the writer costs little next to its own statements.
 QUIET_AFTER = 0.005
+QUIET_MAX_EVENTS = 16
 
 
 class SqlStore(Store, abc.ABC):
@@ -100,7 +103,8 @@ class SqlStore(Store, abc.ABC):
             ingest(tx, events, report, want_new=True, handoff=handoff)
             return report
 
-        if (handoff is not None and handoff.idle and handoff.takes_any(events)) or self._quiet():
+        quiet = len(events) <= QUIET_MAX_EVENTS and self._quiet()
+        if (handoff is not None and handoff.idle and handoff.takes_any(events)) or quiet:
             # the sender's worker is idle and takes the run, or the process writes nothing
             # else: nothing waits for the loop, and nothing may group-commit with it but
             # another send
