@@ -4,6 +4,7 @@ not after its poll interval (it watches SQLite's data_version)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -136,3 +137,41 @@ async def test_a_commits_many_writes_wake_the_wait_once(tmp_path: Path) -> None:
     # loaded machine, whose writes come slower); listening throughout, each of the 240
     # writes could wake the loop (236 did)
     assert 1 <= notices <= 3 * bursts, notices
+
+
+async def test_after_a_notice_the_probe_is_asked_more_often_than_asyncios_timers_allow(
+    tmp_path: Path,
+) -> None:
+    """A commit is visible a fraction of a millisecond after its WAL write (the fsync);
+    asyncio's timers cannot wait less than a millisecond, so the follow-ups after a
+    notice are timed by a thread: asked every FOLLOW_UP seconds, on the event loop."""
+    path = tmp_path / "db-wal"
+    path.write_bytes(b"")
+    watch = watch_writes(str(path))
+    assert watch is not None, "inotify is available on the CI machine"
+    asked: list[float] = []
+    threads: set[int] = set()
+
+    def probe() -> bool:  # visible after the notice's probe and 20 follow-ups
+        asked.append(time.perf_counter())
+        threads.add(threading.get_ident())
+        return len(asked) > 22
+
+    def write_soon() -> None:
+        time.sleep(0.05)  # the wait is listening by then
+        with open(path, "ab", buffering=0) as wal:
+            wal.write(b"x" * 64)
+
+    writer = threading.Thread(target=write_soon)
+    writer.start()
+    wake = asyncio.Event()
+    try:
+        await wait_for_change(wake, probe, watch, change_poll=5.0, timeout=10.0, busy=lambda: False)
+    finally:
+        writer.join()
+        watch.close()
+    assert wake.is_set() and len(asked) == 23
+    assert threads == {threading.get_ident()}  # the probe runs on the loop's thread only
+    follow_ups = [b - a for a, b in itertools.pairwise(asked[1:])]  # [0]: the wait's start
+    # asyncio's timers: at least 1 ms apart each; the median hides a busy machine's hiccups
+    assert sorted(follow_ups)[len(follow_ups) // 2] < 0.0009, follow_ups

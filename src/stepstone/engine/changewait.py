@@ -3,7 +3,9 @@
 A timer asks the store's probe every `change_poll` seconds. Where the store can watch
 its files (store/filewatch.py), a write wakes the wait at once; the commit becomes
 visible only after the write's fsync, so the probe is then asked every FOLLOW_UP seconds
-a few times.
+a few times. Those follow-ups are timed by a thread: asyncio's timers wait a whole
+millisecond at least (epoll takes its timeout in milliseconds, rounded up), several
+times a fsync here.
 
 One notice is all a wait needs from the watch: a commit writes its WAL file many times
 (a header and a page per frame), and each write, noticed, would wake the event loop for
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 
 from ..store.filewatch import FileWatch
@@ -64,6 +67,7 @@ class _Wait:
         self.change_poll, self.busy = change_poll, busy
         self.handle: asyncio.TimerHandle | None = None
         self.follow_ups = 0
+        self.ticker: _Ticker | None = None  # the follow-ups after a notice, while they last
         self.listening = False
 
     def listen(self) -> None:
@@ -85,11 +89,19 @@ class _Wait:
         if self.probe():
             self.wake.set()
             return
-        if self.follow_ups:
-            self.follow_ups -= 1
-            self.handle = self.loop.call_later(FOLLOW_UP, self.check)
-        else:
-            self.handle = self.loop.call_later(self.change_poll, self.check)
+        self.handle = self.loop.call_later(self.change_poll, self.check)
+
+    def follow_up(self) -> None:
+        """A tick of the ticker (on the loop)."""
+        if self.ticker is None:
+            return  # stopped since the tick was sent
+        self.follow_ups -= 1
+        if self.probe():
+            self._stop_ticker()
+            self.wake.set()
+        elif self.follow_ups <= 0:
+            self._stop_ticker()
+            self.check()  # listening again, and the timer
 
     def written(self) -> None:
         assert self.watch is not None
@@ -100,10 +112,40 @@ class _Wait:
             return
         if self.handle is not None:
             self.handle.cancel()
+            self.handle = None
+        if self.probe():
+            self.wake.set()
+            return
+        self._stop_ticker()
         self.follow_ups = FOLLOW_UPS
-        self.check()
+        self.ticker = _Ticker(self.loop, self.follow_up, FOLLOW_UPS)
+        self.ticker.start()
+
+    def _stop_ticker(self) -> None:
+        ticker, self.ticker = self.ticker, None
+        if ticker is not None:
+            ticker.stopped.set()
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
+        self._stop_ticker()
         self.deaf()
+
+
+class _Ticker(threading.Thread):
+    """Calls `tick` on the loop every FOLLOW_UP seconds, `count` times, until stopped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick: Callable[[], None], count: int):
+        super().__init__(name="stepstone-follow-up", daemon=True)
+        self.loop, self.tick, self.count = loop, tick, count
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        for _ in range(self.count):
+            if self.stopped.wait(FOLLOW_UP):
+                return
+            try:
+                self.loop.call_soon_threadsafe(self.tick)
+            except RuntimeError:
+                return  # the loop has closed
