@@ -44,7 +44,7 @@ SELECT id, function_id, status, attempt, event_ids, output, error, created_at, s
 FROM runs WHERE id IN (
     SELECT run_id FROM jobs
     WHERE available_at = :until AND owner = :owner
-        AND xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text
+        AND xmin::text = (txid_current() % 4294967296)::text
 );
 
 
@@ -54,7 +54,7 @@ SELECT run_id, id, hashed_id, status, attempts, output, error, started_at, ended
 FROM steps WHERE run_id IN (
     SELECT run_id FROM jobs
     WHERE available_at = :until AND owner = :owner
-        AND xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text
+        AND xmin::text = (txid_current() % 4294967296)::text
 )
 ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
@@ -65,6 +65,6 @@ WHERE id IN (
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id IN (
         SELECT run_id FROM jobs
         WHERE available_at = :until AND owner = :owner
-            AND xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text
+            AND xmin::text = (txid_current() % 4294967296)::text
     )
 );
