@@ -84,12 +84,13 @@ def claim_runs_at_once(
         tx("claimed_events", until=until, owner=owner),
     )
     rows = found.fetchall()
-    leased = {r["run_id"]: (r["fence"], bool(r["cancel"])) for r in rows if r["fence"] is not None}
-    plain: dict[str, tuple[list[tuple[str, int]], int]] = {
-        r["run_id"]: ([], r["holds"]) for r in rows if r["fence"] is not None
-    }
-    claims = loaded.claims(tx, owner, plain, leased, _due(rows, now), _taken(rows, owner))
+    plain = [row for row in rows if row["fence"] is not None]  # leased by claim_at_once
     gated = [row for row in rows if row["fence"] is None]
+    leased = {row["run_id"]: (row["fence"], bool(row["cancel"])) for row in plain}
+    no_keys: dict[str, tuple[list[tuple[str, int]], int]] = {
+        row["run_id"]: ([], row["holds"]) for row in plain
+    }
+    claims = loaded.claims(tx, owner, no_keys, leased, _due(plain, now), _taken(plain, owner))
     return claims + (_gate_and_lease(tx, owner, gated, now, lease_for) if gated else [])
 
 
