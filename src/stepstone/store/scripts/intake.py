@@ -233,13 +233,18 @@ class WaitsByName:
     def __init__(self, tx: Tx, names: Iterable[str]) -> None:
         self._tx = tx
         self._names = list(names)
-        self._asked: Cursor | None = tx("waits_of_names", names=Many(self._names))
+        self._asked: Cursor | None = self._ask()
         self._read: dict[str, tuple[list[Wait], list[str]]] = {}
         self.gone: set[tuple[str, str]] = set()  # (run_id, hashed_id) resolved since
 
+    def _ask(self) -> Cursor:
+        if len(self._names) == 1:  # one name: a plan the server keeps (see the query)
+            return self._tx("waits_of_name", name=self._names[0])
+        return self._tx("waits_of_names", names=Many(self._names))
+
     def get(self, name: str) -> tuple[list[Wait], list[str]]:
         if self._asked is None:  # forgotten: asked again
-            self._asked = self._tx("waits_of_names", names=Many(self._names))
+            self._asked = self._ask()
         if not self._read:
             self._read = {each: ([], []) for each in self._names}
             for row in self._asked.fetchall():

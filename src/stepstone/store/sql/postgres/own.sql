@@ -60,11 +60,12 @@ ORDER BY run_id, started_at NULLS FIRST, ended_at NULLS FIRST;
 
 
 -- name: claimed_events
+-- = ANY of an array, not IN: see the top of queries.sql.
 SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id IN (
         SELECT run_id FROM jobs
         WHERE available_at = :until AND owner = :owner
             AND xmin::text = (txid_current() % 4294967296)::text
     )
-);
+));

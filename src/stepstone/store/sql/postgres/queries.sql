@@ -1,6 +1,14 @@
 -- PostgreSQL overrides of ../queries.sql: row locks where several workers race, and
 -- casts where PostgreSQL cannot infer a parameter's type (`:x IS NULL` with a NULL). Each
 -- takes the same parameters as the query it overrides.
+--
+-- JSON rows joined to a table are read as `unnest(ARRAY(SELECT json_array_elements(..)))`,
+-- not `json_array_elements(..)` alone: the planner takes a set-returning function for 100
+-- rows, and 100 index probes cost more than a scan of a table of some thousands of rows,
+-- so a batch of a dozen run ends scanned all of `steps` (4 ms at 30,000 steps, growing
+-- with the table until the probes win). unnest of an array that is not a constant counts
+-- as 10 rows, which keeps the index. Lists of ids are compared with `= ANY(ARRAY(..))`
+-- for the same reason. tests/test_postgres_plans.py holds every statement to it.
 
 -- name: claim_due
 -- As in ../queries.sql, each branch locking what it hands out; the executor pulls rows
@@ -34,10 +42,11 @@ INSERT INTO history (run_id, at, kind, data)
 SELECT run_id, :now, 'started', :data FROM jobs WHERE run_id = ANY(:ids::text[]) AND cancel = 0;
 
 -- name: get_run_events
+-- = ANY of an array, not IN: see the top of this file.
 SELECT id, name, data, ts, user_data, v, received_at, meta, trace, tracestate FROM events
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT json_array_elements_text(event_ids::json) FROM runs WHERE id = ANY(:ids::text[])
-);
+));
 
 -- name: end_due_sleeps
 UPDATE steps SET status = 'completed', output = 'null', ended_at = GREATEST(wake_at, :now)
@@ -96,7 +105,7 @@ UPDATE jobs SET available_at = :until
 WHERE run_id IN (
     SELECT run_id FROM jobs
     WHERE owner IS NOT NULL AND (run_id, fence) IN (
-        SELECT r->>0, (r->>1)::integer FROM json_array_elements(:leases::json) AS r
+        SELECT r->>0, (r->>1)::integer FROM unnest(ARRAY(SELECT json_array_elements(:leases::json))) AS r
     )
     FOR UPDATE SKIP LOCKED
 )
@@ -105,7 +114,7 @@ RETURNING run_id, cancel;
 -- name: leases_held
 SELECT run_id FROM jobs
 WHERE owner IS NOT NULL AND (run_id, fence) IN (
-    SELECT r->>0, (r->>1)::integer FROM json_array_elements(:leases::json) AS r
+    SELECT r->>0, (r->>1)::integer FROM unnest(ARRAY(SELECT json_array_elements(:leases::json))) AS r
 );
 
 -- name: lock_key
@@ -140,7 +149,7 @@ INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error,
 SELECT j.run_id, r->>2, r->>3, r->>4, r->>5, (r->>6)::integer, r->>7, r->>8,
        (r->>9)::double precision, (r->>10)::double precision, (r->>11)::double precision,
        r->>12, (r->>13)::integer
-FROM json_array_elements(:rows::json) AS r
+FROM unnest(ARRAY(SELECT json_array_elements(:rows::json))) AS r
 JOIN jobs AS j ON j.run_id = r->>0 AND j.fence = (r->>1)::integer
 FOR SHARE OF j
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
@@ -151,20 +160,20 @@ RETURNING run_id, hashed_id;
 
 -- name: end_jobs
 DELETE FROM jobs WHERE (run_id, fence) IN (
-    SELECT r->>0, (r->>1)::integer FROM json_array_elements(:leases::json) AS r
+    SELECT r->>0, (r->>1)::integer FROM unnest(ARRAY(SELECT json_array_elements(:leases::json))) AS r
 )
 RETURNING run_id;
 
 -- name: finish_runs
 UPDATE runs SET status = r->>1, output = r->>2, error = r->>3,
     ended_at = (r->>4)::double precision
-FROM json_array_elements(:rows::json) AS r
+FROM unnest(ARRAY(SELECT json_array_elements(:rows::json))) AS r
 WHERE runs.id = r->>0
 RETURNING runs.id, runs.parent_run_id, runs.parent_step;
 
 -- name: close_open_steps_many
 UPDATE steps SET status = 'cancelled', ended_at = (r->>1)::double precision
-FROM json_array_elements(:rows::json) AS r
+FROM unnest(ARRAY(SELECT json_array_elements(:rows::json))) AS r
 WHERE steps.run_id = r->>0 AND steps.status IN ('sleeping', 'waiting', 'invoking', 'retrying');
 
 -- name: delete_waits_many
@@ -219,7 +228,7 @@ UPDATE jobs SET owner = NULL, wake = 0,
     available_at = CASE WHEN jobs.wake = 1 THEN :woken_at ELSE l.at END
 FROM (
     SELECT r->>0 AS run_id, (r->>1)::integer AS fence, (r->>2)::double precision AS at
-    FROM json_array_elements(:rows::json) AS r
+    FROM unnest(ARRAY(SELECT json_array_elements(:rows::json))) AS r
 ) AS l
 WHERE jobs.owner IS NOT NULL AND jobs.run_id = l.run_id AND jobs.fence = l.fence
 RETURNING jobs.run_id;
