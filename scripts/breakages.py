@@ -143,10 +143,11 @@ BREAKAGES = [
                 POSTGRES_SQL,
                 "    WHERE owner IS NOT NULL AND (run_id, fence) IN (\n"
                 "        SELECT r->>0, (r->>1)::integer"
-                " FROM json_array_elements(:leases::json) AS r\n"
+                " FROM unnest(ARRAY(SELECT json_array_elements(:leases::json))) AS r\n"
                 "    )\n    FOR UPDATE SKIP LOCKED",
                 "    WHERE owner IS NOT NULL AND run_id IN (\n"
-                "        SELECT r->>0 FROM json_array_elements(:leases::json) AS r\n"
+                "        SELECT r->>0 FROM unnest(ARRAY(SELECT json_array_elements(:leases::json)))"
+                " AS r\n"
                 "    )\n    FOR UPDATE SKIP LOCKED",
             ),
         ),
