@@ -78,7 +78,7 @@ def _fill(url: str) -> None:
         conn.execute("ANALYZE events, runs, run_events, jobs, waits, history")
 
 
-def _explain_everything(cluster: PostgresCluster, url: str) -> str:
+def _explain_everything(cluster: PostgresCluster, url: str) -> None:
     """Has every new session of `url`'s database log each statement's plan."""
     name = url.split("@/", 1)[1].split("?", 1)[0]
     with cluster.admin() as conn:
@@ -89,7 +89,6 @@ def _explain_everything(cluster: PostgresCluster, url: str) -> str:
             ("auto_explain.log_nested_statements", "on"),
         ):
             conn.execute(f"ALTER DATABASE \"{name}\" SET {setting} = '{value}'".encode())
-    return name
 
 
 def _workload_app(url: str) -> stepstone.App:

@@ -8,7 +8,7 @@
 -- so a batch of a dozen run ends scanned all of `steps` (4 ms at 30,000 steps, growing
 -- with the table until the probes win). unnest of an array that is not a constant counts
 -- as 10 rows, which keeps the index. Lists of ids are compared with `= ANY(ARRAY(..))`
--- for the same reason. tests/test_postgres_plans.py holds every statement to it.
+-- for the same reason. tests/test_postgres_plans.py holds a worker's statements to it.
 
 -- name: claim_due
 -- As in ../queries.sql, each branch locking what it hands out; the executor pulls rows
