@@ -44,6 +44,11 @@ sqlite3.register_adapter(Many, json.dumps)
 T = TypeVar("T")
 log = logging.getLogger("stepstone.store")
 READER_CACHE_KIB = 512
+# the writer's page cache: SQLite's default is 2 MiB. Its statements touch the pages of
+# the rows they write and the indexes above them, and a page it misses is a read from the
+# OS's cache of the file; half the default took ~1 MB off a worker's memory once its
+# database had grown (bench/FINDINGS.md, "worker memory after a burst")
+WRITER_CACHE_KIB = 1024
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
 UNSURE_EVERY = 0.05  # seconds: see change_probe
@@ -153,7 +158,11 @@ class SQLiteStore(SqlStore):
             watch.close()
         self._ready.clear()
 
-    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
+    def _connect(
+        self, *, readonly: bool = False, cache_kib: int | None = None
+    ) -> sqlite3.Connection:
+        """A connection to the file; `cache_kib`: its page cache (readers: READER_CACHE_KIB,
+        else SQLite's default)."""
         conn = sqlite3.connect(
             self.path or ":memory:",
             isolation_level=None,
@@ -173,7 +182,9 @@ class SQLiteStore(SqlStore):
             # reads are point lookups and short pages of runs: a small cache is enough
             # (the OS caches the file), where SQLite's default of 2 MiB per connection
             # grew every process's memory by up to 4 MiB as the database grew
-            conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
+            cache_kib = READER_CACHE_KIB
+        if cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -205,7 +216,7 @@ class SQLiteStore(SqlStore):
     # -- the writer thread ------------------------------------------------------------------
     def _writer_main(self) -> None:
         try:
-            conn = self._connect()
+            conn = self._connect(cache_kib=WRITER_CACHE_KIB)
             self._migrate(conn)
         except BaseException as exc:
             self._open_error = exc
@@ -306,7 +317,7 @@ class SQLiteStore(SqlStore):
         if self.path is None:
             return conn, tx  # a new connection to :memory: would be a new, empty database
         try:
-            fresh = self._connect()
+            fresh = self._connect(cache_kib=WRITER_CACHE_KIB)
         except sqlite3.Error:
             return conn, tx
         with contextlib.suppress(sqlite3.Error):
