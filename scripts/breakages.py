@@ -35,6 +35,7 @@ TESTS = [
     "tests/test_postgres_scale.py::test_a_paused_worker_cannot_write_for_runs_it_lost",
     "tests/test_postgres_scale.py::test_workers_survive_a_database_restart",
     "tests/test_store_contract.py::test_renew_extends_live_leases_and_reports_lost_ones",
+    "tests/test_store_contract.py::test_a_refused_write_among_concurrent_ones_undoes_nothing_else",
 ]
 
 
@@ -123,6 +124,17 @@ BREAKAGES = [
                 "src/stepstone/store/merges.py",
                 "if end.lease.run_id not in ended:\n",
                 "if end.lease.run_id not in ended and False:\n",
+            ),
+        ),
+    ),
+    Breakage(
+        "merged-saves-lost-lease",
+        "steps checkpointed together in one statement are not checked against their leases",
+        (
+            (
+                "src/stepstone/store/merges.py",
+                "if cursor.rowcount != expected:\n",
+                "if cursor.rowcount != expected and False:\n",
             ),
         ),
     ),

@@ -8,7 +8,6 @@ hands a checkpoint op to the engine.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -21,6 +20,7 @@ from .clock import Clock
 from .errors import InvalidStepIdError, LeaseLostError, LimitExceededError, NestedStepError
 from .function import FunctionDef
 from .ids import MAX_STEP_ID, StepIdCounter
+from .jsontext import compact_encoder
 from .limits import Limits
 from .records import Event, HistoryEntry, StepRecord, StepStatus, step_label
 from .retry import Backoff
@@ -29,6 +29,7 @@ from .step import running_step
 from .stepcall import StepCall
 
 log = logging.getLogger("stepstone.executor")
+_compact = compact_encoder()  # the state as saved: compact JSON
 
 Emit = Callable[[ops.Checkpoint], Awaitable[Any]]
 
@@ -140,8 +141,8 @@ class InvocationState:
         """The run's saved state so far: its events and step outputs, serialized."""
         if self._state_size is None:
             data = self._data
-            self._state_size = sum(size_of(json.dumps(e.to_dict())) for e in data.events) + sum(
-                size_of(json.dumps(s.output)) for s in data.steps if s.output is not None
+            self._state_size = sum(size_of(_compact(e.to_dict())) for e in data.events) + sum(
+                size_of(_compact(s.output)) for s in data.steps if s.output is not None
             )
         return self._state_size
 

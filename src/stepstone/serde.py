@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from .errors import SerializationError
+from .jsontext import compact_encoder
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -69,10 +70,8 @@ def _find_unserializable(value: Any, path: str) -> None:
         _find_unserializable(stand_in, path)
 
 
-# one encoder for every value: json.dumps with options builds a new one on each call
-_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
-)
+# one encoder for every value (jsontext.py says why)
+_encode = compact_encoder(ensure_ascii=False, allow_nan=False, default=_default)
 # values that JSON gives back as they went in: a step returning one is handed it as is
 PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
 
@@ -80,7 +79,7 @@ PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialize to compact JSON, or raise SerializationError naming `what` and the type."""
     try:
-        return _ENCODER.encode(value)
+        return _encode(value)
     except (TypeError, ValueError, RecursionError):
         pass  # the slow walk below finds where the offending value is
     try:

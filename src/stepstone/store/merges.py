@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .base import Lease
 from .scripts.checkpoints import StepSave
 from .scripts.intake import ingest
 from .scripts.run_end import RunEnd
-from .tx import Deferred, Many, Tx, lease_lost, to_json
+from .tx import Cursor, Deferred, Many, Tx, lease_lost, to_json
 
 
 def merge_writes(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:
@@ -30,15 +31,21 @@ def merge_step_saves(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]
             saves.setdefault((each.lease.run_id, each.step.hashed_id), (n, each))
     if len(saves) < 2:
         return {}
-    cursor = tx("save_steps_fenced", rows=to_json([save.step_row() for _, save in saves.values()]))
-    found: list[set[tuple[str, str]]] = []
+    items = list(saves.values())
+    cursor = tx("save_steps_fenced", rows=to_json([save.step_row() for _, save in items]))
+    # each row is counted once, inserted or updated: one short, and some lease was lost.
+    # Which one is not asked (it would take a row back per step): any check then fails,
+    # and the dialect runs each save alone, which tells each its own outcome
+    outcome = Deferred(_all_written(cursor, len(items), items[0][1].lease))
+    return {n: outcome for n, _ in items}
 
-    def written() -> set[tuple[str, str]]:
-        if not found:
-            found.append({(row["run_id"], row["hashed_id"]) for row in cursor.fetchall()})
-        return found[0]
 
-    return {n: save.check(written) for n, save in saves.values()}
+def _all_written(cursor: Cursor, expected: int, lease: Lease) -> Callable[[], None]:
+    def check() -> None:
+        if cursor.rowcount != expected:
+            lease_lost(lease)
+
+    return check
 
 
 def merge_run_ends(tx: Tx, scripts: Sequence[Any]) -> dict[int, Deferred[None]]:

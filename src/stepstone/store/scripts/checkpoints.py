@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ...records import StepRecord
@@ -38,15 +38,6 @@ class StepSave:
         """run_id, fence, then the columns save_step_fenced takes after the run id."""
         columns = step_columns(self.step, self.output_json)
         return [self.lease.run_id, self.lease.fence, *columns.values()]
-
-    def check(self, written: Callable[[], set[tuple[str, str]]]) -> Deferred[None]:
-        """This save's outcome, given the (run_id, hashed_id) pairs a merged write wrote."""
-
-        def check() -> None:
-            if (self.lease.run_id, self.step.hashed_id) not in written():
-                lease_lost(self.lease)
-
-        return Deferred(check)
 
 
 class SaveWithEvents:

@@ -211,7 +211,7 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 -- name: save_steps_fenced
 -- Many lone step checkpoints in one statement (merges.py): JSON rows (run_id, fence, then
 -- the columns of save_step_fenced after the run id), each written only under its own
--- lease; returns the steps written. `WHERE true`: see insert_events.
+-- lease: the rows changed count those written. `WHERE true`: see insert_events.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
                    ended_at, wake_at, detail, occurrence)
 SELECT j.run_id, json_extract(r.value, '$[2]'), json_extract(r.value, '$[3]'),
@@ -227,8 +227,7 @@ WHERE true
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
-    wake_at = excluded.wake_at, detail = excluded.detail
-RETURNING run_id, hashed_id;
+    wake_at = excluded.wake_at, detail = excluded.detail;
 
 -- name: expire_step
 UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :ended_at

@@ -143,7 +143,8 @@ ON CONFLICT (run_id, hashed_id) DO UPDATE SET
 
 -- name: save_steps_fenced
 -- Many lone step checkpoints in one statement: JSON rows (run_id, fence, then the columns
--- of save_step_fenced after the run id), each written only under its own lease.
+-- of save_step_fenced after the run id), each written only under its own lease: the rows
+-- changed count those written.
 INSERT INTO steps (run_id, hashed_id, id, kind, status, attempts, output, error, started_at,
                    ended_at, wake_at, detail, occurrence)
 SELECT j.run_id, r->>2, r->>3, r->>4, r->>5, (r->>6)::integer, r->>7, r->>8,
@@ -155,8 +156,7 @@ FOR SHARE OF j
 ON CONFLICT (run_id, hashed_id) DO UPDATE SET
     status = excluded.status, attempts = excluded.attempts, output = excluded.output,
     error = excluded.error, started_at = excluded.started_at, ended_at = excluded.ended_at,
-    wake_at = excluded.wake_at, detail = excluded.detail
-RETURNING run_id, hashed_id;
+    wake_at = excluded.wake_at, detail = excluded.detail;
 
 -- name: end_jobs
 DELETE FROM jobs WHERE (run_id, fence) IN (
