@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from stepstone.errors import ConfigError, SerializationError
 from stepstone.executor import Invocation, InvocationInput
 from stepstone.function import build_function
 from stepstone.ids import encode_ulid, hash_step_id
+from stepstone.jsontext import compact_encoder
 from stepstone.limits import Limits
 from stepstone.records import Event, RunStatus, StepRecord, StepStatus
 from stepstone.retry import DEFAULT_SCHEDULE, MAX_JITTER, decide_retry, default_backoff
@@ -94,6 +96,36 @@ def test_an_unserializable_value_names_what_and_the_type() -> None:
     with pytest.raises(SerializationError, match=r"step 'load'.*(set|object)") as info:
         dumps({"ok": [1, {2, 3}]}, what="step 'load'")
     assert "set" in str(info.value)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES, st.booleans())
+def test_the_compact_encoder_writes_what_json_dumps_writes(value: Any, ascii_only: bool) -> None:
+    encode = compact_encoder(ensure_ascii=ascii_only)
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only)
+    assert encode(value) == expected
+    assert encode([value, value]) == f"[{expected},{expected}]"  # no state left between calls
+
+
+def test_the_compact_encoder_refuses_what_json_dumps_refuses() -> None:
+    strict = compact_encoder(allow_nan=False)
+    with pytest.raises(ValueError):
+        strict({"x": float("nan")})
+    with pytest.raises(TypeError):
+        compact_encoder()({"x": object()})
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(RecursionError):  # no circular check: a cycle is too deep to write
+        compact_encoder()(loop)
+    assert compact_encoder()({"x": 1}) == '{"x":1}'  # and the encoder still works after
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        dumps(loop)
 
 
 # -- the executor against a fake host --------------------------------------------------------
