@@ -111,9 +111,9 @@ async def test_an_inline_commit_is_fenced(shared_database_url: str) -> None:
 
 
 async def test_reads_keep_a_small_page_cache(sqlite_url: str) -> None:
-    """Every connection caps SQLite's page cache, so a process's memory does not grow with
-    the database through them: readers at 512 KiB, the writer at 1 MiB (half the
-    default)."""
+    """Reader connections and the writer cap SQLite's page cache, so a process's memory
+    does not grow with the database through them: readers at 512 KiB, the writer at
+    1 MiB (half the default)."""
     store = SQLiteStore(sqlite_url[len("sqlite:///") :])
     await store.open()
     try:
