@@ -20,7 +20,7 @@ from .clock import Clock
 from .errors import InvalidStepIdError, LeaseLostError, LimitExceededError, NestedStepError
 from .function import FunctionDef
 from .ids import MAX_STEP_ID, StepIdCounter
-from .jsontext import compact_encoder
+from .jsontext import compact
 from .limits import Limits
 from .records import Event, HistoryEntry, StepRecord, StepStatus, step_label
 from .retry import Backoff
@@ -29,7 +29,6 @@ from .step import running_step
 from .stepcall import StepCall
 
 log = logging.getLogger("stepstone.executor")
-_compact = compact_encoder()  # the state as saved: compact JSON
 
 Emit = Callable[[ops.Checkpoint], Awaitable[Any]]
 
@@ -141,8 +140,8 @@ class InvocationState:
         """The run's saved state so far: its events and step outputs, serialized."""
         if self._state_size is None:
             data = self._data
-            self._state_size = sum(size_of(_compact(e.to_dict())) for e in data.events) + sum(
-                size_of(_compact(s.output)) for s in data.steps if s.output is not None
+            self._state_size = sum(size_of(compact(e.to_dict())) for e in data.events) + sum(
+                size_of(compact(s.output)) for s in data.steps if s.output is not None
             )
         return self._state_size
 

@@ -48,3 +48,8 @@ def compact_encoder(
         return "".join(chunks(value, 0))
 
     return encode
+
+
+# json.dumps's defaults (ASCII only, NaN allowed), compact: the stores' JSON columns and
+# the size of a run's saved state
+compact = compact_encoder()

@@ -35,6 +35,7 @@ from .scripts.checkpoints import StepSave
 from .scripts.claim import ClaimScript
 from .scripts.run_end import RunEnd
 from .sql_store import SqlStore
+from .sqlite_probe import data_version_probe
 from .sqlite_space import give_space_back
 from .tx import Many, Tx, checking_params, resolved
 
@@ -52,7 +53,6 @@ READER_CACHE_KIB = 512
 WRITER_CACHE_KIB = 1024
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 MAX_BATCH = 512
-UNSURE_EVERY = 0.05  # seconds: see change_probe
 
 
 def _split_statements(script: str) -> list[str]:
@@ -343,13 +343,8 @@ class SQLiteStore(SqlStore):
         return run if self._params is None else checking_params(run, self._params)
 
     def change_probe(self) -> Callable[[], bool] | None:
-        """`PRAGMA data_version` on a connection of the caller's changes when any other
-        connection commits changes, this process's writer included; reading it touches only
-        the WAL index in shared memory (a few microseconds), so it may run on the event loop.
-        A change is reported at once when this process's writer changed no row meanwhile;
-        one that came with our own commits may hide a foreign one, so it is reported too,
-        but at most every UNSURE_EVERY seconds: the worker's own checkpoints cost a few
-        extra claims per second, and no foreign commit waits for the regular poll."""
+        """Whether another process committed since last asked (sqlite_probe.py), on a
+        read-only connection of the probe's own."""
         if not self.path:
             return None
         conn = sqlite3.connect(
@@ -357,36 +352,7 @@ class SQLiteStore(SqlStore):
         )
         conn.execute("PRAGMA query_only=1")
         self._probes.append(conn)
-
-        def version() -> object:
-            try:
-                return conn.execute("PRAGMA data_version").fetchone()[0]
-            except sqlite3.Error:
-                return None
-
-        last = [self._own_changes, version()]
-        # a change that came with one of ours may hide a foreign commit: it is reported
-        # too, but at most every UNSURE_EVERY seconds, so a busy worker's own checkpoints
-        # cost a handful of extra claims per second and a foreign commit is never missed
-        unsure: list[float | None] = [None]  # when an unreported unsure change was seen
-
-        def probe() -> bool:
-            commits = self._own_changes  # read before the version: a race errs towards True
-            current = version()
-            changed, ours = current != last[1], commits != last[0]
-            last[0], last[1] = commits, current
-            if changed and not ours:
-                unsure[0] = None
-                return True
-            now = time.monotonic()
-            if changed and unsure[0] is None:
-                unsure[0] = now
-            if unsure[0] is not None and now - unsure[0] >= UNSURE_EVERY:
-                unsure[0] = None
-                return True
-            return False
-
-        return probe
+        return data_version_probe(conn, lambda: self._own_changes)
 
     def change_watch(self) -> FileWatch | None:
         """Writes to the WAL file: every commit, by any process, writes it first (it exists

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from ..errors import LeaseLostError
-from ..jsontext import compact_encoder
+from ..jsontext import compact
 from ..records import HistoryEntry
 from .base import (
     Lease,
@@ -72,11 +72,8 @@ def resolved(value: Deferred[T] | T) -> T:
     return value.resolve() if isinstance(value, Deferred) else value
 
 
-_compact = compact_encoder()  # json.dumps's defaults (ASCII, NaN allowed), compact
-
-
 def to_json(value: Any) -> str | None:
-    return None if value is None else _compact(value)
+    return None if value is None else compact(value)
 
 
 def from_json(text: str | None) -> Any:
